@@ -1,0 +1,392 @@
+//! Configuration: environment variables (and a `.env` file, read by `main`)
+//! plus an optional regions file, checked once at start.
+//!
+//! Variable names are the seed system's (`MONGO_URI`, `REDIS_HOST`,
+//! `KAFKA_BOOTSTRAP_SERVER`, `FASTAPI_PORT`, ...) so its operators' `.env`
+//! files keep working. Any bad value stops the process with one line naming
+//! the variable.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::domain::{NodeId, Region, RegionMap, ZipRange};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bind: SocketAddr,
+    pub regions: RegionMap,
+    pub mongo: MongoConfig,
+    pub redis_url: String,
+    pub kafka: KafkaConfig,
+    pub replay: ReplayConfig,
+    /// How often the whole `node_statuses` hash is re-read, as a safety net
+    /// behind the change notifications.
+    pub status_resync: Duration,
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone)]
+pub struct MongoConfig {
+    /// The MongoDB URI of every node (its own `MONGO_URI_<NODE>` or `MONGO_URI`).
+    pub uris: HashMap<NodeId, String>,
+    /// Bound on one MongoDB operation (server selection, connect, the command
+    /// itself): a frozen node must turn into a queued write, not a hung request.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    pub bootstrap: String,
+    pub topic_prefix: String,
+    /// How long a hint may wait for the broker's acknowledgement before the
+    /// write is answered 503.
+    pub timeout: Duration,
+    pub partitions: i32,
+    pub replication_factor: i32,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReplayConfig {
+    /// Hints applied per MongoDB command and per offset commit.
+    pub batch_size: usize,
+    /// Pause between batches, so a node that just came back is not flooded
+    /// (Cassandra's hinted-handoff throttle). Zero by default.
+    pub throttle: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A configuration problem: one line, naming the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads variables through `get`, so tests need not touch the process
+    /// environment. Empty values count as unset.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let var = |name: &str| {
+            get(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+
+        let regions = match var("REGIONS_FILE") {
+            Some(path) => load_regions_file(Path::new(&path))
+                .map_err(|e| ConfigError(format!("REGIONS_FILE ({path}): {e}")))?,
+            None => RegionMap::default_regions(),
+        };
+
+        let port = match (var("PORT"), var("FASTAPI_PORT")) {
+            (Some(p), _) => parse_port("PORT", &p)?,
+            (None, Some(p)) => parse_port("FASTAPI_PORT", &p)?,
+            (None, None) => 8000,
+        };
+        let address: IpAddr = var("BIND_ADDRESS")
+            .unwrap_or_else(|| "127.0.0.1".into())
+            .parse()
+            .map_err(|_| {
+                ConfigError("BIND_ADDRESS: must be an IP address such as 0.0.0.0".into())
+            })?;
+
+        let default_mongo = var("MONGO_URI").unwrap_or_else(|| "mongodb://localhost:27017".into());
+        check_mongo_uri("MONGO_URI", &default_mongo)?;
+        let mut uris = HashMap::new();
+        for node in regions.nodes() {
+            let name = format!("MONGO_URI_{}", node.env_suffix());
+            let uri = match var(&name) {
+                Some(uri) => {
+                    check_mongo_uri(&name, &uri)?;
+                    uri
+                }
+                None => default_mongo.clone(),
+            };
+            uris.insert(node.clone(), uri);
+        }
+
+        let redis_url = match var("REDIS_URL") {
+            Some(url) => {
+                if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                    return Err(ConfigError(
+                        "REDIS_URL: must start with redis:// or rediss://".into(),
+                    ));
+                }
+                url
+            }
+            None => {
+                let host = var("REDIS_HOST").unwrap_or_else(|| "localhost".into());
+                let port = match var("REDIS_PORT") {
+                    Some(p) => parse_port("REDIS_PORT", &p)?,
+                    None => 6379,
+                };
+                format!("redis://{host}:{port}")
+            }
+        };
+
+        let bootstrap = var("KAFKA_BOOTSTRAP_SERVER").unwrap_or_else(|| "localhost:9092".into());
+        if bootstrap.split(',').any(|s| !s.trim().contains(':')) {
+            return Err(ConfigError(
+                "KAFKA_BOOTSTRAP_SERVER: must be host:port[,host:port...]".into(),
+            ));
+        }
+        let topic_prefix = var("KAFKA_TOPIC_PREFIX").unwrap_or_default();
+        if !topic_prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            return Err(ConfigError(
+                "KAFKA_TOPIC_PREFIX: only letters, digits, '.', '_' and '-' are allowed".into(),
+            ));
+        }
+
+        let number = |name: &str, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
+            match var(name) {
+                None => Ok(default),
+                Some(v) => match v.parse::<u64>() {
+                    Ok(n) if (min..=max).contains(&n) => Ok(n),
+                    _ => Err(ConfigError(format!(
+                        "{name}: must be a whole number from {min} to {max}, got {v:?}"
+                    ))),
+                },
+            }
+        };
+        let millis = |name: &str, default: u64, min: u64| {
+            number(name, default, min, 600_000).map(Duration::from_millis)
+        };
+
+        let log_format = match var("LOG_FORMAT").as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "LOG_FORMAT: must be \"text\" or \"json\", got {other:?}"
+                )));
+            }
+        };
+
+        Ok(Config {
+            bind: SocketAddr::new(address, port),
+            regions,
+            mongo: MongoConfig {
+                uris,
+                timeout: millis("MONGO_TIMEOUT_MS", 2000, 50)?,
+            },
+            redis_url,
+            kafka: KafkaConfig {
+                bootstrap,
+                topic_prefix,
+                timeout: millis("KAFKA_TIMEOUT_MS", 5000, 100)?,
+                partitions: number("KAFKA_PARTITIONS", 1, 1, 1000)? as i32,
+                replication_factor: number("KAFKA_REPLICATION_FACTOR", 1, 1, 16)? as i32,
+            },
+            replay: ReplayConfig {
+                batch_size: number("REPLAY_BATCH_SIZE", 500, 1, 100_000)? as usize,
+                throttle: millis("REPLAY_THROTTLE_MS", 0, 0)?,
+            },
+            status_resync: millis("STATUS_RESYNC_MS", 5000, 100)?,
+            log_format,
+        })
+    }
+}
+
+fn parse_port(name: &str, value: &str) -> Result<u16, ConfigError> {
+    match value.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(ConfigError(format!(
+            "{name}: must be a port number from 1 to 65535, got {value:?}"
+        ))),
+    }
+}
+
+fn check_mongo_uri(name: &str, uri: &str) -> Result<(), ConfigError> {
+    if uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://") {
+        Ok(())
+    } else {
+        Err(ConfigError(format!(
+            "{name}: must start with mongodb:// or mongodb+srv://"
+        )))
+    }
+}
+
+/// The regions file: one `[[region]]` table per region.
+///
+/// ```toml
+/// [[region]]
+/// id = "region_1"
+/// zip_min = 1000
+/// zip_max = 39999
+/// replica = "region_3"
+/// ```
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegionsFile {
+    region: Vec<RegionEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegionEntry {
+    id: String,
+    zip_min: u32,
+    zip_max: u32,
+    replica: String,
+}
+
+fn load_regions_file(path: &Path) -> Result<RegionMap, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    parse_regions(&text)
+}
+
+fn parse_regions(text: &str) -> Result<RegionMap, String> {
+    let file: RegionsFile = toml::from_str(text).map_err(|e| {
+        // toml's messages span several lines (with a source excerpt); the
+        // contract is one line.
+        e.to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    })?;
+    let regions = file
+        .region
+        .into_iter()
+        .map(|r| {
+            Ok(Region {
+                id: NodeId::parse(&r.id)?,
+                zips: ZipRange {
+                    min: r.zip_min,
+                    max: r.zip_max,
+                },
+                replica: NodeId::parse(&r.replica)?,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    RegionMap::new(regions).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.bind, "127.0.0.1:8000".parse().unwrap());
+        assert_eq!(c.redis_url, "redis://localhost:6379");
+        assert_eq!(c.kafka.bootstrap, "localhost:9092");
+        assert_eq!(c.regions, RegionMap::default_regions());
+        assert!(
+            c.mongo
+                .uris
+                .values()
+                .all(|u| u == "mongodb://localhost:27017")
+        );
+    }
+
+    #[test]
+    fn seed_names_and_per_node_uris() {
+        let c = config(&[
+            ("FASTAPI_PORT", "9000"),
+            ("REDIS_HOST", "redis"),
+            ("REDIS_PORT", "6380"),
+            ("MONGO_URI", "mongodb://all:27017"),
+            ("MONGO_URI_REGION_2", "mongodb://two:27017"),
+        ])
+        .unwrap();
+        assert_eq!(c.bind.port(), 9000);
+        assert_eq!(c.redis_url, "redis://redis:6380");
+        let uri = |n: &str| c.mongo.uris[&NodeId::parse(n).unwrap()].clone();
+        assert_eq!(uri("region_1"), "mongodb://all:27017");
+        assert_eq!(uri("region_2"), "mongodb://two:27017");
+        // PORT wins over the seed's alias; REDIS_URL wins over host/port.
+        let c = config(&[
+            ("PORT", "1"),
+            ("FASTAPI_PORT", "2"),
+            ("REDIS_URL", "redis://x:1/3"),
+        ])
+        .unwrap();
+        assert_eq!(c.bind.port(), 1);
+        assert_eq!(c.redis_url, "redis://x:1/3");
+    }
+
+    #[test]
+    fn bad_values_name_the_variable_in_one_line() {
+        for (pairs, name) in [
+            (vec![("PORT", "http")], "PORT"),
+            (vec![("FASTAPI_PORT", "70000")], "FASTAPI_PORT"),
+            (vec![("REDIS_PORT", "0")], "REDIS_PORT"),
+            (vec![("MONGO_URI", "localhost")], "MONGO_URI"),
+            (vec![("MONGO_URI_REGION_3", "x")], "MONGO_URI_REGION_3"),
+            (
+                vec![("KAFKA_BOOTSTRAP_SERVER", "kafka")],
+                "KAFKA_BOOTSTRAP_SERVER",
+            ),
+            (vec![("BIND_ADDRESS", "everywhere")], "BIND_ADDRESS"),
+            (vec![("MONGO_TIMEOUT_MS", "fast")], "MONGO_TIMEOUT_MS"),
+            (
+                vec![("REGIONS_FILE", "/nonexistent/regions.toml")],
+                "REGIONS_FILE",
+            ),
+        ] {
+            let err = config(&pairs).unwrap_err().to_string();
+            assert!(err.contains(name), "{err}");
+            assert!(!err.contains('\n'), "{err}");
+        }
+    }
+
+    #[test]
+    fn regions_file_defines_n_regions() {
+        let map = parse_regions(
+            r#"
+            [[region]]
+            id = "north"
+            zip_min = 0
+            zip_max = 499
+            replica = "south"
+            [[region]]
+            id = "south"
+            zip_min = 500
+            zip_max = 999
+            replica = "west"
+            [[region]]
+            id = "west"
+            zip_min = 1000
+            zip_max = 1999
+            replica = "north"
+            [[region]]
+            id = "east"
+            zip_min = 2000
+            zip_max = 2999
+            replica = "north"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(map.regions().len(), 4);
+        let overlap = "[[region]]\nid=\"a\"\nzip_min=0\nzip_max=10\nreplica=\"b\"\n\
+                       [[region]]\nid=\"b\"\nzip_min=5\nzip_max=20\nreplica=\"a\"\n";
+        assert!(parse_regions(overlap).unwrap_err().contains("overlapping"));
+        let typo = "[[region]]\nid=\"a\"\nzip_min=0\nzip_max=10\nreplika=\"b\"\n";
+        let err = parse_regions(typo).unwrap_err();
+        assert!(!err.contains('\n') && err.contains("replika"), "{err}");
+    }
+}

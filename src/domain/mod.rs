@@ -1,0 +1,37 @@
+//! Domain types: what a customer, a region, a version and a stored copy *are*.
+//!
+//! Nothing in here performs I/O. Every type is built by a `parse` function that
+//! either returns a value that is valid by construction or a [`FieldError`]
+//! naming the offending input field ("parse, don't validate").
+
+mod copy;
+mod customer;
+mod filter;
+mod region;
+mod status;
+mod version;
+
+pub use copy::{CopyTarget, CustomerCopy};
+pub use customer::{Customer, CustomerId, Text, ZipPrefix};
+pub use filter::{MAX_PAGE_SIZE, RecordFilter};
+pub use region::{NodeId, Region, RegionMap, RegionMapError, ZipRange};
+pub use status::{BadStatus, NodeStatus};
+pub use version::{Version, VersionClock};
+
+/// A problem with one input field, reported to clients as
+/// `{"error": message, "field": field}`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! The JSON API handlers.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use futures::future::join_all;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::{ApiError, JsonObject};
+use crate::domain::{Customer, FieldError, NodeId, NodeStatus, RecordFilter};
+use crate::reads::FilterResult;
+use crate::writes::{Placement, WriteError, WriteReceipt};
+
+const QUEUE_SIZE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `POST /create-customer`: 201 stored, 202 queued, 422 invalid, 503 neither.
+pub async fn create_customer(
+    State(state): State<AppState>,
+    JsonObject(body): JsonObject,
+) -> Result<(StatusCode, Json<WriteReceipt>), ApiError> {
+    let customer = Customer::parse(&body)?;
+    match state.writes.create_customer(customer).await {
+        Ok(receipt) => {
+            let status = match receipt.status {
+                Placement::Stored => StatusCode::CREATED,
+                _ => StatusCode::ACCEPTED,
+            };
+            Ok((status, Json(receipt)))
+        }
+        Err(WriteError::Invalid(e)) => Err(e.into()),
+        Err(e @ WriteError::Unavailable { .. }) => Err(ApiError::Unavailable(e.to_string())),
+    }
+}
+
+/// `GET /filter-records?zipRangeMin=..&city=..` (query parameters).
+pub async fn filter_records_query(
+    State(state): State<AppState>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Json<FilterResult>, ApiError> {
+    let Query(params) = query.map_err(|e| ApiError::Body {
+        status: StatusCode::BAD_REQUEST,
+        message: format!("malformed query string: {}", e.body_text()),
+    })?;
+    let filter = RecordFilter::parse(|k| params.get(k).cloned(), &state.regions)?;
+    Ok(Json(state.reads.filter(&filter).await))
+}
+
+/// `POST /filter-records` with the same parameters in a JSON body (the
+/// seed's form).
+pub async fn filter_records_json(
+    State(state): State<AppState>,
+    JsonObject(body): JsonObject,
+) -> Result<Json<FilterResult>, ApiError> {
+    let filter = RecordFilter::parse_json(&body, &state.regions)?;
+    Ok(Json(state.reads.filter(&filter).await))
+}
+
+/// `POST /node-status {"node_id", "status"}`. Becoming available starts the
+/// node's replay in the background; this returns at once.
+pub async fn set_node_status(
+    State(state): State<AppState>,
+    JsonObject(body): JsonObject,
+) -> Result<Json<Value>, ApiError> {
+    let node = string_field(&body, "node_id")?;
+    let status = string_field(&body, "status")?;
+    let node = state
+        .regions
+        .get(node.trim())
+        .map(|r| r.id.clone())
+        .ok_or_else(|| ApiError::NotFound(format!("unknown node {node:?}")))?;
+    let status: NodeStatus = status
+        .trim()
+        .parse()
+        .map_err(|e: crate::domain::BadStatus| FieldError::new("status", e.to_string()))?;
+    state
+        .statuses
+        .set(&node, status)
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("could not save the status: {e}")))?;
+    let queued = queued_or_null(&state, &node).await;
+    Ok(Json(
+        json!({"node_id": node, "status": status, "queued": queued}),
+    ))
+}
+
+/// `GET /node-statuses`: `{"region_1": "available", ...}` (the seed's shape),
+/// as this instance currently acts on them.
+pub async fn node_statuses(State(state): State<AppState>) -> Json<BTreeMap<NodeId, NodeStatus>> {
+    Json(state.statuses.all().into_iter().collect())
+}
+
+#[derive(Serialize)]
+pub struct NodeView {
+    node_id: NodeId,
+    status: NodeStatus,
+    /// Records waiting in Kafka; null when Kafka cannot be asked.
+    queued: Option<u64>,
+    hosts_replicas_of: Vec<NodeId>,
+}
+
+/// `GET /nodes`: every node with its status, queue size and hosted replicas.
+pub async fn nodes(State(state): State<AppState>) -> Json<Vec<NodeView>> {
+    let views = state.nodes.iter().map(|node| {
+        let state = &state;
+        async move {
+            NodeView {
+                node_id: node.clone(),
+                status: state.statuses.status(node),
+                queued: queued_or_null(state, node).await,
+                hosts_replicas_of: state
+                    .regions
+                    .replicas_hosted_by(node)
+                    .map(|r| r.id.clone())
+                    .collect(),
+            }
+        }
+    });
+    Json(join_all(views).await)
+}
+
+/// `GET /healthz`: the process is up.
+pub async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// `GET /readyz`: 200 when Redis and Kafka (with every node topic) answer;
+/// each node's MongoDB state is reported but does not make the process
+/// unready, since a node being down is what regiondb is built for.
+pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let (redis, kafka, mongo) = tokio::join!(
+        state.statuses.ping(),
+        state.hints.check(&state.nodes),
+        join_all(
+            state
+                .stores
+                .iter()
+                .map(|s| async move { (s.node().clone(), s.ping().await) })
+        ),
+    );
+    let ready = redis.is_ok() && kafka.is_ok();
+    let word = |r: Result<(), String>| r.map_or_else(|e| format!("error: {e}"), |()| "ok".into());
+    let nodes: BTreeMap<NodeId, Value> = mongo
+        .into_iter()
+        .map(|(node, ping)| {
+            let status = state.statuses.status(&node);
+            let mongo = word(ping.map_err(|e| e.to_string()));
+            (node, json!({"status": status, "mongo": mongo}))
+        })
+        .collect();
+    let body = json!({
+        "status": if ready { "ready" } else { "not ready" },
+        "redis": word(redis.map_err(|e| e.to_string())),
+        "kafka": word(kafka.map_err(|e| e.to_string())),
+        "nodes": nodes,
+    });
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body))
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound("no such endpoint".into())
+}
+
+pub async fn method_not_allowed() -> impl IntoResponse {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(json!({"error": "method not allowed on this endpoint"})),
+    )
+}
+
+/// The queue size, or null when Kafka does not answer quickly: status
+/// calls and node listings must not hang on a broker outage.
+async fn queued_or_null(state: &AppState, node: &NodeId) -> Option<u64> {
+    match tokio::time::timeout(QUEUE_SIZE_WAIT, state.hints.queued(node)).await {
+        Ok(Ok(n)) => Some(n),
+        Ok(Err(e)) => {
+            tracing::warn!(%node, error = %e, "cannot read the queue size");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(%node, "queue size not read within {QUEUE_SIZE_WAIT:?}");
+            None
+        }
+    }
+}
+
+fn string_field(body: &serde_json::Map<String, Value>, field: &str) -> Result<String, FieldError> {
+    match body.get(field) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
+        Some(Value::String(_)) => Err(FieldError::new(field, format!("{field} must not be empty"))),
+        None | Some(Value::Null) => Err(FieldError::new(field, format!("{field} is required"))),
+        Some(_) => Err(FieldError::new(field, format!("{field} must be a string"))),
+    }
+}

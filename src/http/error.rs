@@ -1,0 +1,83 @@
+//! One error type for every API handler, rendered as JSON
+//! `{"error": "...", "field": "..."}` with an honest status code.
+
+use axum::Json;
+use axum::extract::FromRequest;
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use crate::domain::FieldError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A field of the input is wrong (422).
+    #[error(transparent)]
+    Field(#[from] FieldError),
+    /// The body could not be read as JSON: malformed (400), too large (413),
+    /// not declared as JSON (415), not an object (422).
+    #[error("{message}")]
+    Body { status: StatusCode, message: String },
+    #[error("{0}")]
+    NotFound(String),
+    /// A backing service needed for this request is unreachable (503): the
+    /// client may retry.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = match &self {
+            ApiError::Field(e) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({"error": e.message, "field": e.field}),
+            ),
+            ApiError::Body { status, message } => (*status, json!({"error": message})),
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, json!({"error": m})),
+            ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, json!({"error": m})),
+        };
+        if status.is_server_error() {
+            tracing::warn!(%status, error = %self, "request failed");
+        }
+        (status, Json(body)).into_response()
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        let status = rejection.status();
+        let message = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                format!(
+                    "request body is larger than {} KiB",
+                    super::BODY_LIMIT / 1024
+                )
+            }
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                "expected a JSON body with content-type: application/json".to_owned()
+            }
+            _ => format!("malformed JSON body: {}", rejection.body_text()),
+        };
+        ApiError::Body { status, message }
+    }
+}
+
+/// A JSON object body. Fields are then parsed one by one so that every error
+/// can name its field.
+pub struct JsonObject(pub Map<String, Value>);
+
+impl<S: Send + Sync> FromRequest<S> for JsonObject {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<Value>::from_request(req, state).await? {
+            Json(Value::Object(map)) => Ok(JsonObject(map)),
+            Json(_) => Err(ApiError::Body {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                message: "the body must be a JSON object".into(),
+            }),
+        }
+    }
+}

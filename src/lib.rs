@@ -1,0 +1,19 @@
+//! regiondb: customer records kept in the MongoDB node of their home region,
+//! with Cassandra-style hinted handoff through Kafka while a node is down.
+//!
+//! Layout: `domain` (types, no I/O) · one adapter per backing service
+//! (`nodes` = Redis, `store` = MongoDB, `hints` = Kafka) · the paths that
+//! compose them (`writes`, `reads`, `replay`) · `http` · `startup` wiring.
+
+pub mod config;
+pub mod domain;
+pub mod hints;
+pub mod http;
+pub mod nodes;
+pub mod reads;
+pub mod replay;
+pub mod retry;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod writes;

@@ -1,0 +1,183 @@
+//! The read path: for each region asked for, read its home node if it is
+//! available and answers, else the node keeping its replica; merge the
+//! regions in region order and cut one page out of the whole.
+//!
+//! Paging is exact across regions: every serving node is first asked how
+//! many records match, which tells each region's share of the requested
+//! window; only those slices are then fetched.
+
+use std::sync::Arc;
+
+use futures::future::join_all;
+use serde::Serialize;
+
+use crate::domain::{CustomerCopy, NodeId, RecordFilter, Region, RegionMap};
+use crate::nodes::NodeStatuses;
+use crate::store::{NodeStore, StoredCustomer, Stores};
+
+/// One record of a read, with the node that served it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordView {
+    #[serde(flatten)]
+    pub record: StoredCustomer,
+    pub served_by: NodeId,
+}
+
+/// Which node served a region, and whether that was its replica.
+#[derive(Debug, Clone, Serialize)]
+pub struct RegionSource {
+    pub region: NodeId,
+    pub served_by: NodeId,
+    pub replica: bool,
+    pub matched: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FilterResult {
+    pub records: Vec<RecordView>,
+    /// All matching records in the regions that answered.
+    pub total: u64,
+    /// Regions whose home and replica nodes both could not be read.
+    pub unavailable_regions: Vec<NodeId>,
+    /// For each region that answered, the node that served it.
+    pub sources: Vec<RegionSource>,
+}
+
+pub struct ReadPath {
+    regions: RegionMap,
+    statuses: Arc<NodeStatuses>,
+    stores: Arc<Stores>,
+}
+
+/// A region's data on one node: its home `customers` or a replica collection.
+struct Source<'a> {
+    region: &'a Region,
+    store: &'a NodeStore,
+    collection: String,
+    replica: bool,
+}
+
+impl ReadPath {
+    pub fn new(regions: RegionMap, statuses: Arc<NodeStatuses>, stores: Arc<Stores>) -> Self {
+        ReadPath {
+            regions,
+            statuses,
+            stores,
+        }
+    }
+
+    pub async fn filter(&self, filter: &RecordFilter) -> FilterResult {
+        let regions: Vec<&Region> = match &filter.region {
+            Some(id) => self.regions.get(id.as_str()).into_iter().collect(),
+            None => self.regions.regions().iter().collect(),
+        };
+
+        // 1. Each region: pick a serving node and count its matches.
+        let counted = join_all(regions.iter().map(|r| self.count_region(r, filter))).await;
+        let mut unavailable = Vec::new();
+        let mut sources = Vec::new();
+        let mut answered = Vec::new();
+        for (region, counted) in regions.iter().zip(counted) {
+            match counted {
+                Some((source, n)) => answered.push((source, n)),
+                None => unavailable.push(region.id.clone()),
+            }
+        }
+
+        // 2. Cut the requested window out of the regions, in order.
+        let mut skip = filter.offset;
+        let mut want = u64::from(filter.limit);
+        let mut slices = Vec::new();
+        for (source, n) in &answered {
+            sources.push(RegionSource {
+                region: source.region.id.clone(),
+                served_by: source.store.node().clone(),
+                replica: source.replica,
+                matched: *n,
+            });
+            if want == 0 || skip >= *n {
+                skip = skip.saturating_sub(*n);
+                continue;
+            }
+            let take = (n - skip).min(want);
+            slices.push((source, skip, take));
+            skip = 0;
+            want -= take;
+        }
+
+        // 3. Fetch the slices.
+        let fetched = join_all(slices.iter().map(|(source, skip, take)| async move {
+            let rows = source
+                .store
+                .find(&source.collection, filter, *skip, *take)
+                .await;
+            (source, rows)
+        }))
+        .await;
+        let mut records = Vec::new();
+        for (source, rows) in fetched {
+            match rows {
+                Ok(rows) => records.extend(rows.into_iter().map(|record| RecordView {
+                    record,
+                    served_by: source.store.node().clone(),
+                })),
+                Err(e) => {
+                    // Answered the count, then failed: report it as not read.
+                    tracing::warn!(region = %source.region.id, error = %e, "read failed");
+                    unavailable.push(source.region.id.clone());
+                    sources.retain(|s| s.region != source.region.id);
+                }
+            }
+        }
+        let total = sources.iter().map(|s| s.matched).sum();
+        FilterResult {
+            records,
+            total,
+            unavailable_regions: unavailable,
+            sources,
+        }
+    }
+
+    /// The first of (home node, replica node) that is marked available and
+    /// answers the count.
+    async fn count_region<'a>(
+        &'a self,
+        region: &'a Region,
+        filter: &RecordFilter,
+    ) -> Option<(Source<'a>, u64)> {
+        let candidates = [
+            (
+                &region.id,
+                CustomerCopy::PRIMARY_COLLECTION.to_owned(),
+                false,
+            ),
+            (
+                &region.replica,
+                CustomerCopy::replica_collection(&region.id),
+                true,
+            ),
+        ];
+        for (node, collection, replica) in candidates {
+            if !self.statuses.status(node).is_available() {
+                continue;
+            }
+            let Some(store) = self.stores.get(node) else {
+                continue;
+            };
+            match store.count(&collection, filter).await {
+                Ok(n) => {
+                    let source = Source {
+                        region,
+                        store,
+                        collection,
+                        replica,
+                    };
+                    return Some((source, n));
+                }
+                Err(e) => tracing::warn!(region = %region.id, %node, error = %e,
+                    "count failed; trying the next copy"),
+            }
+        }
+        None
+    }
+}

@@ -1,0 +1,133 @@
+//! The hinted-handoff replay: one task per node moves that node's parked
+//! hints from its Kafka topic into its MongoDB database.
+//!
+//! The loop, while the node is available: take a batch of hints, apply it
+//! (last-writer-wins, so a hint that is older than what the node holds
+//! changes nothing), and only then commit the batch's offsets. A crash
+//! anywhere replays at most the last batch again, which changes nothing
+//! either: at-least-once delivery plus idempotent apply is an exactly-once
+//! effect. A batch that fails to apply is kept and retried; flipping the node
+//! to unavailable pauses the loop between batches.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ReplayConfig;
+use crate::domain::{NodeId, NodeStatus};
+use crate::hints::{HintConsumer, ParkedHint};
+use crate::retry::backoff;
+use crate::store::NodeStore;
+
+pub struct Replay {
+    pub node: NodeId,
+    pub store: NodeStore,
+    pub hints: HintConsumer,
+    pub status: watch::Receiver<NodeStatus>,
+    pub config: ReplayConfig,
+}
+
+impl Replay {
+    /// Runs until `shutdown`. A batch being applied when shutdown comes is
+    /// finished and committed first.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let node = self.node.clone();
+        let mut pending: Option<Vec<ParkedHint>> = None;
+        let mut delays = backoff();
+        loop {
+            if !self.wait_until_available(&shutdown).await {
+                break;
+            }
+            let batch = match pending.take() {
+                Some(batch) => batch,
+                None => {
+                    let max = self.config.batch_size;
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        // Paused: the batch (if any) stays in Kafka.
+                        _ = became_unavailable(&mut self.status) => continue,
+                        got = self.hints.next_batch(max) => match got {
+                            Ok(batch) => batch,
+                            Err(e) => {
+                                tracing::warn!(%node, error = %e, "reading hints failed");
+                                if !self.pause(&mut delays, &shutdown).await { break; }
+                                continue;
+                            }
+                        },
+                    }
+                }
+            };
+
+            let copies: Vec<_> = batch
+                .iter()
+                .filter_map(|h| match &h.copy {
+                    Ok(copy) => Some(copy.clone()),
+                    Err(why) => {
+                        // Not written by regiondb: skipping it is the only way
+                        // forward, so say so loudly.
+                        tracing::error!(%node, partition = h.partition, offset = h.offset,
+                            reason = %why, "skipping unreadable hint");
+                        None
+                    }
+                })
+                .collect();
+            if let Err(e) = self.store.apply(&copies).await {
+                tracing::warn!(%node, error = %e, hints = copies.len(),
+                    "replay batch not applied; will retry");
+                pending = Some(batch);
+                if !self.pause(&mut delays, &shutdown).await {
+                    break;
+                }
+                continue;
+            }
+            delays = backoff();
+            match self.hints.commit(&batch).await {
+                Ok(()) => tracing::info!(%node, hints = batch.len(), "replayed hints"),
+                // Applied but not committed: a later replay re-applies these,
+                // which changes nothing.
+                Err(e) => tracing::warn!(%node, error = %e, "offset commit failed after apply"),
+            }
+            if !self.config.throttle.is_zero()
+                && shutdown
+                    .run_until_cancelled(tokio::time::sleep(self.config.throttle))
+                    .await
+                    .is_none()
+            {
+                break;
+            }
+        }
+        tracing::info!(%node, "replay stopped");
+    }
+
+    /// Returns false on shutdown.
+    async fn wait_until_available(&mut self, shutdown: &CancellationToken) -> bool {
+        let waited = shutdown
+            .run_until_cancelled(self.status.wait_for(|s| s.is_available()))
+            .await;
+        // A closed channel means the registry is gone: we are shutting down.
+        matches!(waited, Some(Ok(_)))
+    }
+
+    /// Sleeps the next backoff delay; wakes early if the status changes.
+    /// Returns false on shutdown.
+    async fn pause(
+        &mut self,
+        delays: &mut impl Iterator<Item = Duration>,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        let delay = delays.next().unwrap_or(Duration::from_secs(5));
+        tokio::select! {
+            _ = shutdown.cancelled() => false,
+            _ = tokio::time::sleep(delay) => true,
+            _ = self.status.changed() => true,
+        }
+    }
+}
+
+async fn became_unavailable(status: &mut watch::Receiver<NodeStatus>) {
+    if status.wait_for(|s| !s.is_available()).await.is_err() {
+        // Sender gone (shutdown): never resolve; the shutdown branch wins.
+        std::future::pending::<()>().await;
+    }
+}

@@ -1,0 +1,234 @@
+//! Wiring: connect the adapters, start the background tasks, serve HTTP, and
+//! shut everything down in order.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::domain::{CustomerCopy, NodeId};
+use crate::hints::HintLog;
+use crate::http::{self, AppState};
+use crate::nodes::NodeStatuses;
+use crate::reads::ReadPath;
+use crate::replay::Replay;
+use crate::retry;
+use crate::store::{NodeStore, Stores};
+use crate::writes::WritePath;
+
+/// How long start-up waits for Redis before giving up: node statuses are
+/// the one thing regiondb cannot guess.
+const REDIS_STARTUP_WAIT: Duration = Duration::from_secs(30);
+/// How long shutdown waits for replays to finish their batch and for the
+/// producer to deliver what it holds.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot reach redis at {url} (waited {waited:?}): {source}")]
+    Redis {
+        url: String,
+        waited: Duration,
+        source: crate::nodes::StatusError,
+    },
+    #[error(transparent)]
+    Mongo(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Kafka(#[from] crate::hints::HintError),
+}
+
+pub struct Application {
+    config: Config,
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Application, StartupError> {
+        let nodes: Vec<NodeId> = config.regions.nodes().cloned().collect();
+        let listener =
+            TcpListener::bind(config.bind)
+                .await
+                .map_err(|source| StartupError::Bind {
+                    addr: config.bind,
+                    source,
+                })?;
+
+        let connect = || NodeStatuses::connect(&config.redis_url, &nodes, config.mongo.timeout);
+        let statuses = connect
+            .retry(
+                ExponentialBuilder::default()
+                    .with_max_delay(Duration::from_secs(2))
+                    .with_total_delay(Some(REDIS_STARTUP_WAIT))
+                    .without_max_times(),
+            )
+            .notify(|e, _| tracing::warn!(error = %e, "waiting for redis"))
+            .await
+            .map_err(|source| StartupError::Redis {
+                url: config.redis_url.clone(),
+                waited: REDIS_STARTUP_WAIT,
+                source,
+            })?;
+        let statuses = Arc::new(statuses);
+        let stores = Arc::new(
+            Stores::connect(&config.regions, &config.mongo.uris, config.mongo.timeout).await?,
+        );
+        let hints = Arc::new(HintLog::new(&config.kafka, &nodes)?);
+
+        let state = AppState {
+            regions: config.regions.clone(),
+            nodes,
+            writes: Arc::new(WritePath::new(
+                config.regions.clone(),
+                statuses.clone(),
+                stores.clone(),
+                hints.clone(),
+            )),
+            reads: Arc::new(ReadPath::new(
+                config.regions.clone(),
+                statuses.clone(),
+                stores.clone(),
+            )),
+            statuses,
+            stores,
+            hints,
+        };
+        Ok(Application {
+            config,
+            listener,
+            state,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `stop` resolves, then: stops accepting, finishes
+    /// in-flight requests, lets each replay finish and commit its batch, and
+    /// flushes the producer.
+    pub async fn run_until_stopped(
+        self,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let Application {
+            config,
+            listener,
+            state,
+        } = self;
+        let shutdown = CancellationToken::new();
+        let tasks = TaskTracker::new();
+
+        tasks.spawn(
+            state
+                .statuses
+                .clone()
+                .follow(config.status_resync, shutdown.clone()),
+        );
+        for store in state.stores.iter() {
+            tasks.spawn(prepare_indexes(
+                store.clone(),
+                state.regions.clone(),
+                shutdown.clone(),
+            ));
+        }
+        tasks.spawn(start_replays(
+            state.clone(),
+            config.replay.clone(),
+            tasks.clone(),
+            shutdown.clone(),
+        ));
+
+        tracing::info!(addr = %listener.local_addr()?, "regiondb listening");
+        let served = axum::serve(listener, http::router(state.clone()))
+            .with_graceful_shutdown(stop)
+            .await;
+
+        tracing::info!("stopping background tasks");
+        shutdown.cancel();
+        tasks.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("background tasks did not stop in time");
+        }
+        let hints = state.hints.clone();
+        let flushed = tokio::task::spawn_blocking(move || hints.flush(SHUTDOWN_GRACE)).await;
+        if let Ok(Err(e)) = flushed {
+            tracing::warn!(error = %e, "producer flush failed");
+        }
+        tracing::info!("stopped");
+        served
+    }
+}
+
+/// Creates the zip indexes of `store`'s collections, retrying while the node
+/// is down (an index is an optimisation; reads work without it).
+async fn prepare_indexes(
+    store: NodeStore,
+    regions: crate::domain::RegionMap,
+    shutdown: CancellationToken,
+) {
+    let mut collections = vec![CustomerCopy::PRIMARY_COLLECTION.to_owned()];
+    collections.extend(
+        regions
+            .replicas_hosted_by(store.node())
+            .map(|r| CustomerCopy::replica_collection(&r.id)),
+    );
+    let ready = retry::until_ok("index creation deferred", &shutdown, || {
+        store.ensure_indexes(&collections)
+    })
+    .await;
+    if ready {
+        tracing::info!(node = %store.node(), "indexes ready");
+    }
+}
+
+/// Creates the node topics (retrying while Kafka is down), then starts one
+/// replay task per node: a consumer can only follow a topic that exists.
+async fn start_replays(
+    state: AppState,
+    config: crate::config::ReplayConfig,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+) {
+    let created = retry::until_ok("cannot create node topics yet", &shutdown, || {
+        state.hints.ensure_topics(&state.nodes)
+    })
+    .await;
+    if !created {
+        return;
+    }
+    for node in &state.nodes {
+        let (hints, status) = match (state.hints.consumer(node), state.statuses.watch(node)) {
+            (Ok(hints), Some(status)) => (hints, status),
+            (Err(e), _) => {
+                tracing::error!(%node, error = %e, "cannot start replay");
+                continue;
+            }
+            (_, None) => continue,
+        };
+        let Some(store) = state.stores.get(node).cloned() else {
+            continue;
+        };
+        let replay = Replay {
+            node: node.clone(),
+            store,
+            hints,
+            status,
+            config: config.clone(),
+        };
+        tasks.spawn(replay.run(shutdown.clone()));
+    }
+}

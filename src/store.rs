@@ -1,0 +1,417 @@
+//! MongoDB, one database per node: applies copies with last-writer-wins and
+//! answers filtered reads.
+//!
+//! Every call is bounded by the node's timeout. A call that timed out has an
+//! *unknown* outcome (a frozen server may still apply it when it wakes); the
+//! version carried by every copy makes a late apply harmless.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use mongodb::bson::{self, Bson, Document, doc};
+use mongodb::options::ClientOptions;
+use mongodb::{Client, Database, IndexModel};
+
+use crate::domain::{CustomerCopy, NodeId, RecordFilter, RegionMap};
+
+/// Index on the field every range filter uses.
+const ZIP_FIELD: &str = "customer_zip_code_prefix";
+/// MongoDB's duplicate-key error code.
+const DUPLICATE_KEY: i32 = 11000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("node {node} did not answer within {timeout:?}")]
+    Timeout { node: NodeId, timeout: Duration },
+    #[error("node {node}: {source}")]
+    Mongo {
+        node: NodeId,
+        #[source]
+        source: mongodb::error::Error,
+    },
+    #[error("node {node} rejected the write: {message}")]
+    Rejected { node: NodeId, message: String },
+}
+
+/// A record as read back from a node. Documents written by other tools may
+/// lack fields; they read as empty rather than failing the whole page.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StoredCustomer {
+    pub customer_id: String,
+    pub customer_unique_id: String,
+    pub customer_zip_code_prefix: i64,
+    pub customer_city: String,
+    pub customer_state: String,
+    pub region: String,
+    pub version: Option<i64>,
+}
+
+/// Every node's store. Built from the region map, so every node has one.
+pub struct Stores(Vec<NodeStore>);
+
+impl Stores {
+    pub async fn connect(
+        regions: &RegionMap,
+        uris: &HashMap<NodeId, String>,
+        timeout: Duration,
+    ) -> Result<Stores, StoreError> {
+        let mut stores = Vec::new();
+        for node in regions.nodes() {
+            let uri = uris
+                .get(node)
+                .map_or("mongodb://localhost:27017", String::as_str);
+            stores.push(NodeStore::new(node.clone(), uri, timeout).await?);
+        }
+        Ok(Stores(stores))
+    }
+
+    /// The store of `node`; `None` only for ids outside the region map.
+    pub fn get(&self, node: &NodeId) -> Option<&NodeStore> {
+        self.0.iter().find(|s| s.node() == node)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &NodeStore> {
+        self.0.iter()
+    }
+}
+
+/// One node's MongoDB database.
+#[derive(Clone)]
+pub struct NodeStore {
+    node: NodeId,
+    client: Client,
+    db: Database,
+    timeout: Duration,
+    /// The URI's write concern, sent with our raw `update` commands (which,
+    /// unlike the typed helpers, do not inherit it).
+    write_concern: Option<Document>,
+}
+
+impl NodeStore {
+    /// Builds the client; no I/O happens until the first operation, so a node
+    /// that is down at start is not an error.
+    pub async fn new(node: NodeId, uri: &str, timeout: Duration) -> Result<NodeStore, StoreError> {
+        let mongo = |source| StoreError::Mongo {
+            node: node.clone(),
+            source,
+        };
+        let mut options = ClientOptions::parse(uri).await.map_err(mongo)?;
+        options.app_name = Some("regiondb".into());
+        options.server_selection_timeout = Some(timeout);
+        options.connect_timeout = Some(timeout);
+        // Failover and queueing are our job; a driver retry would only stretch
+        // the time a frozen node holds a request.
+        options.retry_reads = Some(false);
+        options.retry_writes = Some(false);
+        let write_concern = options
+            .write_concern
+            .as_ref()
+            .and_then(|wc| bson::to_document(wc).ok())
+            .filter(|d| !d.is_empty());
+        let client = Client::with_options(options).map_err(mongo)?;
+        let db = client.database(node.as_str());
+        Ok(NodeStore {
+            node,
+            client,
+            db,
+            timeout,
+            write_concern,
+        })
+    }
+
+    pub fn node(&self) -> &NodeId {
+        &self.node
+    }
+
+    /// Applies copies with last-writer-wins: a copy is written only where no
+    /// copy with an equal or newer version exists. Several copies of one
+    /// record in the batch collapse to the newest first. One `update`
+    /// command per collection.
+    pub async fn apply(&self, copies: &[CustomerCopy]) -> Result<(), StoreError> {
+        let mut newest: HashMap<(String, &str), &CustomerCopy> = HashMap::new();
+        for copy in copies {
+            let key = (copy.collection(), copy.customer.customer_id.as_str());
+            let slot = newest.entry(key).or_insert(copy);
+            if copy.version > slot.version {
+                *slot = copy;
+            }
+        }
+        let mut by_collection: HashMap<String, Vec<Document>> = HashMap::new();
+        for ((collection, _), copy) in newest {
+            by_collection
+                .entry(collection)
+                .or_default()
+                .push(lww_statement(copy));
+        }
+        for (collection, statements) in by_collection {
+            self.apply_statements(&collection, statements).await?;
+        }
+        Ok(())
+    }
+
+    async fn apply_statements(
+        &self,
+        collection: &str,
+        statements: Vec<Document>,
+    ) -> Result<(), StoreError> {
+        let many = statements.len() > 1;
+        match self.update_command(collection, statements.clone()).await {
+            Err(StoreError::Mongo { source, .. }) if is_duplicate_key(&source) && many => {
+                // Real MongoDB reports a stale copy inside a multi-statement
+                // update as a per-statement writeError (handled below); some
+                // servers fail the whole command instead, leaving unknown which
+                // statements ran. Every statement is idempotent, so apply them
+                // one at a time, where a duplicate key can only mean "stale".
+                for statement in statements {
+                    match self.update_command(collection, vec![statement]).await {
+                        Err(StoreError::Mongo { source, .. }) if is_duplicate_key(&source) => {}
+                        other => other?,
+                    }
+                }
+                Ok(())
+            }
+            Err(StoreError::Mongo { source, .. }) if is_duplicate_key(&source) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Runs one unordered `update` command and checks its per-statement
+    /// errors: duplicate keys mean "a newer copy is already there".
+    async fn update_command(
+        &self,
+        collection: &str,
+        statements: Vec<Document>,
+    ) -> Result<(), StoreError> {
+        let mut command = doc! {
+            "update": collection,
+            "updates": statements,
+            "ordered": false,
+        };
+        if let Some(wc) = &self.write_concern {
+            command.insert("writeConcern", wc.clone());
+        }
+        let reply = self.bounded(self.db.run_command(command)).await?;
+        if let Ok(errors) = reply.get_array("writeErrors") {
+            let real = errors.iter().find_map(|e| match e {
+                Bson::Document(d) if d.get_i32("code").ok() == Some(DUPLICATE_KEY) => None,
+                Bson::Document(d) => Some(d.get_str("errmsg").unwrap_or("write error").to_owned()),
+                _ => Some("malformed write error".to_owned()),
+            });
+            if let Some(message) = real {
+                return Err(StoreError::Rejected {
+                    node: self.node.clone(),
+                    message,
+                });
+            }
+        }
+        if let Ok(wce) = reply.get_document("writeConcernError") {
+            return Err(StoreError::Rejected {
+                node: self.node.clone(),
+                message: wce
+                    .get_str("errmsg")
+                    .unwrap_or("write concern error")
+                    .to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Counts the records of `collection` matching `filter`.
+    pub async fn count(&self, collection: &str, filter: &RecordFilter) -> Result<u64, StoreError> {
+        let coll = self.db.collection::<Document>(collection);
+        self.bounded(coll.count_documents(filter_document(filter)))
+            .await
+    }
+
+    /// One page of `collection` matching `filter`, in `customer_id` order.
+    pub async fn find(
+        &self,
+        collection: &str,
+        filter: &RecordFilter,
+        skip: u64,
+        limit: u64,
+    ) -> Result<Vec<StoredCustomer>, StoreError> {
+        let coll = self.db.collection::<Document>(collection);
+        let docs: Vec<Document> = self
+            .bounded(async {
+                let cursor = coll
+                    .find(filter_document(filter))
+                    .sort(doc! {"_id": 1})
+                    .skip(skip)
+                    .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+                    .await?;
+                cursor.try_collect().await
+            })
+            .await?;
+        Ok(docs.iter().map(stored_customer).collect())
+    }
+
+    /// Creates the zip index on `customers` and on each hosted replica
+    /// collection; an existing index is fine.
+    pub async fn ensure_indexes(&self, collections: &[String]) -> Result<(), StoreError> {
+        for name in collections {
+            let index = IndexModel::builder().keys(doc! {ZIP_FIELD: 1}).build();
+            let coll = self.db.collection::<Document>(name);
+            match self.bounded(coll.create_index(index)).await {
+                Ok(_) => {}
+                // 85/86: an index on these keys exists with other options.
+                Err(StoreError::Mongo { source, .. })
+                    if matches!(command_code(&source), Some(85 | 86)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.bounded(self.client.database("admin").run_command(doc! {"ping": 1}))
+            .await
+            .map(|_| ())
+    }
+
+    async fn bounded<T>(
+        &self,
+        op: impl IntoFuture<Output = mongodb::error::Result<T>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.timeout, op.into_future()).await {
+            Err(_) => Err(StoreError::Timeout {
+                node: self.node.clone(),
+                timeout: self.timeout,
+            }),
+            Ok(Err(source)) => Err(StoreError::Mongo {
+                node: self.node.clone(),
+                source,
+            }),
+            Ok(Ok(v)) => Ok(v),
+        }
+    }
+}
+
+/// "Set this copy if what is stored is older (or has no version)"; the
+/// upsert inserts it where there is nothing. When a newer copy exists the
+/// filter matches nothing and the upsert collides with its `_id`: a
+/// duplicate-key error that means "stale, ignore".
+fn lww_statement(copy: &CustomerCopy) -> Document {
+    let c = &copy.customer;
+    let version = copy.version.get();
+    doc! {
+        "q": {
+            "_id": c.customer_id.as_str(),
+            "$or": [
+                {"version": {"$lt": version}},
+                {"version": {"$exists": false}},
+            ],
+        },
+        "u": {"$set": {
+            "customer_id": c.customer_id.as_str(),
+            "customer_unique_id": c.customer_unique_id.as_str(),
+            ZIP_FIELD: i64::from(c.customer_zip_code_prefix.get()),
+            "customer_city": c.customer_city.as_str(),
+            "customer_state": c.customer_state.as_str(),
+            "region": copy.region.as_str(),
+            "version": version,
+            "updated_at": bson::DateTime::from_millis(copy.version.accepted_at_millis()),
+        }},
+        "upsert": true,
+    }
+}
+
+/// The MongoDB query for a filter. City and state are matched as
+/// case-insensitive substrings: the user's text is escaped, never run as a
+/// pattern.
+fn filter_document(filter: &RecordFilter) -> Document {
+    let mut query = Document::new();
+    let mut zip = Document::new();
+    if let Some(min) = filter.zip_min {
+        zip.insert("$gte", i64::from(min.get()));
+    }
+    if let Some(max) = filter.zip_max {
+        zip.insert("$lte", i64::from(max.get()));
+    }
+    if !zip.is_empty() {
+        query.insert(ZIP_FIELD, zip);
+    }
+    for (field, text) in [
+        ("customer_city", &filter.city),
+        ("customer_state", &filter.state),
+    ] {
+        if let Some(text) = text {
+            query.insert(
+                field,
+                doc! {"$regex": regex_syntax::escape(text.as_str()), "$options": "i"},
+            );
+        }
+    }
+    query
+}
+
+fn stored_customer(d: &Document) -> StoredCustomer {
+    let text = |k: &str| match d.get(k) {
+        Some(Bson::String(s)) => s.clone(),
+        Some(Bson::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    };
+    let int = |k: &str| match d.get(k) {
+        Some(Bson::Int32(n)) => Some(i64::from(*n)),
+        Some(Bson::Int64(n)) => Some(*n),
+        Some(Bson::Double(f)) if f.fract() == 0.0 => Some(*f as i64),
+        Some(Bson::String(s)) => s.trim().parse().ok(),
+        _ => None,
+    };
+    StoredCustomer {
+        customer_id: text("customer_id"),
+        customer_unique_id: text("customer_unique_id"),
+        customer_zip_code_prefix: int(ZIP_FIELD).unwrap_or_default(),
+        customer_city: text("customer_city"),
+        customer_state: text("customer_state"),
+        region: text("region"),
+        version: int("version"),
+    }
+}
+
+fn command_code(e: &mongodb::error::Error) -> Option<i32> {
+    match e.kind.as_ref() {
+        mongodb::error::ErrorKind::Command(c) => Some(c.code),
+        _ => None,
+    }
+}
+
+fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
+    command_code(e) == Some(DUPLICATE_KEY) || e.to_string().contains("E11000")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{RegionMap, ZipPrefix};
+
+    #[test]
+    fn user_text_is_escaped_not_interpreted() {
+        let mut filter = RecordFilter::parse(|_| None, &RegionMap::default_regions()).unwrap();
+        filter.city = Some(crate::domain::Text::parse("city", "a.*(b").unwrap());
+        filter.zip_min = Some(ZipPrefix::new(10));
+        let q = filter_document(&filter);
+        let city = q.get_document("customer_city").unwrap();
+        assert_eq!(city.get_str("$regex").unwrap(), r"a\.\*\(b");
+        assert_eq!(city.get_str("$options").unwrap(), "i");
+        assert_eq!(q.get_document(ZIP_FIELD).unwrap().get_i64("$gte"), Ok(10));
+        assert!(
+            q.get(ZIP_FIELD)
+                .unwrap()
+                .as_document()
+                .unwrap()
+                .get("$lte")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn lenient_about_documents_written_by_others() {
+        let d = doc! {"customer_id": "x", "customer_zip_code_prefix": "01310", "version": 3_i32};
+        let c = stored_customer(&d);
+        assert_eq!(c.customer_zip_code_prefix, 1310);
+        assert_eq!(c.version, Some(3));
+        assert_eq!(c.customer_city, "");
+    }
+}

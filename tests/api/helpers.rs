@@ -1,0 +1,694 @@
+//! The test harness: real servers, started fresh for every test on free
+//! loopback ports, and the real `regiondb` binary pointed at them.
+//!
+//! Per test: one `redis-server`, one `tansu` broker on SQLite in the test's
+//! directory, three `jongodb` processes (one per node, so one node can be
+//! frozen with SIGSTOP while the others run) and the app. Logs and data go to
+//! `target/test-output/<test>/`.
+//!
+//! To run the same suite against real services instead, set
+//! `REGIONDB_TEST_REDIS_URL`, `REGIONDB_TEST_KAFKA` (bootstrap servers) and
+//! `REGIONDB_TEST_MONGO_URI_REGION_1..3` (see the README). Tests then run one
+//! at a time, each starting from an emptied Redis database, dropped node
+//! databases and its own topic prefix; tests that need to freeze or kill a
+//! server process say so and skip.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mongodb::bson::{Document, doc};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+pub const NODES: [&str; 3] = ["region_1", "region_2", "region_3"];
+/// Generous bound for conditions that normally hold within milliseconds.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A child process killed when dropped.
+pub struct Proc {
+    child: Child,
+    name: String,
+}
+
+impl Proc {
+    fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        kill(self.pid(), signal).unwrap_or_else(|e| panic!("{signal} {}: {e}", self.name));
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        self.signal(Signal::SIGTERM);
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(start.elapsed() < DEADLINE, "{} did not stop", self.name);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // A stopped process must be continued to die promptly on some kernels.
+        let _ = kill(self.pid(), Signal::SIGCONT);
+        self.kill();
+    }
+}
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A tool from `.tools/bin` (where scripts/test installs it), else from PATH.
+fn tool(name: &str) -> PathBuf {
+    let local = repo_root().join(".tools/bin").join(name);
+    if local.exists() {
+        local
+    } else {
+        PathBuf::from(name)
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+async fn port_open(port: u16) -> bool {
+    tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_ok()
+}
+
+/// Starts a server on a free port and waits until it accepts connections,
+/// retrying on another port if it dies (e.g. the port was taken meanwhile).
+async fn start_server(name: &str, dir: &Path, args: impl Fn(u16) -> Command) -> (Proc, u16) {
+    for _ in 0..3 {
+        let port = free_port();
+        let log = std::fs::File::create(dir.join(format!("{name}.log"))).expect("log file");
+        let mut cmd = args(port);
+        cmd.current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
+        let child = cmd.spawn().unwrap_or_else(|e| {
+            panic!(
+                "cannot start {name} ({:?}): {e}; run scripts/test to install it",
+                cmd.get_program()
+            )
+        });
+        let mut proc = Proc {
+            child,
+            name: name.into(),
+        };
+        let start = Instant::now();
+        while start.elapsed() < DEADLINE {
+            if port_open(port).await {
+                return (proc, port);
+            }
+            if proc.exited() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        proc.kill();
+    }
+    panic!("{name} did not start; see its log in {}", dir.display());
+}
+
+pub async fn wait_until<F, Fut>(what: &str, deadline: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// How the app is configured beyond the service addresses.
+#[derive(Clone, Default)]
+pub struct Options {
+    pub env: Vec<(String, String)>,
+}
+
+impl Options {
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+}
+
+pub struct Kafka {
+    pub bootstrap: String,
+    proc: Option<Proc>,
+    port: u16,
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub http: reqwest::Client,
+    pub dir: PathBuf,
+    pub redis_url: String,
+    pub kafka: Kafka,
+    pub mongo_uris: Vec<String>,
+    pub topic_prefix: String,
+    redis: Option<Proc>,
+    mongo: Vec<Option<Proc>>,
+    app: Option<Proc>,
+    app_env: Vec<(String, String)>,
+    app_runs: usize,
+    _serial: Option<tokio::sync::MutexGuard<'static, ()>>,
+}
+
+fn external(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl TestApp {
+    pub async fn spawn(test: &str) -> TestApp {
+        Self::spawn_with(test, Options::default()).await
+    }
+
+    pub async fn spawn_with(test: &str, options: Options) -> TestApp {
+        let dir = repo_root().join("target/test-output").join(test);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("test dir");
+        let external_mode = external("REGIONDB_TEST_REDIS_URL").is_some()
+            || external("REGIONDB_TEST_KAFKA").is_some()
+            || external("REGIONDB_TEST_MONGO_URI_REGION_1").is_some();
+        let serial = if external_mode {
+            Some(SERIAL.lock().await)
+        } else {
+            None
+        };
+
+        let (redis, redis_url) = match external("REGIONDB_TEST_REDIS_URL") {
+            Some(url) => (None, url),
+            None => {
+                let (p, port) = start_server("redis", &dir, |port| {
+                    let mut c = Command::new(tool("redis-server"));
+                    c.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                        .args(["--save", "", "--appendonly", "no"]);
+                    c
+                })
+                .await;
+                (Some(p), format!("redis://127.0.0.1:{port}"))
+            }
+        };
+        let kafka = match external("REGIONDB_TEST_KAFKA") {
+            Some(bootstrap) => Kafka {
+                bootstrap,
+                proc: None,
+                port: 0,
+            },
+            None => {
+                let (p, port) = start_server("tansu", &dir, tansu_command).await;
+                Kafka {
+                    bootstrap: format!("127.0.0.1:{port}"),
+                    proc: Some(p),
+                    port,
+                }
+            }
+        };
+        let mut mongo = Vec::new();
+        let mut mongo_uris = Vec::new();
+        for node in NODES {
+            let var = format!("REGIONDB_TEST_MONGO_URI_{}", node.to_uppercase());
+            match external(&var) {
+                Some(uri) => {
+                    mongo.push(None);
+                    mongo_uris.push(uri);
+                }
+                None => {
+                    let (p, port) = start_server(&format!("jongodb-{node}"), &dir, |port| {
+                        let mut c = Command::new(tool("jongodb"));
+                        c.args(["--host=127.0.0.1", &format!("--port={port}")]);
+                        c
+                    })
+                    .await;
+                    mongo.push(Some(p));
+                    mongo_uris.push(format!("mongodb://127.0.0.1:{port}"));
+                }
+            }
+        }
+
+        // Each test gets its own topics and consumer groups, even on a
+        // shared broker.
+        let topic_prefix = format!(
+            "t{}-{}-",
+            std::process::id(),
+            test.replace(|c: char| !c.is_ascii_alphanumeric(), "-")
+        );
+        let mut app_env: Vec<(String, String)> = vec![
+            ("REDIS_URL".into(), redis_url.clone()),
+            ("KAFKA_BOOTSTRAP_SERVER".into(), kafka.bootstrap.clone()),
+            ("KAFKA_TOPIC_PREFIX".into(), topic_prefix.clone()),
+            ("MONGO_TIMEOUT_MS".into(), "1500".into()),
+            ("KAFKA_TIMEOUT_MS".into(), "3000".into()),
+            ("RUST_LOG".into(), "info,regiondb=debug".into()),
+        ];
+        for (node, uri) in NODES.iter().zip(&mongo_uris) {
+            app_env.push((format!("MONGO_URI_{}", node.to_uppercase()), uri.clone()));
+        }
+        app_env.extend(options.env);
+
+        let mut app = TestApp {
+            address: String::new(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("http client"),
+            dir,
+            redis_url,
+            kafka,
+            mongo_uris,
+            topic_prefix,
+            redis,
+            mongo,
+            app: None,
+            app_env,
+            app_runs: 0,
+            _serial: serial,
+        };
+        if external_mode {
+            app.reset_external_state().await;
+        }
+        app.start_app().await;
+        app
+    }
+
+    /// External services are shared between runs: start from empty.
+    async fn reset_external_state(&self) {
+        let client = redis::Client::open(self.redis_url.as_str()).expect("redis url");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis");
+        let _: () = redis::cmd("FLUSHDB")
+            .query_async(&mut conn)
+            .await
+            .expect("flushdb");
+        for (i, node) in NODES.iter().enumerate() {
+            if self.mongo[i].is_none() {
+                self.mongo_client(i)
+                    .await
+                    .database(node)
+                    .drop()
+                    .await
+                    .expect("drop database");
+            }
+        }
+    }
+
+    /// Starts (or restarts) the regiondb binary and waits until it is ready.
+    pub async fn start_app(&mut self) {
+        self.app_runs += 1;
+        let log_path = self.dir.join(format!("regiondb-{}.log", self.app_runs));
+        let (proc, port) = start_server("regiondb", &self.dir, |port| {
+            let mut c = Command::new(env!("CARGO_BIN_EXE_regiondb"));
+            c.env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .env("PORT", port.to_string());
+            for (k, v) in &self.app_env {
+                c.env(k, v);
+            }
+            c
+        })
+        .await;
+        let _ = std::fs::rename(self.dir.join("regiondb.log"), &log_path);
+        self.address = format!("http://127.0.0.1:{port}");
+        self.app = Some(proc);
+        let http = self.http.clone();
+        let url = format!("{}/readyz", self.address);
+        wait_until("the app to be ready", DEADLINE, || {
+            let http = http.clone();
+            let url = url.clone();
+            async move {
+                matches!(http.get(&url).send().await, Ok(r) if r.status() == StatusCode::OK)
+            }
+        })
+        .await;
+    }
+
+    /// SIGKILL: no graceful shutdown, no final commit.
+    pub fn crash_app(&mut self) {
+        if let Some(mut app) = self.app.take() {
+            app.signal(Signal::SIGKILL);
+            app.kill();
+        }
+    }
+
+    /// SIGTERM and wait: the graceful path.
+    pub async fn stop_app(&mut self) -> std::process::ExitStatus {
+        let mut app = self.app.take().expect("app running");
+        app.terminate().await
+    }
+
+    pub fn app_log(&self) -> String {
+        (1..=self.app_runs)
+            .map(|i| {
+                std::fs::read_to_string(self.dir.join(format!("regiondb-{i}.log")))
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
+    // ---- process control (local services only) ----
+
+    /// Whether the servers are ours to freeze and kill.
+    pub fn controls_processes(&self) -> bool {
+        let ours = self.kafka.proc.is_some() && self.mongo.iter().all(Option::is_some);
+        if !ours {
+            eprintln!(
+                "skipped: this test freezes or kills servers, which external services do not allow"
+            );
+        }
+        ours
+    }
+
+    pub fn freeze_mongo(&self, node: &str) {
+        self.mongo_proc(node).signal(Signal::SIGSTOP);
+    }
+
+    pub fn thaw_mongo(&self, node: &str) {
+        self.mongo_proc(node).signal(Signal::SIGCONT);
+    }
+
+    fn mongo_proc(&self, node: &str) -> &Proc {
+        self.mongo[node_index(node)]
+            .as_ref()
+            .expect("local mongo process")
+    }
+
+    /// Kills the broker: connections are refused from now on.
+    pub fn kill_kafka(&mut self) {
+        self.kafka.proc.as_mut().expect("local kafka").kill();
+    }
+
+    /// Restarts the broker on the same port and storage.
+    pub async fn restart_kafka(&mut self) {
+        let port = self.kafka.port;
+        let log = std::fs::File::create(self.dir.join("tansu-2.log")).expect("log");
+        let child = tansu_command(port)
+            .current_dir(&self.dir)
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("restart tansu");
+        self.kafka.proc = Some(Proc {
+            child,
+            name: "tansu".into(),
+        });
+        wait_until("kafka to restart", DEADLINE, || port_open(port)).await;
+    }
+
+    // ---- HTTP ----
+
+    pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.address))
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("request");
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn create(&self, body: &Value) -> (StatusCode, Value) {
+        self.post("/create-customer", body).await
+    }
+
+    pub async fn set_status(&self, node: &str, status: &str) {
+        let (code, body) = self
+            .post("/node-status", &json!({"node_id": node, "status": status}))
+            .await;
+        assert_eq!(code, StatusCode::OK, "{body}");
+        assert_eq!(body["status"], status);
+    }
+
+    // ---- MongoDB, read directly ----
+
+    pub async fn mongo_client(&self, index: usize) -> mongodb::Client {
+        let mut options = mongodb::options::ClientOptions::parse(&self.mongo_uris[index])
+            .await
+            .expect("mongo uri");
+        options.server_selection_timeout = Some(Duration::from_secs(5));
+        mongodb::Client::with_options(options).expect("mongo client")
+    }
+
+    /// All documents of `node`'s `collection`, keyed by `_id`.
+    pub async fn docs(&self, node: &str, collection: &str) -> Vec<Document> {
+        let client = self.mongo_client(node_index(node)).await;
+        let cursor = client
+            .database(node)
+            .collection::<Document>(collection)
+            .find(doc! {})
+            .sort(doc! {"_id": 1})
+            .await
+            .expect("find");
+        futures::TryStreamExt::try_collect(cursor)
+            .await
+            .expect("cursor")
+    }
+
+    pub async fn doc(&self, node: &str, collection: &str, id: &str) -> Option<Document> {
+        let client = self.mongo_client(node_index(node)).await;
+        client
+            .database(node)
+            .collection::<Document>(collection)
+            .find_one(doc! {"_id": id})
+            .await
+            .expect("find_one")
+    }
+
+    /// Waits until `node.collection` holds `id` at `version`.
+    pub async fn wait_for_doc(&self, node: &str, collection: &str, id: &str, version: i64) {
+        wait_until(
+            &format!("{node}.{collection} to hold {id} at version {version}"),
+            DEADLINE,
+            || async {
+                self.doc(node, collection, id)
+                    .await
+                    .is_some_and(|d| d.get_i64("version") == Ok(version))
+            },
+        )
+        .await;
+    }
+
+    // ---- Kafka, read directly ----
+
+    pub fn topic(&self, node: &str) -> String {
+        format!("{}{node}", self.topic_prefix)
+    }
+
+    pub fn group(&self, node: &str) -> String {
+        format!("{}regiondb-handoff-{node}", self.topic_prefix)
+    }
+
+    fn kafka_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.kafka.bootstrap)
+            .set("log_level", "3");
+        c
+    }
+
+    /// (end offset, committed offset of the node's handoff group) for
+    /// partition 0, as Kafka reports them.
+    pub async fn offsets(&self, node: &str) -> (i64, Option<i64>) {
+        let topic = self.topic(node);
+        let consumer: BaseConsumer = self
+            .kafka_config()
+            .set("group.id", self.group(node))
+            .create()
+            .expect("consumer");
+        tokio::task::spawn_blocking(move || {
+            let (_, high) = consumer
+                .fetch_watermarks(&topic, 0, Duration::from_secs(10))
+                .expect("watermarks");
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(&topic, 0);
+            let committed = consumer
+                .committed_offsets(tpl, Duration::from_secs(10))
+                .expect("committed");
+            let committed = match committed.find_partition(&topic, 0).map(|p| p.offset()) {
+                Some(Offset::Offset(n)) => Some(n),
+                _ => None,
+            };
+            (high, committed)
+        })
+        .await
+        .expect("offsets")
+    }
+
+    /// Every message in the node's topic, parsed.
+    pub async fn hints(&self, node: &str) -> Vec<Value> {
+        let topic = self.topic(node);
+        let consumer: BaseConsumer = self
+            .kafka_config()
+            .set("group.id", format!("{}reader", self.topic_prefix))
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        tokio::task::spawn_blocking(move || {
+            let (low, high) = consumer
+                .fetch_watermarks(&topic, 0, Duration::from_secs(10))
+                .expect("watermarks");
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(&topic, 0, Offset::Offset(low))
+                .expect("tpl");
+            consumer.assign(&tpl).expect("assign");
+            let mut out = Vec::new();
+            let start = Instant::now();
+            while (out.len() as i64) < high - low {
+                assert!(start.elapsed() < DEADLINE, "could not read {topic}");
+                if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+                    let v: Value =
+                        serde_json::from_slice(m.payload().unwrap_or_default()).expect("json hint");
+                    out.push(v);
+                }
+            }
+            out
+        })
+        .await
+        .expect("hints")
+    }
+
+    /// Waits until the node's group has committed everything in its topic.
+    pub async fn wait_drained(&self, node: &str) {
+        wait_until(
+            &format!("{node}'s topic to be drained"),
+            DEADLINE,
+            || async {
+                let (end, committed) = self.offsets(node).await;
+                committed == Some(end)
+            },
+        )
+        .await;
+    }
+
+    /// Moves the node's handoff group back to the start of its topic (the
+    /// app must not be running: a group with members refuses this).
+    pub async fn reset_group(&self, node: &str) {
+        let topic = self.topic(node);
+        let consumer: BaseConsumer = self
+            .kafka_config()
+            .set("group.id", self.group(node))
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        tokio::task::spawn_blocking(move || {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(&topic, 0, Offset::Offset(0))
+                .expect("tpl");
+            consumer.assign(&tpl).expect("assign");
+            consumer.commit(&tpl, CommitMode::Sync).expect("commit");
+        })
+        .await
+        .expect("reset");
+    }
+
+    /// Appends a raw hint to the node's topic, as another writer would.
+    pub async fn produce_hint(&self, node: &str, key: &str, hint: &Value) {
+        let producer: FutureProducer = self
+            .kafka_config()
+            .set("acks", "all")
+            .create()
+            .expect("producer");
+        let payload = hint.to_string();
+        producer
+            .send(
+                FutureRecord::to(&self.topic(node))
+                    .key(key)
+                    .payload(&payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("produce");
+    }
+}
+
+pub fn node_index(node: &str) -> usize {
+    NODES.iter().position(|n| *n == node).expect("known node")
+}
+
+fn tansu_command(port: u16) -> Command {
+    let url = format!("tcp://127.0.0.1:{port}");
+    let mut c = Command::new(tool("tansu"));
+    c.args([
+        "broker",
+        "--listener-url",
+        &url,
+        "--advertised-listener-url",
+        &url,
+    ])
+    .args(["--storage-engine", "sqlite://kafka.db"]);
+    c
+}
+
+/// A valid customer body for zip `zip`.
+pub fn customer(id: &str, zip: u32) -> Value {
+    json!({
+        "customer_id": id,
+        "customer_unique_id": format!("unique-{id}"),
+        "customer_zip_code_prefix": zip,
+        "customer_city": "sao paulo",
+        "customer_state": "SP",
+    })
+}
+
+/// Zip codes inside each default region.
+pub const ZIP_1: u32 = 1310;
+pub const ZIP_2: u32 = 45000;
+pub const ZIP_3: u32 = 80000;

@@ -1,0 +1,76 @@
+//! Node API, health and lifecycle.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn node_endpoints_report_status_queue_and_replica_placement() {
+    let app = TestApp::spawn("node_endpoints").await;
+    let (code, body) = app.get("/node-statuses").await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(
+        body,
+        json!({"region_1": "available", "region_2": "available", "region_3": "available"})
+    );
+
+    let (code, body) = app
+        .post(
+            "/node-status",
+            &json!({"node_id": "region_3", "status": "unavailable"}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(
+        body,
+        json!({"node_id": "region_3", "status": "unavailable", "queued": 0})
+    );
+    app.create(&customer("c1", ZIP_3)).await;
+
+    let (_, nodes) = app.get("/nodes").await;
+    assert_eq!(
+        nodes,
+        json!([
+            {"node_id": "region_1", "status": "available", "queued": 0, "hosts_replicas_of": ["region_2"]},
+            {"node_id": "region_2", "status": "available", "queued": 0, "hosts_replicas_of": ["region_3"]},
+            {"node_id": "region_3", "status": "unavailable", "queued": 1, "hosts_replicas_of": ["region_1"]},
+        ])
+    );
+
+    // The status is in Redis, where operators and other instances see it.
+    let client = redis::Client::open(app.redis_url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let stored: String = redis::cmd("HGET")
+        .arg(&["node_statuses", "region_3"][..])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(stored, "unavailable");
+}
+
+#[tokio::test]
+async fn health_readiness_and_graceful_shutdown() {
+    let mut app = TestApp::spawn("health").await;
+    let (code, body) = app.get("/healthz").await;
+    assert_eq!((code, body), (StatusCode::OK, json!({"status": "ok"})));
+    let (code, body) = app.get("/readyz").await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(body["redis"], "ok");
+    assert_eq!(body["kafka"], "ok");
+    assert_eq!(body["nodes"]["region_2"]["mongo"], "ok");
+
+    let status = app.stop_app().await;
+    assert!(status.success(), "exit status {status}");
+    let log = app.app_log();
+    assert!(log.contains("stopped"), "{log}");
+}
+
+#[tokio::test]
+async fn statuses_in_redis_survive_an_app_restart() {
+    let mut app = TestApp::spawn("status_survives").await;
+    app.set_status("region_2", "unavailable").await;
+    app.stop_app().await;
+    app.start_app().await;
+    assert_eq!(app.get("/node-statuses").await.1["region_2"], "unavailable");
+}

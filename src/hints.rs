@@ -198,22 +198,53 @@ impl HintLog {
         .await
     }
 
-    /// A consumer for `node`'s topic in its handoff group.
-    pub fn consumer(&self, node: &NodeId) -> Result<HintConsumer, HintError> {
+    /// A consumer of every partition of `node`'s topic, starting at the
+    /// handoff group's committed offsets.
+    ///
+    /// Partitions are assigned directly rather than through group
+    /// membership: a replay then starts the moment the process does, instead
+    /// of waiting for a crashed predecessor's session to expire and the
+    /// group to rebalance. Offsets are still committed under the group, which
+    /// is what "queued" and a restart read. (Several instances would each
+    /// replay every topic; last-writer-wins makes the overlap harmless.)
+    pub async fn consumer(&self, node: &NodeId) -> Result<HintConsumer, HintError> {
         let topic = self.topic(node);
         let consumer: StreamConsumer = base_config(&self.config)
             .set("group.id", self.group(node))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            // A crashed instance's partitions move to a live one this fast.
-            .set("session.timeout.ms", "6000")
-            .set("heartbeat.interval.ms", "1000")
+            // Bounds what is prefetched while the node is unavailable.
+            .set("queued.max.messages.kbytes", "4096")
             .create()?;
-        consumer.subscribe(&[&topic])?;
+        let consumer = Arc::new(consumer);
+        let timeout = self.config.timeout;
+        let (c, t) = (consumer.clone(), topic.clone());
+        self.blocking(move || {
+            let metadata = c.fetch_metadata(Some(&t), timeout)?;
+            let mut assignment = TopicPartitionList::new();
+            for p in metadata
+                .topics()
+                .iter()
+                .filter(|m| m.name() == t)
+                .flat_map(|m| m.partitions())
+            {
+                assignment.add_partition_offset(&t, p.id(), Offset::Stored)?;
+            }
+            if assignment.count() == 0 {
+                return Err(HintError::Topic {
+                    topic: t,
+                    code: RDKafkaErrorCode::UnknownTopicOrPartition,
+                });
+            }
+            c.assign(&assignment)?;
+            Ok(())
+        })
+        .await?;
         Ok(HintConsumer {
-            consumer: Arc::new(consumer),
-            timeout: self.config.timeout,
+            consumer,
+            topic,
+            timeout,
         })
     }
 
@@ -253,6 +284,7 @@ pub struct ParkedHint {
 /// Reads one node's topic in its handoff group.
 pub struct HintConsumer {
     consumer: Arc<StreamConsumer>,
+    topic: String,
     timeout: Duration,
 }
 
@@ -285,12 +317,7 @@ impl HintConsumer {
             *slot = (*slot).max(hint.offset + 1);
         }
         let consumer = self.consumer.clone();
-        let topic = consumer
-            .subscription()?
-            .elements()
-            .first()
-            .map(|e| e.topic().to_owned())
-            .unwrap_or_default();
+        let topic = self.topic.clone();
         let timeout = self.timeout;
         let commit = tokio::task::spawn_blocking(move || {
             let mut tpl = TopicPartitionList::new();

@@ -9,6 +9,7 @@ pub mod config;
 pub mod domain;
 pub mod hints;
 pub mod http;
+pub mod monitor;
 pub mod nodes;
 pub mod reads;
 pub mod replay;

@@ -17,19 +17,23 @@ pub fn backoff() -> impl Iterator<Item = Duration> {
         .build()
 }
 
-/// Runs `attempt` until it succeeds (true) or `shutdown` fires (false),
-/// logging each failure with `what`.
-pub async fn until_ok<F, Fut, E>(what: &str, shutdown: &CancellationToken, mut attempt: F) -> bool
+/// Runs `attempt` until it succeeds (its value) or `shutdown` fires
+/// (`None`), logging each failure with `what`.
+pub async fn until_ok<T, F, Fut, E>(
+    what: &str,
+    shutdown: &CancellationToken,
+    mut attempt: F,
+) -> Option<T>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<(), E>>,
+    Fut: Future<Output = Result<T, E>>,
     E: Display,
 {
     let mut delays = backoff();
     loop {
         match shutdown.run_until_cancelled(attempt()).await {
-            None => return false,
-            Some(Ok(())) => return true,
+            None => return None,
+            Some(Ok(value)) => return Some(value),
             Some(Err(e)) => tracing::warn!(error = %e, "{what}; retrying"),
         }
         let delay = delays.next().unwrap_or(Duration::from_secs(5));
@@ -38,7 +42,7 @@ where
             .await
             .is_none()
         {
-            return false;
+            return None;
         }
     }
 }

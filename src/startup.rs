@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::domain::{CustomerCopy, NodeId};
 use crate::hints::HintLog;
 use crate::http::{self, AppState};
+use crate::monitor::Monitor;
 use crate::nodes::NodeStatuses;
 use crate::reads::ReadPath;
 use crate::replay::Replay;
@@ -99,9 +100,15 @@ impl Application {
                 statuses.clone(),
                 stores.clone(),
             )),
+            monitor: Arc::new(Monitor::new(
+                config.regions.clone(),
+                statuses.clone(),
+                hints.clone(),
+            )),
             statuses,
             stores,
             hints,
+            stopping: CancellationToken::new(),
         };
         Ok(Application {
             config,
@@ -135,6 +142,7 @@ impl Application {
                 .clone()
                 .follow(config.status_resync, shutdown.clone()),
         );
+        tasks.spawn(state.monitor.clone().run(shutdown.clone()));
         for store in state.stores.iter() {
             tasks.spawn(prepare_indexes(
                 store.clone(),
@@ -150,6 +158,11 @@ impl Application {
         ));
 
         tracing::info!(addr = %listener.local_addr()?, "regiondb listening");
+        let stopping = state.stopping.clone();
+        let stop = async move {
+            stop.await;
+            stopping.cancel();
+        };
         let served = axum::serve(listener, http::router(state.clone()))
             .with_graceful_shutdown(stop)
             .await;
@@ -190,7 +203,7 @@ async fn prepare_indexes(
         store.ensure_indexes(&collections)
     })
     .await;
-    if ready {
+    if ready.is_some() {
         tracing::info!(node = %store.node(), "indexes ready");
     }
 }
@@ -207,20 +220,21 @@ async fn start_replays(
         state.hints.ensure_topics(&state.nodes)
     })
     .await;
-    if !created {
+    if created.is_none() {
         return;
     }
     for node in &state.nodes {
-        let (hints, status) = match (state.hints.consumer(node), state.statuses.watch(node)) {
-            (Ok(hints), Some(status)) => (hints, status),
-            (Err(e), _) => {
-                tracing::error!(%node, error = %e, "cannot start replay");
-                continue;
-            }
-            (_, None) => continue,
-        };
-        let Some(store) = state.stores.get(node).cloned() else {
+        let (Some(store), Some(status)) =
+            (state.stores.get(node).cloned(), state.statuses.watch(node))
+        else {
             continue;
+        };
+        let consumer = retry::until_ok("cannot start a replay consumer yet", &shutdown, || {
+            state.hints.consumer(node)
+        })
+        .await;
+        let Some(hints) = consumer else {
+            return;
         };
         let replay = Replay {
             node: node.clone(),

@@ -8,16 +8,14 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use futures::future::join_all;
-use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::{ApiError, JsonObject};
 use crate::domain::{Customer, FieldError, NodeId, NodeStatus, RecordFilter};
+use crate::monitor::NodeView;
 use crate::reads::FilterResult;
 use crate::writes::{Placement, WriteError, WriteReceipt};
-
-const QUEUE_SIZE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// `POST /create-customer`: 201 stored, 202 queued, 422 invalid, 503 neither.
 pub async fn create_customer(
@@ -83,7 +81,7 @@ pub async fn set_node_status(
         .set(&node, status)
         .await
         .map_err(|e| ApiError::Unavailable(format!("could not save the status: {e}")))?;
-    let queued = queued_or_null(&state, &node).await;
+    let queued = state.monitor.queued(&node).await;
     Ok(Json(
         json!({"node_id": node, "status": status, "queued": queued}),
     ))
@@ -95,33 +93,9 @@ pub async fn node_statuses(State(state): State<AppState>) -> Json<BTreeMap<NodeI
     Json(state.statuses.all().into_iter().collect())
 }
 
-#[derive(Serialize)]
-pub struct NodeView {
-    node_id: NodeId,
-    status: NodeStatus,
-    /// Records waiting in Kafka; null when Kafka cannot be asked.
-    queued: Option<u64>,
-    hosts_replicas_of: Vec<NodeId>,
-}
-
 /// `GET /nodes`: every node with its status, queue size and hosted replicas.
 pub async fn nodes(State(state): State<AppState>) -> Json<Vec<NodeView>> {
-    let views = state.nodes.iter().map(|node| {
-        let state = &state;
-        async move {
-            NodeView {
-                node_id: node.clone(),
-                status: state.statuses.status(node),
-                queued: queued_or_null(state, node).await,
-                hosts_replicas_of: state
-                    .regions
-                    .replicas_hosted_by(node)
-                    .map(|r| r.id.clone())
-                    .collect(),
-            }
-        }
-    });
-    Json(join_all(views).await)
+    Json(state.monitor.snapshot().await)
 }
 
 /// `GET /healthz`: the process is up.
@@ -176,22 +150,6 @@ pub async fn method_not_allowed() -> impl IntoResponse {
         StatusCode::METHOD_NOT_ALLOWED,
         Json(json!({"error": "method not allowed on this endpoint"})),
     )
-}
-
-/// The queue size, or null when Kafka does not answer quickly: status
-/// calls and node listings must not hang on a broker outage.
-async fn queued_or_null(state: &AppState, node: &NodeId) -> Option<u64> {
-    match tokio::time::timeout(QUEUE_SIZE_WAIT, state.hints.queued(node)).await {
-        Ok(Ok(n)) => Some(n),
-        Ok(Err(e)) => {
-            tracing::warn!(%node, error = %e, "cannot read the queue size");
-            None
-        }
-        Err(_) => {
-            tracing::warn!(%node, "queue size not read within {QUEUE_SIZE_WAIT:?}");
-            None
-        }
-    }
 }
 
 fn string_field(body: &serde_json::Map<String, Value>, field: &str) -> Result<String, FieldError> {

@@ -2,7 +2,10 @@
 //! module per resource.
 
 mod api;
+mod assets;
 mod error;
+mod events;
+mod pages;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +14,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
+use tokio_util::sync::CancellationToken;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -18,6 +22,7 @@ pub use error::ApiError;
 
 use crate::domain::{NodeId, RegionMap};
 use crate::hints::HintLog;
+use crate::monitor::Monitor;
 use crate::nodes::NodeStatuses;
 use crate::reads::ReadPath;
 use crate::store::Stores;
@@ -38,10 +43,26 @@ pub struct AppState {
     pub hints: Arc<HintLog>,
     pub writes: Arc<WritePath>,
     pub reads: Arc<ReadPath>,
+    pub monitor: Arc<Monitor>,
+    /// Fires when shutdown begins, so long-lived responses (the event
+    /// stream) end and in-flight requests can drain.
+    pub stopping: CancellationToken,
 }
 
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/", get(pages::index))
+        .route(
+            "/create-records",
+            get(pages::create_form).post(pages::create_submit),
+        )
+        .route(
+            "/create-records/node-status",
+            post(pages::node_status_submit),
+        )
+        .route("/view-records", get(pages::view))
+        .route("/events", get(events::events))
+        .route("/static/{name}", get(assets::serve))
         .route("/create-customer", post(api::create_customer))
         .route(
             "/filter-records",

@@ -1,0 +1,113 @@
+//! The node overview: every node's status, queue size and hosted replicas,
+//! for `GET /nodes`, the pages and the live event stream.
+//!
+//! While anyone listens to the stream, a background task keeps a snapshot
+//! fresh: at once on any status change, and every second for queue sizes
+//! (they change with writes and replays, which announce nothing).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::{join_all, select_all};
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::{NodeId, NodeStatus, RegionMap};
+use crate::hints::HintLog;
+use crate::nodes::NodeStatuses;
+
+/// How often queue sizes are re-read while the stream has listeners.
+const QUEUE_POLL: Duration = Duration::from_secs(1);
+/// A queue size not read within this is reported as unknown (null): status
+/// calls and pages must not hang on a broker outage.
+const QUEUE_SIZE_WAIT: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeView {
+    pub node_id: NodeId,
+    pub status: NodeStatus,
+    /// Records waiting in Kafka; `None` (null) when Kafka cannot be asked.
+    pub queued: Option<u64>,
+    pub hosts_replicas_of: Vec<NodeId>,
+}
+
+pub struct Monitor {
+    regions: RegionMap,
+    statuses: Arc<NodeStatuses>,
+    hints: Arc<HintLog>,
+    live: watch::Sender<Vec<NodeView>>,
+}
+
+impl Monitor {
+    pub fn new(regions: RegionMap, statuses: Arc<NodeStatuses>, hints: Arc<HintLog>) -> Monitor {
+        Monitor {
+            regions,
+            statuses,
+            hints,
+            live: watch::Sender::new(Vec::new()),
+        }
+    }
+
+    /// A fresh overview of every node, in region order.
+    pub async fn snapshot(&self) -> Vec<NodeView> {
+        join_all(self.regions.nodes().map(|node| self.view(node))).await
+    }
+
+    pub async fn view(&self, node: &NodeId) -> NodeView {
+        NodeView {
+            node_id: node.clone(),
+            status: self.statuses.status(node),
+            queued: self.queued(node).await,
+            hosts_replicas_of: self
+                .regions
+                .replicas_hosted_by(node)
+                .map(|r| r.id.clone())
+                .collect(),
+        }
+    }
+
+    pub async fn queued(&self, node: &NodeId) -> Option<u64> {
+        match tokio::time::timeout(QUEUE_SIZE_WAIT, self.hints.queued(node)).await {
+            Ok(Ok(n)) => Some(n),
+            Ok(Err(e)) => {
+                tracing::debug!(%node, error = %e, "cannot read the queue size");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Receives the overview each time it changes (the current one first).
+    pub fn subscribe(&self) -> watch::Receiver<Vec<NodeView>> {
+        let mut rx = self.live.subscribe();
+        rx.mark_changed();
+        rx
+    }
+
+    /// Keeps the live overview fresh while it has subscribers.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut statuses = self.statuses.watch_all();
+        loop {
+            let any_change = async {
+                if statuses.is_empty() {
+                    std::future::pending::<()>().await;
+                }
+                let _ = select_all(statuses.iter_mut().map(|rx| Box::pin(rx.changed()))).await;
+            };
+            let woke = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = any_change => true,
+                _ = tokio::time::sleep(QUEUE_POLL) => true,
+            };
+            if woke && self.live.receiver_count() > 0 {
+                let fresh = self.snapshot().await;
+                self.live.send_if_modified(|current| {
+                    let changed = *current != fresh;
+                    *current = fresh;
+                    changed
+                });
+            }
+        }
+    }
+}

@@ -37,12 +37,8 @@ where
             Some(Err(e)) => tracing::warn!(error = %e, "{what}; retrying"),
         }
         let delay = delays.next().unwrap_or(Duration::from_secs(5));
-        if shutdown
+        shutdown
             .run_until_cancelled(tokio::time::sleep(delay))
-            .await
-            .is_none()
-        {
-            return None;
-        }
+            .await?;
     }
 }

@@ -112,7 +112,7 @@ async fn port_open(port: u16) -> bool {
 
 /// Starts a server on a free port and waits until it accepts connections,
 /// retrying on another port if it dies (e.g. the port was taken meanwhile).
-async fn start_server(name: &str, dir: &Path, args: impl Fn(u16) -> Command) -> (Proc, u16) {
+pub async fn start_server(name: &str, dir: &Path, args: impl Fn(u16) -> Command) -> (Proc, u16) {
     for _ in 0..3 {
         let port = free_port();
         let log = std::fs::File::create(dir.join(format!("{name}.log"))).expect("log file");
@@ -295,6 +295,7 @@ impl TestApp {
             address: String::new(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
+                .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .expect("http client"),
             dir,
@@ -419,6 +420,11 @@ impl TestApp {
             .expect("local mongo process")
     }
 
+    /// Kills Redis: status changes can no longer be saved.
+    pub fn kill_redis(&mut self) {
+        self.redis.as_mut().expect("local redis").kill();
+    }
+
     /// Kills the broker: connections are refused from now on.
     pub fn kill_kafka(&mut self) {
         self.kafka.proc.as_mut().expect("local kafka").kill();
@@ -464,6 +470,32 @@ impl TestApp {
             .expect("request");
         let status = r.status();
         (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A page: status and HTML. Redirects are not followed.
+    pub async fn page(&self, path: &str) -> (StatusCode, String) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("request");
+        let status = r.status();
+        (status, r.text().await.unwrap_or_default())
+    }
+
+    /// Posts a form as a browser without JavaScript would.
+    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> (StatusCode, String) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.address))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(fields).expect("form"))
+            .send()
+            .await
+            .expect("request");
+        let status = r.status();
+        (status, r.text().await.unwrap_or_default())
     }
 
     pub async fn create(&self, body: &Value) -> (StatusCode, Value) {

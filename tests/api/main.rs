@@ -1,10 +1,12 @@
 //! Integration tests against real Redis, Kafka (tansu) and MongoDB-wire
 //! (jongodb) servers; see `helpers.rs`.
 
+mod browser;
 mod config;
 mod errors;
 mod helpers;
 mod nodes;
+mod pages;
 mod reads;
 mod replay;
 mod writes;

@@ -1,0 +1,325 @@
+//! End-to-end in headless Chromium (Debian's `chromium` + `chromedriver`,
+//! driven over WebDriver with fantoccini) against the real binary and real
+//! services. Screenshots of every page land in the test's output directory.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+use crate::helpers::*;
+
+/// The promise for live updates: a change made anywhere shows on every open
+/// page within 2 s.
+const LIVE: Duration = Duration::from_secs(2);
+
+struct Browser {
+    client: Client,
+    _driver: Proc,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn start(dir: &Path) -> Browser {
+        let driver_bin =
+            std::env::var("REGIONDB_CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+        let chromium =
+            std::env::var("REGIONDB_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+        let (driver, port) = start_server("chromedriver", dir, |port| {
+            let mut c = Command::new(&driver_bin);
+            c.arg(format!("--port={port}"));
+            c
+        })
+        .await;
+        let profile = tempfile::tempdir().expect("profile dir");
+        let mut caps = serde_json::Map::new();
+        caps.insert("browserName".into(), json!("chrome"));
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": chromium,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-background-networking", "--disable-component-update",
+                    "--no-first-run", "--disable-sync", "--window-size=1280,900",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            }),
+        );
+        // Plain HTTP to the local chromedriver: no TLS stack needed.
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = ClientBuilder::new(connector)
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .expect("chromedriver session");
+        Browser {
+            client,
+            _driver: driver,
+            _profile: profile,
+        }
+    }
+
+    async fn goto(&self, url: &str) {
+        self.client.goto(url).await.expect("goto");
+    }
+
+    async fn text(&self, css: &str) -> Option<String> {
+        let el = self.client.find(Locator::Css(css)).await.ok()?;
+        el.text().await.ok()
+    }
+
+    async fn attr(&self, css: &str, name: &str) -> Option<String> {
+        let el = self.client.find(Locator::Css(css)).await.ok()?;
+        el.attr(name).await.ok().flatten()
+    }
+
+    async fn wait_text(&self, what: &str, deadline: Duration, css: &str, want: &str) {
+        wait_until(what, deadline, || async {
+            self.text(css).await.is_some_and(|t| t.trim() == want)
+        })
+        .await;
+    }
+
+    async fn click(&self, css: &str) {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"))
+            .click()
+            .await
+            .expect("click");
+    }
+
+    async fn fill(&self, id: &str, value: &str) {
+        let el = self.client.find(Locator::Id(id)).await.expect("input");
+        el.clear().await.expect("clear");
+        el.send_keys(value).await.expect("type");
+    }
+
+    /// Saves a screenshot and checks it is not blank (a rendered page has
+    /// many colours; a blank one has one or two).
+    async fn screenshot(&self, dir: &Path, name: &str) {
+        let png = self.client.screenshot().await.expect("screenshot");
+        std::fs::write(dir.join(format!("{name}.png")), &png).expect("save screenshot");
+        let decoder = png::Decoder::new(std::io::Cursor::new(&png));
+        let mut reader = decoder.read_info().expect("png");
+        let mut buf = vec![0; reader.output_buffer_size().expect("size")];
+        let info = reader.next_frame(&mut buf).expect("frame");
+        let bytes = &buf[..info.buffer_size()];
+        let px = info.color_type.samples();
+        let mut colours: Vec<&[u8]> = bytes.chunks(px).collect();
+        colours.sort();
+        colours.dedup();
+        assert!(
+            colours.len() > 20,
+            "{name}.png looks blank ({} colours)",
+            colours.len()
+        );
+    }
+}
+
+fn card(node: &str, field: &str) -> String {
+    format!(r#".card[data-node="{node}"] [data-field="{field}"]"#)
+}
+
+#[tokio::test]
+async fn switching_a_node_off_and_on_in_the_page_queues_and_replays() {
+    let app = TestApp::spawn("browser_switch").await;
+    let b = Browser::start(&app.dir).await;
+    b.goto(&format!("{}/", app.address)).await;
+    b.screenshot(&app.dir, "home").await;
+
+    b.goto(&format!("{}/create-records", app.address)).await;
+    b.click(&card("region_2", "switch")).await;
+    b.wait_text(
+        "region_2 shown unavailable",
+        LIVE,
+        &card("region_2", "status"),
+        "unavailable",
+    )
+    .await;
+    assert_eq!(
+        b.attr(&card("region_2", "switch"), "aria-checked")
+            .await
+            .as_deref(),
+        Some("false")
+    );
+    let dot = b
+        .attr(&card("region_2", "dot"), "class")
+        .await
+        .unwrap_or_default();
+    assert!(dot.contains("dot-unavailable"), "{dot}");
+    assert_eq!(app.get("/node-statuses").await.1["region_2"], "unavailable");
+
+    // Create a record for the switched-off region through the form.
+    for (id, value) in [
+        ("customer_id", "web-1"),
+        ("customer_unique_id", "u-web-1"),
+        ("customer_zip_code_prefix", "45000"),
+        ("customer_city", "Belo Horizonte"),
+        ("customer_state", "MG"),
+    ] {
+        b.fill(id, value).await;
+    }
+    b.click("#create-form button[type=submit]").await;
+    wait_until("the result panel", DEADLINE, || async {
+        b.text("#result")
+            .await
+            .is_some_and(|t| t.contains("Queued for region_2 because it is down"))
+    })
+    .await;
+    b.wait_text(
+        "region_2's queue to show 1",
+        LIVE + Duration::from_secs(1),
+        &card("region_2", "queued"),
+        "1",
+    )
+    .await;
+    b.screenshot(&app.dir, "create-records").await;
+
+    // Back on: the queue drains to 0 and the record is readable at home.
+    b.click(&card("region_2", "switch")).await;
+    b.wait_text(
+        "region_2 shown available",
+        LIVE,
+        &card("region_2", "status"),
+        "available",
+    )
+    .await;
+    b.wait_text(
+        "region_2's queue to drain",
+        DEADLINE,
+        &card("region_2", "queued"),
+        "0",
+    )
+    .await;
+    b.goto(&format!("{}/view-records?region=region_2", app.address))
+        .await;
+    let table = b.text("table.records").await.unwrap_or_default();
+    assert!(
+        table.contains("web-1") && table.contains("Belo Horizonte"),
+        "{table}"
+    );
+    b.screenshot(&app.dir, "view-records").await;
+
+    // Phone width: nothing overflows the screen sideways (wide tables
+    // scroll inside their own box).
+    b.client.set_window_size(390, 844).await.expect("resize");
+    for (path, name) in [
+        ("/create-records", "create-records-phone"),
+        ("/view-records", "view-records-phone"),
+    ] {
+        b.goto(&format!("{}{path}", app.address)).await;
+        let fits = b
+            .client
+            .execute(
+                "return document.documentElement.scrollWidth <= window.innerWidth",
+                vec![],
+            )
+            .await
+            .expect("script");
+        assert_eq!(fits, json!(true), "{path} overflows a phone screen");
+        b.screenshot(&app.dir, name).await;
+    }
+    b.client.clone().close().await.ok();
+}
+
+#[tokio::test]
+async fn a_status_changed_with_redis_cli_shows_in_an_open_page() {
+    let app = TestApp::spawn("browser_live").await;
+    let b = Browser::start(&app.dir).await;
+    b.goto(&format!("{}/create-records", app.address)).await;
+    // The page is connected to the event stream once the indicator says so.
+    b.wait_text("live updates", DEADLINE, "[data-live-text]", "Live")
+        .await;
+
+    let client = redis::Client::open(app.redis_url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: i64 = redis::cmd("HSET")
+        .arg(&["node_statuses", "region_3", "unavailable"][..])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    b.wait_text(
+        "region_3 unavailable without reload",
+        LIVE,
+        &card("region_3", "status"),
+        "unavailable",
+    )
+    .await;
+    assert_eq!(
+        b.attr(&card("region_3", "switch"), "aria-checked")
+            .await
+            .as_deref(),
+        Some("false")
+    );
+
+    // A write made elsewhere (curl) updates the queue count too.
+    let (code, _) = app.create(&customer("elsewhere", ZIP_3)).await;
+    assert_eq!(code.as_u16(), 202);
+    b.wait_text(
+        "region_3's queue to show 1",
+        LIVE,
+        &card("region_3", "queued"),
+        "1",
+    )
+    .await;
+    b.client.clone().close().await.ok();
+}
+
+#[tokio::test]
+async fn a_failed_switch_is_put_back_and_says_why() {
+    let mut app = TestApp::spawn("browser_switch_fails").await;
+    if !app.controls_processes() {
+        return;
+    }
+    let b = Browser::start(&app.dir).await;
+    b.goto(&format!("{}/create-records", app.address)).await;
+    app.kill_redis();
+    b.click(&card("region_1", "switch")).await;
+    wait_until("the error message", DEADLINE, || async {
+        b.text(&card("region_1", "message"))
+            .await
+            .is_some_and(|t| t.contains("Could not switch region_1"))
+    })
+    .await;
+    assert_eq!(
+        b.attr(&card("region_1", "switch"), "aria-checked")
+            .await
+            .as_deref(),
+        Some("true")
+    );
+    assert_eq!(
+        b.text(&card("region_1", "status")).await.as_deref(),
+        Some("available")
+    );
+    b.client.clone().close().await.ok();
+}
+
+#[tokio::test]
+async fn a_city_named_like_a_script_is_shown_as_text() {
+    let app = TestApp::spawn("browser_xss").await;
+    let evil = "<script>alert(1)</script>";
+    let mut body = customer("xss", ZIP_1);
+    body["customer_city"] = json!(evil);
+    app.create(&body).await;
+
+    let b = Browser::start(&app.dir).await;
+    b.goto(&format!("{}/view-records", app.address)).await;
+    let table = b.text("table.records").await.unwrap_or_default();
+    assert!(table.contains(evil), "{table}");
+    assert!(b.client.get_alert_text().await.is_err(), "an alert opened");
+    let scripts = b
+        .client
+        .execute(
+            "return document.querySelectorAll('table script').length",
+            vec![],
+        )
+        .await
+        .expect("script");
+    assert_eq!(scripts, json!(0));
+    b.client.clone().close().await.ok();
+}

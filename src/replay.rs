@@ -33,33 +33,39 @@ impl Replay {
     /// finished and committed first.
     pub async fn run(mut self, shutdown: CancellationToken) {
         let node = self.node.clone();
-        let mut pending: Option<Vec<ParkedHint>> = None;
+        let max = self.config.batch_size;
+        // Hints taken from Kafka and not yet applied, in consumption order.
+        let mut pending: Vec<ParkedHint> = Vec::new();
+        // How many of them go into one apply: halved when the node is too
+        // slow for a batch, doubled back after each success, so a slow node
+        // still makes progress instead of timing out on the same batch.
+        let mut chunk = max;
         let mut delays = backoff();
         loop {
             if !self.wait_until_available(&shutdown).await {
                 break;
             }
-            let batch = match pending.take() {
-                Some(batch) => batch,
-                None => {
-                    let max = self.config.batch_size;
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        // Paused: the batch (if any) stays in Kafka.
-                        _ = became_unavailable(&mut self.status) => continue,
-                        got = self.hints.next_batch(max) => match got {
-                            Ok(batch) => batch,
-                            Err(e) => {
-                                tracing::warn!(%node, error = %e, "reading hints failed");
-                                if !self.pause(&mut delays, &shutdown).await { break; }
-                                continue;
-                            }
-                        },
-                    }
+            if pending.is_empty() {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    // Paused: whatever is not taken yet stays in Kafka.
+                    _ = became_unavailable(&mut self.status) => continue,
+                    got = self.hints.next_batch(max) => match got {
+                        Ok(batch) => pending = batch,
+                        Err(e) => {
+                            tracing::warn!(%node, error = %e, "reading hints failed");
+                            if !self.pause(&mut delays, &shutdown).await { break; }
+                            continue;
+                        }
+                    },
                 }
-            };
+            }
 
-            let copies: Vec<_> = batch
+            // A prefix of what was consumed, so committing its positions
+            // never skips an unapplied hint.
+            let take = chunk.min(pending.len());
+            let head = &pending[..take];
+            let copies: Vec<_> = head
                 .iter()
                 .filter_map(|h| match &h.copy {
                     Ok(copy) => Some(copy.clone()),
@@ -73,21 +79,25 @@ impl Replay {
                 })
                 .collect();
             if let Err(e) = self.store.apply(&copies).await {
-                tracing::warn!(%node, error = %e, hints = copies.len(),
+                if e.is_timeout() {
+                    chunk = (chunk / 2).max(1);
+                }
+                tracing::warn!(%node, error = %e, hints = take, next = chunk,
                     "replay batch not applied; will retry");
-                pending = Some(batch);
                 if !self.pause(&mut delays, &shutdown).await {
                     break;
                 }
                 continue;
             }
             delays = backoff();
-            match self.hints.commit(&batch).await {
-                Ok(()) => tracing::info!(%node, hints = batch.len(), "replayed hints"),
+            match self.hints.commit(head).await {
+                Ok(()) => tracing::info!(%node, hints = take, "replayed hints"),
                 // Applied but not committed: a later replay re-applies these,
                 // which changes nothing.
                 Err(e) => tracing::warn!(%node, error = %e, "offset commit failed after apply"),
             }
+            pending.drain(..take);
+            chunk = chunk.saturating_mul(2).min(max);
             if !self.config.throttle.is_zero()
                 && shutdown
                     .run_until_cancelled(tokio::time::sleep(self.config.throttle))

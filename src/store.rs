@@ -19,6 +19,10 @@ use crate::domain::{CustomerCopy, NodeId, RecordFilter, RegionMap};
 const ZIP_FIELD: &str = "customer_zip_code_prefix";
 /// MongoDB's duplicate-key error code.
 const DUPLICATE_KEY: i32 = 11000;
+/// Extra time allowed per record in a multi-record command.
+const PER_ITEM_TIME: Duration = Duration::from_millis(10);
+/// Rounds of "drop the stale copies and retry" before going one by one.
+const STALE_ROUNDS: usize = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -32,6 +36,13 @@ pub enum StoreError {
     },
     #[error("node {node} rejected the write: {message}")]
     Rejected { node: NodeId, message: String },
+}
+
+impl StoreError {
+    /// The call outlived its bound: its outcome is unknown.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, StoreError::Timeout { .. })
+    }
 }
 
 /// A record as read back from a node. Documents written by other tools may
@@ -127,7 +138,7 @@ impl NodeStore {
     /// Applies copies with last-writer-wins: a copy is written only where no
     /// copy with an equal or newer version exists. Several copies of one
     /// record in the batch collapse to the newest first. One `update`
-    /// command per collection.
+    /// command per collection in the usual case.
     pub async fn apply(&self, copies: &[CustomerCopy]) -> Result<(), StoreError> {
         let mut newest: HashMap<(String, &str), &CustomerCopy> = HashMap::new();
         for copy in copies {
@@ -137,43 +148,88 @@ impl NodeStore {
                 *slot = copy;
             }
         }
-        let mut by_collection: HashMap<String, Vec<Document>> = HashMap::new();
+        let mut by_collection: HashMap<String, Vec<&CustomerCopy>> = HashMap::new();
         for ((collection, _), copy) in newest {
-            by_collection
-                .entry(collection)
-                .or_default()
-                .push(lww_statement(copy));
+            by_collection.entry(collection).or_default().push(copy);
         }
-        for (collection, statements) in by_collection {
-            self.apply_statements(&collection, statements).await?;
+        for (collection, copies) in by_collection {
+            self.apply_lww(&collection, copies).await?;
         }
         Ok(())
     }
 
-    async fn apply_statements(
+    async fn apply_lww(
         &self,
         collection: &str,
-        statements: Vec<Document>,
+        mut copies: Vec<&CustomerCopy>,
     ) -> Result<(), StoreError> {
-        let many = statements.len() > 1;
-        match self.update_command(collection, statements.clone()).await {
-            Err(StoreError::Mongo { source, .. }) if is_duplicate_key(&source) && many => {
-                // Real MongoDB reports a stale copy inside a multi-statement
-                // update as a per-statement writeError (handled below); some
-                // servers fail the whole command instead, leaving unknown which
-                // statements ran. Every statement is idempotent, so apply them
-                // one at a time, where a duplicate key can only mean "stale".
-                for statement in statements {
-                    match self.update_command(collection, vec![statement]).await {
-                        Err(StoreError::Mongo { source, .. }) if is_duplicate_key(&source) => {}
-                        other => other?,
-                    }
-                }
-                Ok(())
+        for _ in 0..STALE_ROUNDS {
+            let statements = copies.iter().map(|c| lww_statement(c)).collect();
+            match self.update_command(collection, statements).await {
+                Err(StoreError::Mongo { source, .. }) if is_duplicate_key(&source) => {}
+                other => return other,
             }
-            Err(StoreError::Mongo { source, .. }) if is_duplicate_key(&source) => Ok(()),
-            other => other,
+            // A stale copy failed the whole command. (Real MongoDB reports it
+            // as a per-statement writeError instead, handled in
+            // update_command; some servers do not.) Which statements ran is
+            // unknown, but every one is idempotent: drop the copies that are
+            // stale against what is stored now and run the rest again.
+            if copies.len() == 1 {
+                return Ok(());
+            }
+            let stored = self.stored_versions(collection, &copies).await?;
+            copies.retain(|c| {
+                stored
+                    .get(c.customer.customer_id.as_str())
+                    .is_none_or(|v| *v < c.version.get())
+            });
+            if copies.is_empty() {
+                return Ok(());
+            }
         }
+        // Concurrent writers keep getting ahead: one statement at a time,
+        // where a duplicate key can only mean "stale".
+        for copy in copies {
+            match self
+                .update_command(collection, vec![lww_statement(copy)])
+                .await
+            {
+                Err(StoreError::Mongo { source, .. }) if is_duplicate_key(&source) => {}
+                other => other?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The stored version of each of `copies`' records that has one.
+    async fn stored_versions(
+        &self,
+        collection: &str,
+        copies: &[&CustomerCopy],
+    ) -> Result<HashMap<String, i64>, StoreError> {
+        let ids: Vec<&str> = copies
+            .iter()
+            .map(|c| c.customer.customer_id.as_str())
+            .collect();
+        let coll = self.db.collection::<Document>(collection);
+        let docs: Vec<Document> = self
+            .bounded_for(ids.len(), async {
+                let cursor = coll
+                    .find(doc! {"_id": {"$in": &ids}})
+                    .projection(doc! {"version": 1})
+                    .await?;
+                cursor.try_collect().await
+            })
+            .await?;
+        Ok(docs
+            .iter()
+            .filter_map(|d| {
+                Some((
+                    d.get_str("_id").ok()?.to_owned(),
+                    d.get_i64("version").ok()?,
+                ))
+            })
+            .collect())
     }
 
     /// Runs one unordered `update` command and checks its per-statement
@@ -183,6 +239,7 @@ impl NodeStore {
         collection: &str,
         statements: Vec<Document>,
     ) -> Result<(), StoreError> {
+        let n = statements.len();
         let mut command = doc! {
             "update": collection,
             "updates": statements,
@@ -191,7 +248,7 @@ impl NodeStore {
         if let Some(wc) = &self.write_concern {
             command.insert("writeConcern", wc.clone());
         }
-        let reply = self.bounded(self.db.run_command(command)).await?;
+        let reply = self.bounded_for(n, self.db.run_command(command)).await?;
         if let Ok(errors) = reply.get_array("writeErrors") {
             let real = errors.iter().find_map(|e| match e {
                 Bson::Document(d) if d.get_i32("code").ok() == Some(DUPLICATE_KEY) => None,
@@ -274,10 +331,24 @@ impl NodeStore {
         &self,
         op: impl IntoFuture<Output = mongodb::error::Result<T>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.timeout, op.into_future()).await {
+        self.bounded_for(1, op).await
+    }
+
+    /// Bounds a call that handles `items` records: the node's timeout plus a
+    /// little per record, so a replay batch is not cut off by the limit meant
+    /// for a single write.
+    async fn bounded_for<T>(
+        &self,
+        items: usize,
+        op: impl IntoFuture<Output = mongodb::error::Result<T>>,
+    ) -> Result<T, StoreError> {
+        let extra = PER_ITEM_TIME
+            .saturating_mul(u32::try_from(items.saturating_sub(1)).unwrap_or(u32::MAX));
+        let timeout = self.timeout.saturating_add(extra);
+        match tokio::time::timeout(timeout, op.into_future()).await {
             Err(_) => Err(StoreError::Timeout {
                 node: self.node.clone(),
-                timeout: self.timeout,
+                timeout,
             }),
             Ok(Err(source)) => Err(StoreError::Mongo {
                 node: self.node.clone(),

@@ -397,7 +397,9 @@ impl TestApp {
 
     /// Whether the servers are ours to freeze and kill.
     pub fn controls_processes(&self) -> bool {
-        let ours = self.kafka.proc.is_some() && self.mongo.iter().all(Option::is_some);
+        let ours = self.redis.is_some()
+            && self.kafka.proc.is_some()
+            && self.mongo.iter().all(Option::is_some);
         if !ours {
             eprintln!(
                 "skipped: this test freezes or kills servers, which external services do not allow"

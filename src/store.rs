@@ -367,12 +367,11 @@ fn lww_statement(copy: &CustomerCopy) -> Document {
     let c = &copy.customer;
     let version = copy.version.get();
     doc! {
+        // "not >= version" also matches a document without a version
+        // (written by another tool), in one predicate the _id index serves.
         "q": {
             "_id": c.customer_id.as_str(),
-            "$or": [
-                {"version": {"$lt": version}},
-                {"version": {"$exists": false}},
-            ],
+            "version": {"$not": {"$gte": version}},
         },
         "u": {"$set": {
             "customer_id": c.customer_id.as_str(),

@@ -233,3 +233,25 @@ async fn a_status_changed_directly_in_redis_is_honoured_within_a_second() {
     app.wait_drained("region_2").await;
     assert!(app.doc("region_2", "customers", "c1").await.is_some());
 }
+
+#[tokio::test]
+async fn a_document_without_a_version_is_overwritten_by_a_versioned_write() {
+    let app = TestApp::spawn("unversioned_doc").await;
+    // Written by another tool, without regiondb's version field.
+    let client = app.mongo_client(node_index("region_1")).await;
+    client
+        .database("region_1")
+        .collection::<mongodb::bson::Document>("customers")
+        .insert_one(
+            mongodb::bson::doc! {"_id": "legacy", "customer_id": "legacy", "customer_city": "old"},
+        )
+        .await
+        .unwrap();
+    let mut body = customer("legacy", ZIP_1);
+    body["customer_city"] = json!("new");
+    let (code, answer) = app.create(&body).await;
+    assert_eq!(code, StatusCode::CREATED, "{answer}");
+    let doc = app.doc("region_1", "customers", "legacy").await.unwrap();
+    assert_eq!(doc.get_str("customer_city"), Ok("new"));
+    assert_eq!(doc.get_i64("version").ok(), answer["version"].as_i64());
+}

@@ -5,7 +5,7 @@
 //! and commits offsets only after MongoDB took the batch.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -41,7 +41,9 @@ pub enum HintError {
 /// process.
 pub struct HintLog {
     config: KafkaConfig,
-    producer: FutureProducer,
+    /// Replaced as a whole if it ever fails fatally (an idempotent producer
+    /// can, and then refuses every message until it is recreated).
+    producer: RwLock<FutureProducer>,
     admin: AdminClient<DefaultClientContext>,
     /// One idle consumer per node group, used only to read committed offsets.
     offsets: HashMap<NodeId, Arc<BaseConsumer>>,
@@ -54,15 +56,7 @@ impl HintLog {
         config: &KafkaConfig,
         nodes: impl IntoIterator<Item = &'a NodeId>,
     ) -> Result<HintLog, HintError> {
-        let timeout_ms = config.timeout.as_millis().to_string();
-        let producer: FutureProducer = base_config(config)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            // Bounds the whole delivery, retries included: past this the
-            // write is answered 503 instead of hanging.
-            .set("message.timeout.ms", &timeout_ms)
-            .set("linger.ms", "2")
-            .create()?;
+        let producer = RwLock::new(new_producer(config)?);
         let admin = base_config(config).create()?;
         let offsets = nodes
             .into_iter()
@@ -125,13 +119,37 @@ impl HintLog {
         let record = FutureRecord::to(&topic)
             .key(copy.customer.customer_id.as_str())
             .payload(&payload);
+        let producer = self.producer();
         let sent = self
-            .bounded(
-                self.producer
-                    .send(record, Timeout::After(self.config.timeout)),
-            )
+            .bounded(producer.send(record, Timeout::After(self.config.timeout)))
             .await?;
-        sent.map(|_| ()).map_err(|(e, _)| HintError::Kafka(e))
+        sent.map(|_| ()).map_err(|(e, _)| {
+            self.replace_producer_if_fatal(&producer);
+            HintError::Kafka(e)
+        })
+    }
+
+    fn producer(&self) -> FutureProducer {
+        match self.producer.read() {
+            Ok(p) => p.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// After a fatal producer error every later message would fail too: start
+    /// a fresh producer (new producer id) so the next write can be queued.
+    fn replace_producer_if_fatal(&self, failed: &FutureProducer) {
+        let Some((code, reason)) = failed.client().fatal_error() else {
+            return;
+        };
+        tracing::error!(?code, %reason, "kafka producer failed fatally; recreating it");
+        match new_producer(&self.config) {
+            Ok(fresh) => match self.producer.write() {
+                Ok(mut p) => *p = fresh,
+                Err(poisoned) => *poisoned.into_inner() = fresh,
+            },
+            Err(e) => tracing::error!(error = %e, "cannot recreate the kafka producer"),
+        }
     }
 
     /// Records waiting for `node`: end offset minus committed offset of its
@@ -181,7 +199,7 @@ impl HintLog {
     /// Whether the broker answers and every node topic exists.
     pub async fn check(&self, nodes: &[NodeId]) -> Result<(), HintError> {
         let wanted: Vec<String> = nodes.iter().map(|n| self.topic(n)).collect();
-        let producer = self.producer.clone();
+        let producer = self.producer();
         let timeout = self.config.timeout;
         self.blocking(move || {
             let metadata = producer.client().fetch_metadata(None, timeout)?;
@@ -250,7 +268,7 @@ impl HintLog {
 
     /// Waits until every acknowledged-to-be hint in flight is delivered.
     pub fn flush(&self, timeout: Duration) -> Result<(), HintError> {
-        self.producer.flush(timeout).map_err(HintError::from)
+        self.producer().flush(timeout).map_err(HintError::from)
     }
 
     async fn bounded<T>(&self, op: impl Future<Output = T>) -> Result<T, HintError> {
@@ -343,6 +361,17 @@ fn parked(msg: &rdkafka::message::BorrowedMessage<'_>) -> ParkedHint {
             None => Err("empty message".into()),
         },
     }
+}
+
+fn new_producer(config: &KafkaConfig) -> Result<FutureProducer, KafkaError> {
+    base_config(config)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        // Bounds the whole delivery, retries included: past this the write
+        // is answered 503 instead of hanging.
+        .set("message.timeout.ms", config.timeout.as_millis().to_string())
+        .set("linger.ms", "2")
+        .create()
 }
 
 fn base_config(config: &KafkaConfig) -> ClientConfig {

@@ -243,8 +243,8 @@ fn the_image_is_multi_stage_non_root_and_health_checked() {
     );
     let user = dockerfile
         .lines()
-        .filter_map(|l| l.strip_prefix("USER "))
-        .last();
+        .rev()
+        .find_map(|l| l.strip_prefix("USER "));
     assert!(
         user.is_some_and(|u| u.trim() != "root" && u.trim() != "0"),
         "runs as non-root"

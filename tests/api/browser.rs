@@ -83,6 +83,26 @@ impl Browser {
         .await;
     }
 
+    /// Waits until `node`'s card shows `status`, then checks that its switch
+    /// and dot agree.
+    async fn wait_card_status(&self, node: &str, status: &str) {
+        let what = format!("{node} shown {status}");
+        self.wait_text(&what, LIVE, &card(node, "status"), status)
+            .await;
+        let checked = if status == "available" {
+            "true"
+        } else {
+            "false"
+        };
+        let switch = self.attr(&card(node, "switch"), "aria-checked").await;
+        assert_eq!(switch.as_deref(), Some(checked), "{node} switch");
+        let dot = self
+            .attr(&card(node, "dot"), "class")
+            .await
+            .unwrap_or_default();
+        assert!(dot.contains(&format!("dot-{status}")), "{node} dot: {dot}");
+    }
+
     async fn click(&self, css: &str) {
         self.client
             .find(Locator::Css(css))
@@ -134,24 +154,7 @@ async fn switching_a_node_off_and_on_in_the_page_queues_and_replays() {
 
     b.goto(&format!("{}/create-records", app.address)).await;
     b.click(&card("region_2", "switch")).await;
-    b.wait_text(
-        "region_2 shown unavailable",
-        LIVE,
-        &card("region_2", "status"),
-        "unavailable",
-    )
-    .await;
-    assert_eq!(
-        b.attr(&card("region_2", "switch"), "aria-checked")
-            .await
-            .as_deref(),
-        Some("false")
-    );
-    let dot = b
-        .attr(&card("region_2", "dot"), "class")
-        .await
-        .unwrap_or_default();
-    assert!(dot.contains("dot-unavailable"), "{dot}");
+    b.wait_card_status("region_2", "unavailable").await;
     assert_eq!(app.get("/node-statuses").await.1["region_2"], "unavailable");
 
     // Create a record for the switched-off region through the form.
@@ -182,13 +185,7 @@ async fn switching_a_node_off_and_on_in_the_page_queues_and_replays() {
 
     // Back on: the queue drains to 0 and the record is readable at home.
     b.click(&card("region_2", "switch")).await;
-    b.wait_text(
-        "region_2 shown available",
-        LIVE,
-        &card("region_2", "status"),
-        "available",
-    )
-    .await;
+    b.wait_card_status("region_2", "available").await;
     b.wait_text(
         "region_2's queue to drain",
         DEADLINE,
@@ -236,26 +233,9 @@ async fn a_status_changed_with_redis_cli_shows_in_an_open_page() {
     b.wait_text("live updates", DEADLINE, "[data-live-text]", "Live")
         .await;
 
-    let client = redis::Client::open(app.redis_url.as_str()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let _: i64 = redis::cmd("HSET")
-        .arg(&["node_statuses", "region_3", "unavailable"][..])
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    b.wait_text(
-        "region_3 unavailable without reload",
-        LIVE,
-        &card("region_3", "status"),
-        "unavailable",
-    )
-    .await;
-    assert_eq!(
-        b.attr(&card("region_3", "switch"), "aria-checked")
-            .await
-            .as_deref(),
-        Some("false")
-    );
+    app.redis_set_status("region_3", "unavailable").await;
+    // Within LIVE of the change, without a reload.
+    b.wait_card_status("region_3", "unavailable").await;
 
     // A write made elsewhere (curl) updates the queue count too.
     let (code, _) = app.create(&customer("elsewhere", ZIP_3)).await;

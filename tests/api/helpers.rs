@@ -451,53 +451,45 @@ impl TestApp {
 
     // ---- HTTP ----
 
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
     pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.address))
-            .json(body)
-            .send()
-            .await
-            .expect("request");
-        let status = r.status();
-        (status, r.json().await.unwrap_or(Value::Null))
+        json_answer(self.http.post(self.url(path)).json(body)).await
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.address))
-            .send()
-            .await
-            .expect("request");
-        let status = r.status();
-        (status, r.json().await.unwrap_or(Value::Null))
+        json_answer(self.http.get(self.url(path))).await
     }
 
     /// A page: status and HTML. Redirects are not followed.
     pub async fn page(&self, path: &str) -> (StatusCode, String) {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.address))
-            .send()
-            .await
-            .expect("request");
-        let status = r.status();
-        (status, r.text().await.unwrap_or_default())
+        text_answer(self.http.get(self.url(path))).await
     }
 
     /// Posts a form as a browser without JavaScript would.
     pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> (StatusCode, String) {
-        let r = self
+        let request = self
             .http
-            .post(format!("{}{path}", self.address))
+            .post(self.url(path))
             .header("content-type", "application/x-www-form-urlencoded")
-            .body(serde_urlencoded::to_string(fields).expect("form"))
-            .send()
+            .body(serde_urlencoded::to_string(fields).expect("form"));
+        text_answer(request).await
+    }
+
+    /// Sets a status directly in Redis, as `redis-cli HSET` would.
+    pub async fn redis_set_status(&self, node: &str, status: &str) {
+        let client = redis::Client::open(self.redis_url.as_str()).expect("redis url");
+        let mut conn = client
+            .get_multiplexed_async_connection()
             .await
-            .expect("request");
-        let status = r.status();
-        (status, r.text().await.unwrap_or_default())
+            .expect("redis");
+        let _: i64 = redis::cmd("HSET")
+            .arg(&["node_statuses", node, status][..])
+            .query_async(&mut conn)
+            .await
+            .expect("hset");
     }
 
     pub async fn create(&self, body: &Value) -> (StatusCode, Value) {
@@ -691,6 +683,18 @@ impl TestApp {
             .await
             .expect("produce");
     }
+}
+
+async fn json_answer(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    let r = request.send().await.expect("request");
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn text_answer(request: reqwest::RequestBuilder) -> (StatusCode, String) {
+    let r = request.send().await.expect("request");
+    let status = r.status();
+    (status, r.text().await.unwrap_or_default())
 }
 
 pub fn node_index(node: &str) -> usize {

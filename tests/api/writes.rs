@@ -202,13 +202,7 @@ async fn writes_to_one_customer_converge_to_the_newest_on_both_copies() {
 #[tokio::test]
 async fn a_status_changed_directly_in_redis_is_honoured_within_a_second() {
     let app = TestApp::spawn("redis_cli_status").await;
-    let client = redis::Client::open(app.redis_url.as_str()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let _: i64 = redis::cmd("HSET")
-        .arg(&["node_statuses", "region_2", "unavailable"][..])
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    app.redis_set_status("region_2", "unavailable").await;
     wait_until(
         "the app to see region_2 unavailable",
         Duration::from_secs(1),
@@ -218,11 +212,7 @@ async fn a_status_changed_directly_in_redis_is_honoured_within_a_second() {
     let (code, _) = app.create(&customer("c1", ZIP_2)).await;
     assert_eq!(code, StatusCode::ACCEPTED);
 
-    let _: i64 = redis::cmd("HSET")
-        .arg(&["node_statuses", "region_2", "available"][..])
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    app.redis_set_status("region_2", "available").await;
     wait_until(
         "the app to see region_2 available",
         Duration::from_secs(1),

@@ -24,6 +24,8 @@ use crate::domain::{NodeId, NodeStatus};
 pub const STATUS_HASH: &str = "node_statuses";
 /// Announces every status write made through regiondb.
 pub const CHANGE_CHANNEL: &str = "regiondb:node_statuses";
+/// Bound on one Redis call: status writes and reads must not hang.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 /// Without keyspace notifications, changes made with redis-cli are only seen
 /// by the periodic re-read; this keeps the "within 1 s" promise.
 const RESYNC_WITHOUT_NOTIFICATIONS: Duration = Duration::from_millis(400);
@@ -44,12 +46,11 @@ impl NodeStatuses {
     pub async fn connect<'a>(
         url: &str,
         nodes: impl IntoIterator<Item = &'a NodeId>,
-        timeout: Duration,
     ) -> Result<NodeStatuses, StatusError> {
         let client = redis::Client::open(url)?;
         let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
+            .set_connection_timeout(Some(REDIS_TIMEOUT))
+            .set_response_timeout(Some(REDIS_TIMEOUT))
             .set_number_of_retries(2);
         let mut conn = client.get_connection_manager_with_config(config).await?;
         let mut views = BTreeMap::new();

@@ -65,7 +65,7 @@ impl Application {
                     source,
                 })?;
 
-        let connect = || NodeStatuses::connect(&config.redis_url, &nodes, config.mongo.timeout);
+        let connect = || NodeStatuses::connect(&config.redis_url, &nodes);
         let statuses = connect
             .retry(
                 ExponentialBuilder::default()

@@ -82,22 +82,7 @@ impl WritePath {
     }
 
     pub async fn create_customer(&self, customer: Customer) -> Result<WriteReceipt, WriteError> {
-        let zip = customer.customer_zip_code_prefix;
-        let region = self.regions.home_of(zip).ok_or_else(|| {
-            let covered: Vec<String> = self
-                .regions
-                .regions()
-                .iter()
-                .map(|r| format!("{}-{}", r.zips.min, r.zips.max))
-                .collect();
-            FieldError::new(
-                "customer_zip_code_prefix",
-                format!(
-                    "customer_zip_code_prefix {zip} is in no region (regions cover {})",
-                    covered.join(", ")
-                ),
-            )
-        })?;
+        let region = self.regions.route(customer.customer_zip_code_prefix)?;
         let version = self.clock.next();
 
         let mut copy = CustomerCopy {

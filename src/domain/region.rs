@@ -3,7 +3,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::ZipPrefix;
+use super::{FieldError, ZipPrefix};
 
 /// The id of a node, which is also the id of the region it is home to, the
 /// name of its MongoDB database and (with an optional prefix) of its Kafka
@@ -170,6 +170,28 @@ impl RegionMap {
         self.regions.iter().find(|r| r.zips.contains(zip))
     }
 
+    /// The home region of a customer's zip, or an error for its field.
+    pub fn route(&self, zip: ZipPrefix) -> Result<&Region, FieldError> {
+        self.home_of(zip).ok_or_else(|| {
+            FieldError::new(
+                "customer_zip_code_prefix",
+                format!(
+                    "customer_zip_code_prefix {zip} is in no region (regions cover {})",
+                    self.describe()
+                ),
+            )
+        })
+    }
+
+    /// "1000-39999 region_1, 40000-69999 region_2, ..." for messages and hints.
+    pub fn describe(&self) -> String {
+        self.regions
+            .iter()
+            .map(|r| format!("{}-{} {}", r.zips.min, r.zips.max, r.id))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// The regions whose replica lives on `node`.
     pub fn replicas_hosted_by<'a>(&'a self, node: &'a NodeId) -> impl Iterator<Item = &'a Region> {
         self.regions.iter().filter(move |r| &r.replica == node)
@@ -201,6 +223,13 @@ mod tests {
         assert_eq!(home(70000), Some("region_3"));
         assert_eq!(home(99999), Some("region_3"));
         assert_eq!(home(100000), None);
+        let err = map.route(ZipPrefix::new(500)).unwrap_err();
+        assert_eq!(err.field, "customer_zip_code_prefix");
+        assert!(
+            err.message.contains("1000-39999 region_1"),
+            "{}",
+            err.message
+        );
         let r1 = NodeId::parse("region_1").unwrap();
         let hosted: Vec<_> = map.replicas_hosted_by(&r1).map(|r| r.id.as_str()).collect();
         assert_eq!(hosted, ["region_2"]);

@@ -13,7 +13,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 
 use super::AppState;
 use super::assets;
-use crate::domain::{Customer, FieldError, NodeId, NodeStatus, RecordFilter};
+use crate::domain::{Customer, FieldError, NodeId, NodeStatus, RecordFilter, RegionMap};
 use crate::monitor::NodeView;
 use crate::reads::FilterResult;
 use crate::writes::{Placement, WriteError, WriteReceipt};
@@ -57,7 +57,7 @@ pub async fn index(State(state): State<AppState>) -> Response {
 struct FormField {
     name: &'static str,
     label: &'static str,
-    hint: &'static str,
+    hint: String,
     numeric: bool,
     value: String,
     error: Option<String>,
@@ -81,11 +81,15 @@ struct CreatePage {
     banner: Option<String>,
 }
 
-fn form_fields(values: &HashMap<String, String>, error: Option<&FieldError>) -> Vec<FormField> {
-    let field = |name, label, hint, numeric| FormField {
+fn form_fields(
+    regions: &RegionMap,
+    values: &HashMap<String, String>,
+    error: Option<&FieldError>,
+) -> Vec<FormField> {
+    let field = |name, label, hint: &str, numeric| FormField {
         name,
         label,
-        hint,
+        hint: hint.to_owned(),
         numeric,
         value: values.get(name).cloned().unwrap_or_default(),
         error: error.filter(|e| e.field == name).map(|e| e.message.clone()),
@@ -106,7 +110,7 @@ fn form_fields(values: &HashMap<String, String>, error: Option<&FieldError>) -> 
         field(
             "customer_zip_code_prefix",
             "Zip code prefix",
-            "Digits; decides the home region (1000–39999 region_1, 40000–69999 region_2, 70000–99999 region_3 by default).",
+            &format!("Digits; decides the home region: {}.", regions.describe()),
             true,
         ),
         field("customer_city", "City", "Required.", false),
@@ -120,7 +124,7 @@ impl CreatePage {
             page: "create",
             asset_version: assets::version(),
             nodes: state.monitor.snapshot().await,
-            fields: form_fields(&HashMap::new(), None),
+            fields: form_fields(&state.regions, &HashMap::new(), None),
             outcome: None,
             banner: None,
         }
@@ -169,7 +173,11 @@ pub async fn create_submit(
     // Keep what the user typed when something is wrong; clear it on success.
     let keep = error.is_some() || status == StatusCode::SERVICE_UNAVAILABLE;
     let empty = HashMap::new();
-    page.fields = form_fields(if keep { &values } else { &empty }, error.as_ref());
+    page.fields = form_fields(
+        &state.regions,
+        if keep { &values } else { &empty },
+        error.as_ref(),
+    );
     page.outcome = outcome;
     // Statuses may have changed with this write (a failed direct write).
     page.nodes = state.monitor.snapshot().await;

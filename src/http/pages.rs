@@ -140,7 +140,6 @@ pub async fn create_submit(
     State(state): State<AppState>,
     Form(values): Form<HashMap<String, String>>,
 ) -> Response {
-    let mut page = CreatePage::new(&state).await;
     let parsed = Customer::parse_form(|f| values.get(f).cloned());
     let (status, outcome, error) = match parsed {
         Err(e) => (StatusCode::UNPROCESSABLE_ENTITY, None, Some(e)),
@@ -170,6 +169,8 @@ pub async fn create_submit(
             }
         }
     };
+    // Built after the write: its queue sizes include this record.
+    let mut page = CreatePage::new(&state).await;
     // Keep what the user typed when something is wrong; clear it on success.
     let keep = error.is_some() || status == StatusCode::SERVICE_UNAVAILABLE;
     let empty = HashMap::new();
@@ -179,8 +180,6 @@ pub async fn create_submit(
         error.as_ref(),
     );
     page.outcome = outcome;
-    // Statuses may have changed with this write (a failed direct write).
-    page.nodes = state.monitor.snapshot().await;
     render(status, page)
 }
 

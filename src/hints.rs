@@ -35,6 +35,8 @@ pub enum HintError {
     },
     #[error("kafka: background task failed: {0}")]
     Join(String),
+    #[error("{0} is not a node of this deployment")]
+    UnknownNode(NodeId),
 }
 
 /// The producer side plus the admin and offset queries, shared by the whole
@@ -160,7 +162,7 @@ impl HintLog {
             .offsets
             .get(node)
             .cloned()
-            .ok_or_else(|| HintError::Join(format!("unknown node {node}")))?;
+            .ok_or_else(|| HintError::UnknownNode(node.clone()))?;
         let topic = self.topic(node);
         let timeout = self.config.timeout;
         self.blocking(move || {

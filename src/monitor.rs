@@ -78,11 +78,9 @@ impl Monitor {
         }
     }
 
-    /// Receives the overview each time it changes (the current one first).
+    /// Receives the overview each time it changes from now on.
     pub fn subscribe(&self) -> watch::Receiver<Vec<NodeView>> {
-        let mut rx = self.live.subscribe();
-        rx.mark_changed();
-        rx
+        self.live.subscribe()
     }
 
     /// Keeps the live overview fresh while it has subscribers.

@@ -29,8 +29,7 @@ pub async fn events(
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     // The current overview at once, then every change until shutdown.
     let first = nodes_event(&state.monitor.snapshot().await);
-    let mut live = state.monitor.subscribe();
-    live.borrow_and_update();
+    let live = state.monitor.subscribe();
     let stopping = state.stopping.clone();
     let changes = stream::unfold((live, stopping), |(mut live, stopping)| async move {
         tokio::select! {

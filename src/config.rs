@@ -47,6 +47,15 @@ pub struct KafkaConfig {
     pub timeout: Duration,
     pub partitions: i32,
     pub replication_factor: i32,
+    /// `retention.ms` of the topics regiondb creates: -1 (keep every hint
+    /// until it is replayed) unless set; a finite value is the longest
+    /// outage a node can have without losing hints.
+    pub retention_ms: i64,
+    /// `min.insync.replicas` of the topics regiondb creates, set only when
+    /// they are replicated.
+    pub min_insync_replicas: Option<i32>,
+    /// How often each replay looks for partitions added to its topic.
+    pub partition_refresh: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -177,6 +186,26 @@ impl Config {
             }
         };
 
+        let replication_factor = number("KAFKA_REPLICATION_FACTOR", 1, 1, 16)? as i32;
+        let min_insync_replicas = if replication_factor > 1 {
+            let default = u64::from(replication_factor.min(2).unsigned_abs());
+            let max = u64::from(replication_factor.unsigned_abs());
+            Some(number("KAFKA_MIN_INSYNC_REPLICAS", default, 1, max)? as i32)
+        } else {
+            None
+        };
+        let retention_ms = match var("KAFKA_RETENTION_MS") {
+            None => -1,
+            Some(v) => match v.parse::<i64>() {
+                Ok(n) if n == -1 || n >= 60_000 => n,
+                _ => {
+                    return Err(ConfigError(format!(
+                        "KAFKA_RETENTION_MS: must be -1 (keep every hint) or at least 60000, got {v:?}"
+                    )));
+                }
+            },
+        };
+
         Ok(Config {
             bind: SocketAddr::new(address, port),
             regions,
@@ -190,7 +219,10 @@ impl Config {
                 topic_prefix,
                 timeout: millis("KAFKA_TIMEOUT_MS", 5000, 100)?,
                 partitions: number("KAFKA_PARTITIONS", 1, 1, 1000)? as i32,
-                replication_factor: number("KAFKA_REPLICATION_FACTOR", 1, 1, 16)? as i32,
+                replication_factor,
+                retention_ms,
+                min_insync_replicas,
+                partition_refresh: millis("KAFKA_PARTITION_REFRESH_MS", 30_000, 100)?,
             },
             replay: ReplayConfig {
                 batch_size: number("REPLAY_BATCH_SIZE", 500, 1, 100_000)? as usize,
@@ -343,6 +375,14 @@ mod tests {
             ),
             (vec![("BIND_ADDRESS", "everywhere")], "BIND_ADDRESS"),
             (vec![("MONGO_TIMEOUT_MS", "fast")], "MONGO_TIMEOUT_MS"),
+            (vec![("KAFKA_RETENTION_MS", "1000")], "KAFKA_RETENTION_MS"),
+            (
+                vec![
+                    ("KAFKA_REPLICATION_FACTOR", "3"),
+                    ("KAFKA_MIN_INSYNC_REPLICAS", "4"),
+                ],
+                "KAFKA_MIN_INSYNC_REPLICAS",
+            ),
             (
                 vec![("REGIONS_FILE", "/nonexistent/regions.toml")],
                 "REGIONS_FILE",
@@ -352,6 +392,15 @@ mod tests {
             assert!(err.contains(name), "{err}");
             assert!(!err.contains('\n'), "{err}");
         }
+    }
+
+    #[test]
+    fn hint_topics_keep_everything_unless_told_otherwise() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.kafka.retention_ms, -1);
+        assert_eq!(c.kafka.min_insync_replicas, None);
+        let c = config(&[("KAFKA_REPLICATION_FACTOR", "3")]).unwrap();
+        assert_eq!(c.kafka.min_insync_replicas, Some(2));
     }
 
     #[test]

@@ -8,12 +8,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{
+    AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication,
+};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::Timeout;
@@ -21,6 +23,11 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::KafkaConfig;
 use crate::domain::{CustomerCopy, NodeId};
+
+/// Appended to a node topic's name to name its dead-letter topic.
+pub const DEAD_LETTER_SUFFIX: &str = ".dead-letter";
+/// The header of a dead letter that says why it could not be applied.
+pub const REASON_HEADER: &str = "regiondb-reason";
 
 #[derive(Debug, thiserror::Error)]
 pub enum HintError {
@@ -82,27 +89,44 @@ impl HintLog {
         topic_name(&self.config, node)
     }
 
+    pub fn partition_refresh(&self) -> Duration {
+        self.config.partition_refresh
+    }
+
     pub fn group(&self, node: &NodeId) -> String {
         group_name(&self.config, node)
     }
 
-    /// Creates the node topics that do not exist yet (the broker may not
-    /// auto-create them; ours are created with the configured partitions and
-    /// replication).
+    /// The topic where `node`'s hints that can never be applied are kept.
+    pub fn dead_letter_topic(&self, node: &NodeId) -> String {
+        format!("{}{DEAD_LETTER_SUFFIX}", self.topic(node))
+    }
+
+    /// Creates the node topics and their dead-letter topics that do not exist
+    /// yet (the broker may not auto-create them), with the configured
+    /// partitions, replication, retention and `min.insync.replicas`; then
+    /// warns about existing topics whose settings could drop hints.
     pub async fn ensure_topics(&self, nodes: &[NodeId]) -> Result<(), HintError> {
-        let names: Vec<String> = nodes.iter().map(|n| self.topic(n)).collect();
+        let names: Vec<String> = nodes
+            .iter()
+            .flat_map(|n| [self.topic(n), self.dead_letter_topic(n)])
+            .collect();
+        let retention = self.config.retention_ms.to_string();
+        let min_insync = self.config.min_insync_replicas.map(|n| n.to_string());
         let new: Vec<NewTopic> = names
             .iter()
             .map(|name| {
                 let replication = TopicReplication::Fixed(self.config.replication_factor);
-                NewTopic::new(name, self.config.partitions, replication)
+                let topic = NewTopic::new(name, self.config.partitions, replication)
+                    .set("retention.ms", &retention);
+                match &min_insync {
+                    Some(n) => topic.set("min.insync.replicas", n),
+                    None => topic,
+                }
             })
             .collect();
-        let options = AdminOptions::new()
-            .request_timeout(Some(self.config.timeout))
-            .operation_timeout(Some(self.config.timeout));
         let results = self
-            .bounded(self.admin.create_topics(&new, &options))
+            .bounded(self.admin.create_topics(&new, &self.admin_options()))
             .await??;
         for result in results {
             match result {
@@ -110,7 +134,48 @@ impl HintLog {
                 Err((topic, code)) => return Err(HintError::Topic { topic, code }),
             }
         }
+        self.warn_about_retention(&names).await;
         Ok(())
+    }
+
+    /// Logs a warning for every topic whose retention could delete hints
+    /// before they are replayed. A broker that cannot describe its topic
+    /// configurations is only noted at debug level.
+    async fn warn_about_retention(&self, topics: &[String]) {
+        let specifiers: Vec<ResourceSpecifier> = topics
+            .iter()
+            .map(|t| ResourceSpecifier::Topic(t))
+            .collect();
+        let described = self
+            .bounded(
+                self.admin
+                    .describe_configs(&specifiers, &self.admin_options()),
+            )
+            .await;
+        let resources = match described {
+            Ok(Ok(resources)) => resources,
+            Ok(Err(e)) => return tracing::debug!(error = %e, "cannot describe topic configs"),
+            Err(e) => return tracing::debug!(error = %e, "cannot describe topic configs"),
+        };
+        for (topic, resource) in topics.iter().zip(resources) {
+            let Ok(resource) = resource else { continue };
+            let entries = resource.entry_map();
+            let value = |key: &str| entries.get(key).and_then(|e| e.value.clone());
+            if let Some(risk) = retention_risk(
+                value("retention.ms").as_deref(),
+                value("retention.bytes").as_deref(),
+                value("cleanup.policy").as_deref(),
+            ) {
+                tracing::warn!(%topic, %risk,
+                    "this topic's settings can delete hints before they are replayed");
+            }
+        }
+    }
+
+    fn admin_options(&self) -> AdminOptions {
+        AdminOptions::new()
+            .request_timeout(Some(self.config.timeout))
+            .operation_timeout(Some(self.config.timeout))
     }
 
     /// Appends a copy to `node`'s topic and waits for the broker's
@@ -129,6 +194,76 @@ impl HintLog {
             self.replace_producer_if_fatal(&producer);
             HintError::Kafka(e)
         })
+    }
+
+    /// Moves a hint that can never be applied to `node`'s dead-letter topic,
+    /// keeping its key and payload as they were and saying why in the
+    /// [`REASON_HEADER`] header (plus where it came from). `Ok` means the
+    /// broker has it, so the hint's offset may be committed past.
+    pub async fn dead_letter(
+        &self,
+        node: &NodeId,
+        hint: &ParkedHint,
+        reason: &str,
+    ) -> Result<(), HintError> {
+        let topic = self.dead_letter_topic(node);
+        let partition = hint.partition.to_string();
+        let offset = hint.offset.to_string();
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: REASON_HEADER,
+                value: Some(reason),
+            })
+            .insert(Header {
+                key: "regiondb-source-topic",
+                value: Some(&self.topic(node)),
+            })
+            .insert(Header {
+                key: "regiondb-source-partition",
+                value: Some(&partition),
+            })
+            .insert(Header {
+                key: "regiondb-source-offset",
+                value: Some(&offset),
+            });
+        let mut record = FutureRecord::<[u8], [u8]>::to(&topic)
+            .payload(hint.payload.as_deref().unwrap_or_default())
+            .headers(headers);
+        if let Some(key) = hint.key.as_deref() {
+            record = record.key(key);
+        }
+        let producer = self.producer();
+        let sent = self
+            .bounded(producer.send(record, Timeout::After(self.config.timeout)))
+            .await?;
+        sent.map(|_| ()).map_err(|(e, _)| {
+            self.replace_producer_if_fatal(&producer);
+            HintError::Kafka(e)
+        })
+    }
+
+    /// How many hints of `node` were moved to its dead-letter topic (every
+    /// message it holds).
+    pub async fn dead_letters(&self, node: &NodeId) -> Result<u64, HintError> {
+        let consumer = self.offsets_consumer(node)?;
+        let topic = self.dead_letter_topic(node);
+        let timeout = self.config.timeout;
+        self.blocking(move || {
+            let mut total = 0u64;
+            for p in partitions(consumer.client(), &topic, timeout)? {
+                let (low, high) = consumer.fetch_watermarks(&topic, p, timeout)?;
+                total += u64::try_from(high - low).unwrap_or(0);
+            }
+            Ok(total)
+        })
+        .await
+    }
+
+    fn offsets_consumer(&self, node: &NodeId) -> Result<Arc<BaseConsumer>, HintError> {
+        self.offsets
+            .get(node)
+            .cloned()
+            .ok_or_else(|| HintError::UnknownNode(node.clone()))
     }
 
     fn producer(&self) -> FutureProducer {
@@ -158,44 +293,11 @@ impl HintLog {
     /// group, summed over partitions (from the start of the log where the
     /// group has committed nothing yet).
     pub async fn queued(&self, node: &NodeId) -> Result<u64, HintError> {
-        let consumer = self
-            .offsets
-            .get(node)
-            .cloned()
-            .ok_or_else(|| HintError::UnknownNode(node.clone()))?;
+        let consumer = self.offsets_consumer(node)?;
         let topic = self.topic(node);
         let timeout = self.config.timeout;
-        self.blocking(move || {
-            let metadata = consumer.fetch_metadata(Some(&topic), timeout)?;
-            let partitions: Vec<i32> = metadata
-                .topics()
-                .iter()
-                .filter(|t| t.name() == topic)
-                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-                .collect();
-            if partitions.is_empty() {
-                return Err(HintError::Topic {
-                    topic,
-                    code: RDKafkaErrorCode::UnknownTopicOrPartition,
-                });
-            }
-            let mut wanted = TopicPartitionList::new();
-            for p in &partitions {
-                wanted.add_partition(&topic, *p);
-            }
-            let committed = consumer.committed_offsets(wanted, timeout)?;
-            let mut total = 0u64;
-            for p in partitions {
-                let (low, high) = consumer.fetch_watermarks(&topic, p, timeout)?;
-                let from = match committed.find_partition(&topic, p).map(|e| e.offset()) {
-                    Some(Offset::Offset(n)) => n.max(low),
-                    _ => low,
-                };
-                total += u64::try_from(high - from).unwrap_or(0);
-            }
-            Ok(total)
-        })
-        .await
+        self.blocking(move || backlog(consumer.as_ref(), &topic, timeout))
+            .await
     }
 
     /// Whether the broker answers and every node topic exists.
@@ -227,6 +329,8 @@ impl HintLog {
     /// group to rebalance. Offsets are still committed under the group, which
     /// is what "queued" and a restart read. (Several instances would each
     /// replay every topic; last-writer-wins makes the overlap harmless.)
+    /// Partitions added later are picked up by
+    /// [`HintConsumer::assign_new_partitions`].
     pub async fn consumer(&self, node: &NodeId) -> Result<HintConsumer, HintError> {
         let topic = self.topic(node);
         let consumer: StreamConsumer = base_config(&self.config)
@@ -237,35 +341,19 @@ impl HintLog {
             // Bounds what is prefetched while the node is unavailable.
             .set("queued.max.messages.kbytes", "4096")
             .create()?;
-        let consumer = Arc::new(consumer);
-        let timeout = self.config.timeout;
-        let (c, t) = (consumer.clone(), topic.clone());
-        self.blocking(move || {
-            let metadata = c.fetch_metadata(Some(&t), timeout)?;
-            let mut assignment = TopicPartitionList::new();
-            for p in metadata
-                .topics()
-                .iter()
-                .filter(|m| m.name() == t)
-                .flat_map(|m| m.partitions())
-            {
-                assignment.add_partition_offset(&t, p.id(), Offset::Stored)?;
-            }
-            if assignment.count() == 0 {
-                return Err(HintError::Topic {
-                    topic: t,
-                    code: RDKafkaErrorCode::UnknownTopicOrPartition,
-                });
-            }
-            c.assign(&assignment)?;
-            Ok(())
-        })
-        .await?;
-        Ok(HintConsumer {
-            consumer,
+        let hints = HintConsumer {
+            consumer: Arc::new(consumer),
             topic,
-            timeout,
-        })
+            timeout: self.config.timeout,
+            assigned: std::sync::Mutex::new(Vec::new()),
+        };
+        if hints.assign_new_partitions().await? == 0 {
+            return Err(HintError::Topic {
+                topic: hints.topic.clone(),
+                code: RDKafkaErrorCode::UnknownTopicOrPartition,
+            });
+        }
+        Ok(hints)
     }
 
     /// Waits until every acknowledged-to-be hint in flight is delivered.
@@ -299,6 +387,12 @@ pub struct ParkedHint {
     pub offset: i64,
     /// The copy, or why it could not be read.
     pub copy: Result<CustomerCopy, String>,
+    /// The message as it was, for the dead-letter topic.
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    /// Already moved to the dead-letter topic (so a retry of its batch does
+    /// not move it twice).
+    pub dead_lettered: bool,
 }
 
 /// Reads one node's topic in its handoff group.
@@ -306,18 +400,27 @@ pub struct HintConsumer {
     consumer: Arc<StreamConsumer>,
     topic: String,
     timeout: Duration,
+    /// The partitions assigned so far.
+    assigned: std::sync::Mutex<Vec<i32>>,
 }
 
 impl HintConsumer {
     /// Waits for at least one hint, then takes whatever else is already
-    /// there, up to `max`.
-    pub async fn next_batch(&self, max: usize) -> Result<Vec<ParkedHint>, HintError> {
+    /// there, until `into` holds `max`.
+    ///
+    /// Cancel-safe: every message taken from the consumer is pushed into
+    /// `into` at once, so dropping this future (a pause, a shutdown) never
+    /// loses a hint that was read but not yet applied.
+    pub async fn fill(&self, into: &mut Vec<ParkedHint>, max: usize) -> Result<(), HintError> {
+        if into.len() >= max {
+            return Ok(());
+        }
         let first = self.consumer.recv().await?;
-        let mut batch = vec![parked(&first)];
+        into.push(parked(&first));
         drop(first);
-        while batch.len() < max {
+        while into.len() < max {
             match tokio::time::timeout(Duration::from_millis(20), self.consumer.recv()).await {
-                Ok(Ok(msg)) => batch.push(parked(&msg)),
+                Ok(Ok(msg)) => into.push(parked(&msg)),
                 Ok(Err(e)) => {
                     tracing::debug!(error = %e, "kafka error while filling a batch");
                     break;
@@ -325,7 +428,7 @@ impl HintConsumer {
                 Err(_) => break,
             }
         }
-        Ok(batch)
+        Ok(())
     }
 
     /// Commits the positions after `batch` (synchronously: the caller moves
@@ -336,21 +439,130 @@ impl HintConsumer {
             let slot = next.entry(hint.partition).or_insert(hint.offset + 1);
             *slot = (*slot).max(hint.offset + 1);
         }
-        let consumer = self.consumer.clone();
         let topic = self.topic.clone();
-        let timeout = self.timeout;
-        let commit = tokio::task::spawn_blocking(move || {
+        self.blocking(move |consumer| {
             let mut tpl = TopicPartitionList::new();
             for (partition, offset) in next {
                 tpl.add_partition_offset(&topic, partition, Offset::Offset(offset))?;
             }
-            consumer.commit(&tpl, CommitMode::Sync)
-        });
-        match tokio::time::timeout(timeout + Duration::from_secs(1), commit).await {
-            Err(_) => Err(HintError::Timeout(timeout)),
-            Ok(Err(e)) => Err(HintError::Join(e.to_string())),
-            Ok(Ok(result)) => result.map_err(HintError::from),
+            consumer.commit(&tpl, CommitMode::Sync)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Hints in the topic not yet committed by the group.
+    pub async fn backlog(&self) -> Result<u64, HintError> {
+        let (topic, timeout) = (self.topic.clone(), self.timeout);
+        self.blocking(move |consumer| backlog(consumer, &topic, timeout))
+            .await
+    }
+
+    /// Assigns the topic's partitions that are not assigned yet (all of them
+    /// the first time; those added since, later), each from the group's
+    /// committed offset. Returns how many partitions are assigned in all.
+    pub async fn assign_new_partitions(&self) -> Result<usize, HintError> {
+        let (topic, timeout) = (self.topic.clone(), self.timeout);
+        let known = self.assigned.lock().map(|a| a.clone()).unwrap_or_default();
+        let fresh = self
+            .blocking(move |consumer| {
+                let all = partitions(consumer.client(), &topic, timeout)?;
+                let fresh: Vec<i32> = all.into_iter().filter(|p| !known.contains(p)).collect();
+                if !fresh.is_empty() {
+                    let mut tpl = TopicPartitionList::new();
+                    for p in &fresh {
+                        tpl.add_partition_offset(&topic, *p, Offset::Stored)?;
+                    }
+                    consumer.incremental_assign(&tpl)?;
+                }
+                Ok(fresh)
+            })
+            .await?;
+        let mut assigned = self
+            .assigned
+            .lock()
+            .map_err(|_| HintError::Join("partition list poisoned".into()))?;
+        if !fresh.is_empty() && !assigned.is_empty() {
+            tracing::info!(topic = %self.topic, partitions = ?fresh, "new partitions assigned");
         }
+        assigned.extend(fresh);
+        Ok(assigned.len())
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&StreamConsumer) -> Result<T, HintError> + Send + 'static,
+    ) -> Result<T, HintError> {
+        let consumer = self.consumer.clone();
+        let call = tokio::task::spawn_blocking(move || f(&consumer));
+        match tokio::time::timeout(self.timeout + Duration::from_secs(1), call).await {
+            Err(_) => Err(HintError::Timeout(self.timeout)),
+            Ok(Err(e)) => Err(HintError::Join(e.to_string())),
+            Ok(Ok(result)) => result,
+        }
+    }
+}
+
+/// The partition ids of `topic`; an error if it does not exist.
+fn partitions<C: rdkafka::client::ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<i32>, HintError> {
+    let metadata = client.fetch_metadata(Some(topic), timeout)?;
+    let ids: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if ids.is_empty() {
+        return Err(HintError::Topic {
+            topic: topic.to_owned(),
+            code: RDKafkaErrorCode::UnknownTopicOrPartition,
+        });
+    }
+    Ok(ids)
+}
+
+/// End offset minus the group's committed offset, summed over `topic`'s
+/// partitions (from the start of the log where nothing is committed yet).
+fn backlog<C: Consumer>(consumer: &C, topic: &str, timeout: Duration) -> Result<u64, HintError> {
+    let ids = partitions(consumer.client(), topic, timeout)?;
+    let mut wanted = TopicPartitionList::new();
+    for p in &ids {
+        wanted.add_partition(topic, *p);
+    }
+    let committed = consumer.committed_offsets(wanted, timeout)?;
+    let mut total = 0u64;
+    for p in ids {
+        let (low, high) = consumer.fetch_watermarks(topic, p, timeout)?;
+        let from = match committed.find_partition(topic, p).map(|e| e.offset()) {
+            Some(Offset::Offset(n)) => n.max(low),
+            _ => low,
+        };
+        total += u64::try_from(high - from).unwrap_or(0);
+    }
+    Ok(total)
+}
+
+/// Why a topic's settings could delete hints before they are replayed, if
+/// they can: a finite time or size retention, or compaction.
+fn retention_risk(ms: Option<&str>, bytes: Option<&str>, policy: Option<&str>) -> Option<String> {
+    let finite = |v: Option<&str>| v.and_then(|v| v.parse::<i64>().ok()).filter(|n| *n >= 0);
+    if let Some(ms) = finite(ms) {
+        return Some(format!("retention.ms={ms}: hints older than that are deleted"));
+    }
+    if let Some(bytes) = finite(bytes) {
+        return Some(format!(
+            "retention.bytes={bytes}: the oldest hints are deleted past that size"
+        ));
+    }
+    match policy {
+        Some(p) if p.contains("compact") => Some(format!(
+            "cleanup.policy={p}: compaction drops all but one hint per customer"
+        )),
+        _ => None,
     }
 }
 
@@ -362,6 +574,9 @@ fn parked(msg: &rdkafka::message::BorrowedMessage<'_>) -> ParkedHint {
             Some(bytes) => CustomerCopy::from_json_bytes(bytes),
             None => Err("empty message".into()),
         },
+        key: msg.key().map(<[u8]>::to_vec),
+        payload: msg.payload().map(<[u8]>::to_vec),
+        dead_lettered: false,
     }
 }
 
@@ -372,8 +587,20 @@ fn new_producer(config: &KafkaConfig) -> Result<FutureProducer, KafkaError> {
         // Bounds the whole delivery, retries included: past this the write
         // is answered 503 instead of hanging.
         .set("message.timeout.ms", config.timeout.as_millis().to_string())
+        // Each request gives up well before the delivery does, so a request
+        // that timed out is retried (deduplicated by idempotence) within the
+        // delivery window, and a 503 mostly means "the broker never took
+        // it". What remains: a broker that took the last try and answered
+        // after the delivery deadline (see the README).
+        .set("request.timeout.ms", request_timeout(config.timeout).to_string())
         .set("linger.ms", "2")
         .create()
+}
+
+/// A third of the delivery timeout (at least 50 ms): room for the first
+/// try and two retries.
+fn request_timeout(delivery: Duration) -> u128 {
+    (delivery.as_millis() / 3).max(50)
 }
 
 fn base_config(config: &KafkaConfig) -> ClientConfig {
@@ -390,4 +617,28 @@ fn topic_name(config: &KafkaConfig, node: &NodeId) -> String {
 
 fn group_name(config: &KafkaConfig, node: &NodeId) -> String {
     format!("{}regiondb-handoff-{node}", config.topic_prefix)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_that_keeps_everything_is_no_risk() {
+        assert_eq!(retention_risk(Some("-1"), Some("-1"), Some("delete")), None);
+        assert_eq!(retention_risk(None, None, None), None);
+    }
+
+    #[test]
+    fn finite_retention_or_compaction_is_a_risk() {
+        assert!(retention_risk(Some("604800000"), None, None).is_some());
+        assert!(retention_risk(Some("-1"), Some("1073741824"), None).is_some());
+        assert!(retention_risk(None, None, Some("compact,delete")).is_some());
+    }
+
+    #[test]
+    fn requests_time_out_before_the_delivery_does() {
+        assert_eq!(request_timeout(Duration::from_secs(3)), 1000);
+        assert_eq!(request_timeout(Duration::from_millis(100)), 50);
+    }
 }

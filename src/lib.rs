@@ -5,6 +5,7 @@
 //! (`nodes` = Redis, `store` = MongoDB, `hints` = Kafka) · the paths that
 //! compose them (`writes`, `reads`, `replay`) · `http` · `startup` wiring.
 
+pub mod backlog;
 pub mod config;
 pub mod domain;
 pub mod hints;
@@ -12,6 +13,7 @@ pub mod http;
 pub mod monitor;
 pub mod nodes;
 pub mod reads;
+pub mod repair;
 pub mod replay;
 pub mod retry;
 pub mod startup;

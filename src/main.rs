@@ -1,9 +1,38 @@
+use clap::{Parser, Subcommand};
 use regiondb::config::Config;
 use regiondb::startup::Application;
-use regiondb::telemetry;
+use regiondb::{repair, telemetry};
+
+/// Customer records in their home region's MongoDB, with hinted handoff
+/// through Kafka while a node is down. Configured by environment variables
+/// (and a `.env` file); see the README.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API and the pages (what `regiondb` alone does).
+    Serve,
+    /// Make every region's home and replica copies agree: the newer version
+    /// of each record is copied over the older or missing one. Exits
+    /// non-zero only if a node could not be reached.
+    Repair {
+        /// Only this region (e.g. region_2).
+        #[arg(long)]
+        region: Option<String>,
+        /// Compare and report, but write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
     // A missing .env is normal; a malformed one is reported by the variables.
     let _ = dotenvy::dotenv();
     let config = match Config::from_env() {
@@ -14,6 +43,15 @@ async fn main() -> std::process::ExitCode {
         }
     };
     telemetry::init(config.log_format);
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config).await,
+        Command::Repair { region, dry_run } => {
+            repair::run_command(&config, region.as_deref(), dry_run).await
+        }
+    }
+}
+
+async fn serve(config: Config) -> std::process::ExitCode {
     let app = match Application::build(config).await {
         Ok(app) => app,
         Err(e) => {

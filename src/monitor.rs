@@ -29,6 +29,9 @@ pub struct NodeView {
     pub status: NodeStatus,
     /// Records waiting in Kafka; `None` (null) when Kafka cannot be asked.
     pub queued: Option<u64>,
+    /// Hints moved to the node's dead-letter topic because they can never
+    /// be applied; `None` (null) when Kafka cannot be asked.
+    pub dead_letters: Option<u64>,
     pub hosts_replicas_of: Vec<NodeId>,
 }
 
@@ -59,6 +62,7 @@ impl Monitor {
             node_id: node.clone(),
             status: self.statuses.status(node),
             queued: self.queued(node).await,
+            dead_letters: self.dead_letters(node).await,
             hosts_replicas_of: self
                 .regions
                 .replicas_hosted_by(node)
@@ -72,6 +76,17 @@ impl Monitor {
             Ok(Ok(n)) => Some(n),
             Ok(Err(e)) => {
                 tracing::debug!(%node, error = %e, "cannot read the queue size");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    pub async fn dead_letters(&self, node: &NodeId) -> Option<u64> {
+        match tokio::time::timeout(QUEUE_SIZE_WAIT, self.hints.dead_letters(node)).await {
+            Ok(Ok(n)) => Some(n),
+            Ok(Err(e)) => {
+                tracing::debug!(%node, error = %e, "cannot count dead letters");
                 None
             }
             Err(_) => None,

@@ -6,7 +6,11 @@
 //! the server allows it, Redis keyspace notifications announce writes made by
 //! anyone else (`redis-cli HSET ...`); and the whole hash is re-read
 //! periodically as a safety net. Each node's status is a `watch` channel so
-//! the replay tasks wake the moment their node changes.
+//! the replay tasks wake the moment their node changes. A node seen
+//! unavailable is marked as behind on its backlog at once (see `backlog`).
+//!
+//! Redis also keeps the version clock's two facts: the instance slot counter
+//! and the version floor (see `domain::VersionClock`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -18,12 +22,17 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::backlog::Backlogs;
 use crate::domain::{NodeId, NodeStatus};
 
 /// The hash holding every node's status (the seed's name).
 pub const STATUS_HASH: &str = "node_statuses";
 /// Announces every status write made through regiondb.
 pub const CHANGE_CHANNEL: &str = "regiondb:node_statuses";
+/// Counts instance starts; an instance's version slot is its number.
+pub const INSTANCE_COUNTER: &str = "regiondb:instances";
+/// Above every version any instance may have handed out.
+pub const VERSION_FLOOR: &str = "regiondb:version_floor";
 /// Bound on one Redis call: status writes and reads must not hang.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 /// Without keyspace notifications, changes made with redis-cli are only seen
@@ -38,6 +47,7 @@ pub struct NodeStatuses {
     client: redis::Client,
     conn: ConnectionManager,
     views: BTreeMap<NodeId, watch::Sender<NodeStatus>>,
+    backlogs: Arc<Backlogs>,
 }
 
 impl NodeStatuses {
@@ -46,6 +56,7 @@ impl NodeStatuses {
     pub async fn connect<'a>(
         url: &str,
         nodes: impl IntoIterator<Item = &'a NodeId>,
+        backlogs: Arc<Backlogs>,
     ) -> Result<NodeStatuses, StatusError> {
         let client = redis::Client::open(url)?;
         let config = ConnectionManagerConfig::new()
@@ -64,6 +75,7 @@ impl NodeStatuses {
             client,
             conn,
             views,
+            backlogs,
         };
         statuses.resync().await?;
         Ok(statuses)
@@ -131,6 +143,37 @@ impl NodeStatuses {
         Ok(())
     }
 
+    /// A number for this instance, different from every other running
+    /// instance's as long as fewer than 2^64 have started.
+    pub async fn claim_instance_number(&self) -> Result<u64, StatusError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.incr(INSTANCE_COUNTER, 1).await?)
+    }
+
+    /// The highest version floor any instance has reserved (0 if none).
+    pub async fn version_floor(&self) -> Result<i64, StatusError> {
+        let mut conn = self.conn.clone();
+        let floor: Option<i64> = conn.get(VERSION_FLOOR).await?;
+        Ok(floor.unwrap_or(0))
+    }
+
+    /// Raises the version floor to `to` unless it is higher already.
+    pub async fn raise_version_floor(&self, to: i64) -> Result<(), StatusError> {
+        // Lua numbers are doubles: exact for versions (below 2^53).
+        let script = redis::Script::new(
+            "local cur = tonumber(redis.call('GET', KEYS[1]) or '0') \
+             if tonumber(ARGV[1]) > cur then redis.call('SET', KEYS[1], ARGV[1]) end \
+             return 0",
+        );
+        let mut conn = self.conn.clone();
+        let _: i64 = script
+            .key(VERSION_FLOOR)
+            .arg(to)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
     pub async fn ping(&self) -> Result<(), StatusError> {
         let mut conn = self.conn.clone();
         let _: String = redis::cmd("PING").query_async(&mut conn).await?;
@@ -138,6 +181,11 @@ impl NodeStatuses {
     }
 
     fn apply_local(&self, node: &NodeId, status: NodeStatus) {
+        if !status.is_available() {
+            // Before anyone can see it available again: whatever is queued
+            // meanwhile must be replayed before reads trust the node.
+            self.backlogs.mark_behind(node);
+        }
         if let Some(view) = self.views.get(node) {
             let changed = view.send_if_modified(|current| {
                 let changed = *current != status;

@@ -1,6 +1,13 @@
 //! The read path: for each region asked for, read its home node if it is
-//! available and answers, else the node keeping its replica; merge the
-//! regions in region order and cut one page out of the whole.
+//! available, caught up and answers, else the node keeping its replica;
+//! merge the regions in region order and cut one page out of the whole.
+//!
+//! "Caught up" (see `backlog`) is what keeps read-your-acknowledged-writes
+//! while a node that was down replays its backlog: until its replay has
+//! applied every hint, a record acknowledged as queued may only be on the
+//! replica, so the replica serves the region. Only when no caught-up copy
+//! is available does a node that is still catching up serve, and the answer
+//! says so (`catching_up`).
 //!
 //! Paging is exact across regions: every serving node is first asked how
 //! many records match, which tells each region's share of the requested
@@ -11,6 +18,7 @@ use std::sync::Arc;
 use futures::future::join_all;
 use serde::Serialize;
 
+use crate::backlog::Backlogs;
 use crate::domain::{CustomerCopy, NodeId, RecordFilter, Region, RegionMap};
 use crate::nodes::NodeStatuses;
 use crate::store::{NodeStore, StoredCustomer, Stores};
@@ -29,6 +37,9 @@ pub struct RegionSource {
     pub region: NodeId,
     pub served_by: NodeId,
     pub replica: bool,
+    /// The serving node may still be replaying hints for this region: the
+    /// newest writes may be missing from this answer.
+    pub catching_up: bool,
     pub matched: u64,
 }
 
@@ -47,6 +58,7 @@ pub struct ReadPath {
     regions: RegionMap,
     statuses: Arc<NodeStatuses>,
     stores: Arc<Stores>,
+    backlogs: Arc<Backlogs>,
 }
 
 /// A region's data on one node: its home `customers` or a replica collection.
@@ -55,14 +67,21 @@ struct Source<'a> {
     store: &'a NodeStore,
     collection: String,
     replica: bool,
+    catching_up: bool,
 }
 
 impl ReadPath {
-    pub fn new(regions: RegionMap, statuses: Arc<NodeStatuses>, stores: Arc<Stores>) -> Self {
+    pub fn new(
+        regions: RegionMap,
+        statuses: Arc<NodeStatuses>,
+        stores: Arc<Stores>,
+        backlogs: Arc<Backlogs>,
+    ) -> Self {
         ReadPath {
             regions,
             statuses,
             stores,
+            backlogs,
         }
     }
 
@@ -93,6 +112,7 @@ impl ReadPath {
                 region: source.region.id.clone(),
                 served_by: source.store.node().clone(),
                 replica: source.replica,
+                catching_up: source.catching_up,
                 matched: *n,
             });
             if want == 0 || skip >= *n {
@@ -138,29 +158,30 @@ impl ReadPath {
         }
     }
 
-    /// The first of (home node, replica node) that is marked available and
-    /// answers the count.
+    /// The first copy of the region that is marked available and answers
+    /// the count, preferring caught-up nodes: home, replica, then (only if
+    /// neither is caught up) home and replica again.
     async fn count_region<'a>(
         &'a self,
         region: &'a Region,
         filter: &RecordFilter,
     ) -> Option<(Source<'a>, u64)> {
-        let candidates = [
-            (
-                &region.id,
-                CustomerCopy::PRIMARY_COLLECTION.to_owned(),
-                false,
-            ),
-            (
-                &region.replica,
-                CustomerCopy::replica_collection(&region.id),
-                true,
-            ),
-        ];
-        for (node, collection, replica) in candidates {
-            if !self.statuses.status(node).is_available() {
-                continue;
-            }
+        let home = (
+            &region.id,
+            CustomerCopy::PRIMARY_COLLECTION.to_owned(),
+            false,
+        );
+        let replica = (
+            &region.replica,
+            CustomerCopy::replica_collection(&region.id),
+            true,
+        );
+        let copies = [home, replica];
+        let (ready, behind): (Vec<_>, Vec<_>) = copies
+            .into_iter()
+            .filter(|(node, _, _)| self.statuses.status(node).is_available())
+            .partition(|(node, _, _)| self.backlogs.caught_up(node));
+        for (node, collection, replica) in ready.into_iter().chain(behind) {
             let Some(store) = self.stores.get(node) else {
                 continue;
             };
@@ -171,6 +192,7 @@ impl ReadPath {
                         store,
                         collection,
                         replica,
+                        catching_up: !self.backlogs.caught_up(node),
                     };
                     return Some((source, n));
                 }

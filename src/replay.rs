@@ -6,17 +6,25 @@
 //! changes nothing), and only then commit the batch's offsets. A crash
 //! anywhere replays at most the last batch again, which changes nothing
 //! either: at-least-once delivery plus idempotent apply is an exactly-once
-//! effect. A batch that fails to apply is kept and retried; flipping the node
-//! to unavailable pauses the loop between batches.
+//! effect.
+//!
+//! Nothing read is ever skipped: hints taken from the consumer go straight
+//! into `pending` (the consumer's position has moved past them), and stay
+//! there until they are applied or dead-lettered, whatever pauses the loop.
+//! A hint that can never be applied (unreadable, from the future, or refused
+//! by MongoDB for good) moves to the node's dead-letter topic with its
+//! reason, so the queue behind it drains. Any other failure keeps the batch
+//! and retries it.
 
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::backlog::Backlogs;
 use crate::config::ReplayConfig;
-use crate::domain::{NodeId, NodeStatus};
-use crate::hints::{HintConsumer, ParkedHint};
+use crate::domain::{CustomerCopy, NodeId, NodeStatus, now_micros};
+use crate::hints::{HintConsumer, HintLog, ParkedHint};
 use crate::retry::backoff;
 use crate::store::NodeStore;
 
@@ -24,8 +32,26 @@ pub struct Replay {
     pub node: NodeId,
     pub store: NodeStore,
     pub hints: HintConsumer,
+    /// For the dead-letter topic.
+    pub log: std::sync::Arc<HintLog>,
+    pub backlogs: std::sync::Arc<Backlogs>,
     pub status: watch::Receiver<NodeStatus>,
     pub config: ReplayConfig,
+    /// How often to look for partitions added to the topic.
+    pub partition_refresh: Duration,
+}
+
+/// What became of the head of `pending`.
+enum Step {
+    /// Applied (or dead-lettered) and committed: drop it from `pending`.
+    Done,
+    /// Not applied; try again after a pause.
+    Retry,
+    /// MongoDB did not answer in time: try again after a pause, with half
+    /// as many hints.
+    TooSlow,
+    /// Try again at once, one hint at a time, to find the one MongoDB refuses.
+    Narrow,
 }
 
 impl Replay {
@@ -41,63 +67,62 @@ impl Replay {
         // still makes progress instead of timing out on the same batch.
         let mut chunk = max;
         let mut delays = backoff();
+        let mut refresh = tokio::time::interval(self.partition_refresh);
+        refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        refresh.reset();
         loop {
             if !self.wait_until_available(&shutdown).await {
                 break;
             }
             if pending.is_empty() {
+                self.confirm_if_caught_up().await;
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
-                    // Paused: whatever is not taken yet stays in Kafka.
+                    // Paused: whatever `fill` already took stays in `pending`.
                     _ = became_unavailable(&mut self.status) => continue,
-                    got = self.hints.next_batch(max) => match got {
-                        Ok(batch) => pending = batch,
-                        Err(e) => {
+                    _ = refresh.tick() => {
+                        if let Err(e) = self.hints.assign_new_partitions().await {
+                            tracing::warn!(%node, error = %e, "cannot look for new partitions");
+                        }
+                        continue;
+                    }
+                    got = self.hints.fill(&mut pending, max) => {
+                        if let Err(e) = got {
                             tracing::warn!(%node, error = %e, "reading hints failed");
                             if !self.pause(&mut delays, &shutdown).await { break; }
                             continue;
                         }
-                    },
+                    }
                 }
+                // Hints arrived (possibly queued by another instance): reads
+                // must not trust this node until they are applied.
+                self.backlogs.mark_behind(&node);
             }
 
             // A prefix of what was consumed, so committing its positions
             // never skips an unapplied hint.
             let take = chunk.min(pending.len());
-            let head = &pending[..take];
-            let copies: Vec<_> = head
-                .iter()
-                .filter_map(|h| match &h.copy {
-                    Ok(copy) => Some(copy.clone()),
-                    Err(why) => {
-                        // Not written by regiondb: skipping it is the only way
-                        // forward, so say so loudly.
-                        tracing::error!(%node, partition = h.partition, offset = h.offset,
-                            reason = %why, "skipping unreadable hint");
-                        None
+            let step = self.apply_and_commit(&mut pending[..take]).await;
+            match step {
+                Step::Done => {
+                    pending.drain(..take);
+                    delays = backoff();
+                    chunk = chunk.saturating_mul(2).min(max);
+                }
+                Step::Narrow => {
+                    chunk = 1;
+                    continue;
+                }
+                Step::Retry | Step::TooSlow => {
+                    if matches!(step, Step::TooSlow) {
+                        chunk = (take / 2).max(1);
                     }
-                })
-                .collect();
-            if let Err(e) = self.store.apply(&copies).await {
-                if e.is_timeout() {
-                    chunk = (chunk / 2).max(1);
+                    if !self.pause(&mut delays, &shutdown).await {
+                        break;
+                    }
+                    continue;
                 }
-                tracing::warn!(%node, error = %e, hints = take, next = chunk,
-                    "replay batch not applied; will retry");
-                if !self.pause(&mut delays, &shutdown).await {
-                    break;
-                }
-                continue;
             }
-            delays = backoff();
-            match self.hints.commit(head).await {
-                Ok(()) => tracing::info!(%node, hints = take, "replayed hints"),
-                // Applied but not committed: a later replay re-applies these,
-                // which changes nothing.
-                Err(e) => tracing::warn!(%node, error = %e, "offset commit failed after apply"),
-            }
-            pending.drain(..take);
-            chunk = chunk.saturating_mul(2).min(max);
             if !self.config.throttle.is_zero()
                 && shutdown
                     .run_until_cancelled(tokio::time::sleep(self.config.throttle))
@@ -107,7 +132,107 @@ impl Replay {
                 break;
             }
         }
-        tracing::info!(%node, "replay stopped");
+        tracing::info!(%node, unapplied = pending.len(), "replay stopped");
+    }
+
+    /// Dead-letters what can never be applied, applies the rest, commits.
+    async fn apply_and_commit(&self, head: &mut [ParkedHint]) -> Step {
+        let node = &self.node;
+        let now = now_micros();
+        let mut copies: Vec<CustomerCopy> = Vec::new();
+        for hint in head.iter_mut() {
+            if hint.dead_lettered {
+                continue;
+            }
+            let reason = match &hint.copy {
+                Err(why) => format!("unreadable hint: {why}"),
+                Ok(copy) if copy.version.is_from_the_future(now) => format!(
+                    "version {} is more than a minute ahead of this instance's clock",
+                    copy.version.get()
+                ),
+                Ok(copy) => {
+                    copies.push(copy.clone());
+                    continue;
+                }
+            };
+            if !self.dead_letter(hint, &reason).await {
+                return Step::Retry;
+            }
+        }
+
+        match self.store.apply(&copies).await {
+            Ok(()) => {}
+            Err(e) if e.is_permanent() && copies.len() > 1 => {
+                tracing::warn!(%node, error = %e, hints = copies.len(),
+                    "a hint in this batch was refused; applying one by one");
+                return Step::Narrow;
+            }
+            Err(e) if e.is_permanent() => {
+                let Some(hint) = head.iter_mut().find(|h| h.copy.is_ok() && !h.dead_lettered)
+                else {
+                    return Step::Retry;
+                };
+                if !self.dead_letter(hint, &format!("refused by MongoDB: {e}")).await {
+                    return Step::Retry;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(%node, error = %e, hints = copies.len(),
+                    "replay batch not applied; will retry");
+                return if e.is_timeout() {
+                    Step::TooSlow
+                } else {
+                    Step::Retry
+                };
+            }
+        }
+
+        match self.hints.commit(head).await {
+            Ok(()) => {
+                tracing::info!(%node, hints = head.len(), "replayed hints");
+                Step::Done
+            }
+            // Applied but not committed: apply again (a no-op) and commit.
+            Err(e) => {
+                tracing::warn!(%node, error = %e, "offset commit failed after apply; will retry");
+                Step::Retry
+            }
+        }
+    }
+
+    /// Moves one hint to the dead-letter topic; false if Kafka did not take
+    /// it (the hint stays pending and is tried again).
+    async fn dead_letter(&self, hint: &mut ParkedHint, reason: &str) -> bool {
+        let node = &self.node;
+        match self.log.dead_letter(node, hint, reason).await {
+            Ok(()) => {
+                tracing::error!(%node, partition = hint.partition, offset = hint.offset,
+                    %reason, "hint moved to the dead-letter topic");
+                hint.dead_lettered = true;
+                true
+            }
+            Err(e) => {
+                tracing::warn!(%node, error = %e, "cannot dead-letter a hint yet");
+                false
+            }
+        }
+    }
+
+    /// With nothing pending: if the topic holds nothing uncommitted, the
+    /// node has caught up as of the epoch read before looking.
+    async fn confirm_if_caught_up(&self) {
+        if self.backlogs.caught_up(&self.node) {
+            return;
+        }
+        let epoch = self.backlogs.epoch(&self.node);
+        match self.hints.backlog().await {
+            Ok(0) => {
+                self.backlogs.confirm(&self.node, epoch);
+                tracing::debug!(node = %self.node, "caught up");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(node = %self.node, error = %e, "cannot read the backlog"),
+        }
     }
 
     /// Returns false on shutdown.

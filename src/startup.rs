@@ -10,8 +10,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::backlog::Backlogs;
 use crate::config::Config;
-use crate::domain::{CustomerCopy, NodeId};
+use crate::domain::{CustomerCopy, NodeId, VersionClock, now_micros};
 use crate::hints::HintLog;
 use crate::http::{self, AppState};
 use crate::monitor::Monitor;
@@ -28,6 +29,11 @@ const REDIS_STARTUP_WAIT: Duration = Duration::from_secs(30);
 /// How long shutdown waits for replays to finish their batch and for the
 /// producer to deliver what it holds.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How far ahead of the versions handed out the floor in Redis is kept, and
+/// how often it is raised: a restarted instance (even with its clock set
+/// back) starts above every version handed out while Redis was reachable.
+const VERSION_RESERVE_AHEAD: Duration = Duration::from_secs(5);
+const VERSION_RESERVE_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -65,7 +71,8 @@ impl Application {
                     source,
                 })?;
 
-        let connect = || NodeStatuses::connect(&config.redis_url, &nodes);
+        let backlogs = Arc::new(Backlogs::new(&nodes));
+        let connect = || NodeStatuses::connect(&config.redis_url, &nodes, backlogs.clone());
         let statuses = connect
             .retry(
                 ExponentialBuilder::default()
@@ -81,6 +88,13 @@ impl Application {
                 source,
             })?;
         let statuses = Arc::new(statuses);
+        let clock = Arc::new(start_clock(&statuses).await.map_err(|source| {
+            StartupError::Redis {
+                url: config.redis_url.clone(),
+                waited: Duration::ZERO,
+                source,
+            }
+        })?);
         let stores = Arc::new(
             Stores::connect(&config.regions, &config.mongo.uris, config.mongo.timeout).await?,
         );
@@ -89,16 +103,20 @@ impl Application {
         let state = AppState {
             regions: config.regions.clone(),
             nodes,
-            writes: Arc::new(WritePath::new(
-                config.regions.clone(),
-                statuses.clone(),
-                stores.clone(),
-                hints.clone(),
-            )),
+            writes: Arc::new(WritePath {
+                regions: config.regions.clone(),
+                statuses: statuses.clone(),
+                stores: stores.clone(),
+                hints: hints.clone(),
+                backlogs: backlogs.clone(),
+                clock: clock.clone(),
+                tasks: TaskTracker::new(),
+            }),
             reads: Arc::new(ReadPath::new(
                 config.regions.clone(),
                 statuses.clone(),
                 stores.clone(),
+                backlogs.clone(),
             )),
             monitor: Arc::new(Monitor::new(
                 config.regions.clone(),
@@ -108,6 +126,7 @@ impl Application {
             statuses,
             stores,
             hints,
+            backlogs,
             stopping: CancellationToken::new(),
         };
         Ok(Application {
@@ -143,6 +162,11 @@ impl Application {
                 .follow(config.status_resync, shutdown.clone()),
         );
         tasks.spawn(state.monitor.clone().run(shutdown.clone()));
+        tasks.spawn(reserve_versions(
+            state.statuses.clone(),
+            state.writes.clone(),
+            shutdown.clone(),
+        ));
         for store in state.stores.iter() {
             tasks.spawn(prepare_indexes(
                 store.clone(),
@@ -167,6 +191,14 @@ impl Application {
             .with_graceful_shutdown(stop)
             .await;
 
+        // Accepted writes finish (home and replica) before anything stops.
+        state.writes.tasks.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, state.writes.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("writes in flight did not finish in time");
+        }
         tracing::info!("stopping background tasks");
         shutdown.cancel();
         tasks.close();
@@ -183,6 +215,42 @@ impl Application {
         }
         tracing::info!("stopped");
         served
+    }
+}
+
+/// A version clock with this instance's slot, starting above the floor the
+/// previous runs of every instance reserved.
+async fn start_clock(statuses: &NodeStatuses) -> Result<VersionClock, crate::nodes::StatusError> {
+    let slot = statuses.claim_instance_number().await?;
+    let floor = statuses.version_floor().await?;
+    let clock = VersionClock::new(slot, floor);
+    statuses
+        .raise_version_floor(reservation(clock.last()))
+        .await?;
+    tracing::info!(slot = slot % crate::domain::INSTANCE_SLOTS as u64, floor, "version clock ready");
+    Ok(clock)
+}
+
+fn reservation(last: i64) -> i64 {
+    let ahead = i64::try_from(VERSION_RESERVE_AHEAD.as_micros()).unwrap_or(i64::MAX);
+    last.max(now_micros()).saturating_add(ahead)
+}
+
+/// Keeps the version floor in Redis ahead of the versions this instance
+/// hands out.
+async fn reserve_versions(
+    statuses: Arc<NodeStatuses>,
+    writes: Arc<WritePath>,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(VERSION_RESERVE_EVERY);
+    while shutdown.run_until_cancelled(tick.tick()).await.is_some() {
+        if let Err(e) = statuses
+            .raise_version_floor(reservation(writes.clock.last()))
+            .await
+        {
+            tracing::warn!(error = %e, "cannot reserve versions in redis");
+        }
     }
 }
 
@@ -240,8 +308,11 @@ async fn start_replays(
             node: node.clone(),
             store,
             hints,
+            log: state.hints.clone(),
+            backlogs: state.backlogs.clone(),
             status,
             config: config.clone(),
+            partition_refresh: state.hints.partition_refresh(),
         };
         tasks.spawn(replay.run(shutdown.clone()));
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures::TryStreamExt;
 use mongodb::bson::{self, Bson, Document, doc};
-use mongodb::options::ClientOptions;
+use mongodb::options::{Acknowledgment, ClientOptions};
 use mongodb::{Client, Database, IndexModel};
 
 use crate::domain::{CustomerCopy, NodeId, RecordFilter, RegionMap};
@@ -21,8 +21,12 @@ const ZIP_FIELD: &str = "customer_zip_code_prefix";
 const DUPLICATE_KEY: i32 = 11000;
 /// Extra time allowed per record in a multi-record command.
 const PER_ITEM_TIME: Duration = Duration::from_millis(10);
-/// Rounds of "drop the stale copies and retry" before going one by one.
-const STALE_ROUNDS: usize = 3;
+/// Rounds of "re-read the stored versions and retry the newer copies" after
+/// duplicate keys on `_id` before giving up (as a retryable error).
+const CONFLICT_ROUNDS: usize = 5;
+/// Server error codes that no retry can fix: BadValue, TypeMismatch,
+/// DocumentValidationFailure, BSONObjectTooLarge, KeyTooLong.
+const PERMANENT_CODES: [i32; 5] = [2, 14, 121, 10334, 17280];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -34,14 +38,34 @@ pub enum StoreError {
         #[source]
         source: mongodb::error::Error,
     },
+    /// The server refused a copy for good (a unique index other than `_id`,
+    /// a validator, ...): retrying the same copy cannot succeed.
     #[error("node {node} rejected the write: {message}")]
     Rejected { node: NodeId, message: String },
+    /// The write may not be durable yet (write concern not satisfied), or
+    /// concurrent writers kept winning the race: retryable.
+    #[error("node {node}: {message}")]
+    NotDurable { node: NodeId, message: String },
 }
 
 impl StoreError {
     /// The call outlived its bound: its outcome is unknown.
     pub fn is_timeout(&self) -> bool {
         matches!(self, StoreError::Timeout { .. })
+    }
+
+    /// No retry of the same copies can succeed.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            StoreError::Rejected { .. } => true,
+            StoreError::Mongo { source, .. } => {
+                // A duplicate key on `_id` never gets here (it is a conflict,
+                // resolved in `apply_lww`): this one is on another unique index.
+                command_code(source)
+                    .is_some_and(|c| c == DUPLICATE_KEY || PERMANENT_CODES.contains(&c))
+            }
+            StoreError::Timeout { .. } | StoreError::NotDurable { .. } => false,
+        }
     }
 }
 
@@ -94,9 +118,9 @@ pub struct NodeStore {
     client: Client,
     db: Database,
     timeout: Duration,
-    /// The URI's write concern, sent with our raw `update` commands (which,
+    /// The write concern, sent with our raw `update` commands (which,
     /// unlike the typed helpers, do not inherit it).
-    write_concern: Option<Document>,
+    write_concern: Document,
 }
 
 impl NodeStore {
@@ -115,11 +139,13 @@ impl NodeStore {
         // the time a frozen node holds a request.
         options.retry_reads = Some(false);
         options.retry_writes = Some(false);
-        let write_concern = options
-            .write_concern
-            .as_ref()
-            .and_then(|wc| bson::to_document(wc).ok())
-            .filter(|d| !d.is_empty());
+        // Acknowledged means durable: a majority of the replica set, on
+        // disk. The URI's `w` / `journal` override either part.
+        let mut concern = options.write_concern.clone().unwrap_or_default();
+        concern.w = concern.w.or(Some(Acknowledgment::Majority));
+        concern.journal = concern.journal.or(Some(true));
+        let write_concern = bson::to_document(&concern).unwrap_or_default();
+        options.write_concern = Some(concern);
         let client = Client::with_options(options).map_err(mongo)?;
         let db = client.database(node.as_str());
         Ok(NodeStore {
@@ -158,47 +184,50 @@ impl NodeStore {
         Ok(())
     }
 
+    /// Writes `copies` (one per record) so that each ends up stored unless
+    /// a newer version is. A duplicate key on `_id` means another write got
+    /// there first: either a newer copy (then ours is stale: done) or an
+    /// older one that raced our upsert (then ours is retried, and now
+    /// matches as an update).
     async fn apply_lww(
         &self,
         collection: &str,
         mut copies: Vec<&CustomerCopy>,
     ) -> Result<(), StoreError> {
-        for _ in 0..STALE_ROUNDS {
+        for _ in 0..CONFLICT_ROUNDS {
             let statements = copies.iter().map(|c| lww_statement(c)).collect();
-            match self.update_command(collection, statements).await {
-                Err(StoreError::Mongo { source, .. }) if is_duplicate_key(&source) => {}
-                other => return other,
-            }
-            // A stale copy failed the whole command. (Real MongoDB reports it
-            // as a per-statement writeError instead, handled in
-            // update_command; some servers do not.) Which statements ran is
-            // unknown, but every one is idempotent: drop the copies that are
-            // stale against what is stored now and run the rest again.
-            if copies.len() == 1 {
-                return Ok(());
-            }
-            let stored = self.stored_versions(collection, &copies).await?;
-            copies.retain(|c| {
-                stored
-                    .get(c.customer.customer_id.as_str())
-                    .is_none_or(|v| *v < c.version.get())
-            });
+            let conflicted: Vec<&CustomerCopy> =
+                match self.update_command(collection, statements).await? {
+                    Conflicts::None => return Ok(()),
+                    // The whole command failed (some servers report a
+                    // duplicate key that way): which statements ran is
+                    // unknown, but every one is idempotent.
+                    Conflicts::Unknown => copies,
+                    Conflicts::At(indexes) => indexes
+                        .into_iter()
+                        .filter_map(|i| copies.get(i).copied())
+                        .collect(),
+                };
+            let stored = self.stored_versions(collection, &conflicted).await?;
+            copies = conflicted
+                .into_iter()
+                .filter(|c| {
+                    stored
+                        .get(c.customer.customer_id.as_str())
+                        .is_none_or(|v| *v < c.version.get())
+                })
+                .collect();
             if copies.is_empty() {
                 return Ok(());
             }
         }
-        // Concurrent writers keep getting ahead: one statement at a time,
-        // where a duplicate key can only mean "stale".
-        for copy in copies {
-            match self
-                .update_command(collection, vec![lww_statement(copy)])
-                .await
-            {
-                Err(StoreError::Mongo { source, .. }) if is_duplicate_key(&source) => {}
-                other => other?,
-            }
-        }
-        Ok(())
+        Err(StoreError::NotDurable {
+            node: self.node.clone(),
+            message: format!(
+                "{} copies kept losing upsert races after {CONFLICT_ROUNDS} rounds",
+                copies.len()
+            ),
+        })
     }
 
     /// The stored version of each of `copies`' records that has one.
@@ -232,38 +261,42 @@ impl NodeStore {
             .collect())
     }
 
-    /// Runs one unordered `update` command and checks its per-statement
-    /// errors: duplicate keys mean "a newer copy is already there".
+    /// Runs one unordered `update` command and sorts out its errors:
+    /// duplicate keys on `_id` are conflicts for the caller to resolve; any
+    /// other write error is a rejection.
     async fn update_command(
         &self,
         collection: &str,
         statements: Vec<Document>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Conflicts, StoreError> {
         let n = statements.len();
-        let mut command = doc! {
+        let command = doc! {
             "update": collection,
             "updates": statements,
             "ordered": false,
+            "writeConcern": self.write_concern.clone(),
         };
-        if let Some(wc) = &self.write_concern {
-            command.insert("writeConcern", wc.clone());
-        }
-        let reply = self.bounded_for(n, self.db.run_command(command)).await?;
-        if let Ok(errors) = reply.get_array("writeErrors") {
-            let real = errors.iter().find_map(|e| match e {
-                Bson::Document(d) if d.get_i32("code").ok() == Some(DUPLICATE_KEY) => None,
-                Bson::Document(d) => Some(d.get_str("errmsg").unwrap_or("write error").to_owned()),
-                _ => Some("malformed write error".to_owned()),
-            });
-            if let Some(message) = real {
-                return Err(StoreError::Rejected {
-                    node: self.node.clone(),
-                    message,
-                });
+        let reply = match self.bounded_for(n, self.db.run_command(command)).await {
+            Err(StoreError::Mongo { source, .. }) if is_id_conflict(&source) => {
+                return Ok(Conflicts::Unknown);
+            }
+            other => other?,
+        };
+        let mut conflicts = Vec::new();
+        for error in reply.get_array("writeErrors").into_iter().flatten() {
+            let Bson::Document(d) = error else {
+                return Err(self.rejected("malformed write error".into()));
+            };
+            let message = d.get_str("errmsg").unwrap_or("write error");
+            let id_conflict = d.get_i32("code").ok() == Some(DUPLICATE_KEY)
+                && duplicate_on_id(message, d.get_document("keyPattern").ok());
+            match (id_conflict, d.get_i32("index")) {
+                (true, Ok(i)) => conflicts.push(usize::try_from(i).unwrap_or(usize::MAX)),
+                _ => return Err(self.rejected(message.to_owned())),
             }
         }
         if let Ok(wce) = reply.get_document("writeConcernError") {
-            return Err(StoreError::Rejected {
+            return Err(StoreError::NotDurable {
                 node: self.node.clone(),
                 message: wce
                     .get_str("errmsg")
@@ -271,7 +304,18 @@ impl NodeStore {
                     .to_owned(),
             });
         }
-        Ok(())
+        Ok(if conflicts.is_empty() {
+            Conflicts::None
+        } else {
+            Conflicts::At(conflicts)
+        })
+    }
+
+    fn rejected(&self, message: String) -> StoreError {
+        StoreError::Rejected {
+            node: self.node.clone(),
+            message,
+        }
     }
 
     /// Counts the records of `collection` matching `filter`.
@@ -298,6 +342,55 @@ impl NodeStore {
                     .skip(skip)
                     .limit(i64::try_from(limit).unwrap_or(i64::MAX))
                     .await?;
+                cursor.try_collect().await
+            })
+            .await?;
+        Ok(docs.iter().map(stored_customer).collect())
+    }
+
+    /// One page of `(id, version)` pairs of `collection` in `_id` order,
+    /// starting after `after` (repair walks collections with these).
+    pub async fn versions_page(
+        &self,
+        collection: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Option<i64>)>, StoreError> {
+        let coll = self.db.collection::<Document>(collection);
+        let filter = match after {
+            Some(id) => doc! {"_id": {"$gt": id}},
+            None => doc! {},
+        };
+        let docs: Vec<Document> = self
+            .bounded_for(limit, async {
+                let cursor = coll
+                    .find(filter)
+                    .projection(doc! {"version": 1})
+                    .sort(doc! {"_id": 1})
+                    .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+                    .await?;
+                cursor.try_collect().await
+            })
+            .await?;
+        Ok(docs
+            .iter()
+            .filter_map(|d| {
+                let id = d.get_str("_id").ok()?.to_owned();
+                Some((id, d.get_i64("version").ok()))
+            })
+            .collect())
+    }
+
+    /// The records of `collection` with these ids.
+    pub async fn find_ids(
+        &self,
+        collection: &str,
+        ids: &[&str],
+    ) -> Result<Vec<StoredCustomer>, StoreError> {
+        let coll = self.db.collection::<Document>(collection);
+        let docs: Vec<Document> = self
+            .bounded_for(ids.len(), async {
+                let cursor = coll.find(doc! {"_id": {"$in": ids}}).await?;
                 cursor.try_collect().await
             })
             .await?;
@@ -359,10 +452,19 @@ impl NodeStore {
     }
 }
 
+/// Which statements of an `update` command hit a duplicate key on `_id`.
+enum Conflicts {
+    None,
+    /// These statements (by index).
+    At(Vec<usize>),
+    /// The whole command failed on one: any of them may have.
+    Unknown,
+}
+
 /// "Set this copy if what is stored is older (or has no version)"; the
 /// upsert inserts it where there is nothing. When a newer copy exists the
 /// filter matches nothing and the upsert collides with its `_id`: a
-/// duplicate-key error that means "stale, ignore".
+/// duplicate-key error that means "maybe stale" (see `apply_lww`).
 fn lww_statement(copy: &CustomerCopy) -> Document {
     let c = &copy.customer;
     let version = copy.version.get();
@@ -447,8 +549,22 @@ fn command_code(e: &mongodb::error::Error) -> Option<i32> {
     }
 }
 
-fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
-    command_code(e) == Some(DUPLICATE_KEY) || e.to_string().contains("E11000")
+/// A whole command failed on a duplicate key of the `_id` index. (One on
+/// another unique index is a rejection: no retry fixes it.)
+fn is_id_conflict(e: &mongodb::error::Error) -> bool {
+    let text = e.to_string();
+    (command_code(e) == Some(DUPLICATE_KEY) || text.contains("E11000"))
+        && duplicate_on_id(&text, None)
+}
+
+/// Whether a duplicate-key error is about `_id`: from its `keyPattern`
+/// where the server sends one, else from the index named in its message
+/// (`... index: _id_ dup key: ...`).
+fn duplicate_on_id(message: &str, key_pattern: Option<&Document>) -> bool {
+    match key_pattern {
+        Some(pattern) => pattern.keys().eq(["_id"]),
+        None => message.contains("index: _id_ ") || message.contains("index: _id_\""),
+    }
 }
 
 #[cfg(test)]
@@ -474,6 +590,16 @@ mod tests {
                 .get("$lte")
                 .is_none()
         );
+    }
+
+    #[test]
+    fn only_duplicates_on_id_are_conflicts() {
+        let id = "E11000 duplicate key error collection: r.customers index: _id_ dup key: { _id: \"a\" }";
+        let other = "E11000 duplicate key error collection: r.customers index: customer_unique_id_1 dup key: { customer_unique_id: \"u\" }";
+        assert!(duplicate_on_id(id, None));
+        assert!(!duplicate_on_id(other, None));
+        assert!(duplicate_on_id(other, Some(&doc! {"_id": 1})));
+        assert!(!duplicate_on_id(id, Some(&doc! {"customer_unique_id": 1})));
     }
 
     #[test]

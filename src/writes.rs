@@ -8,17 +8,24 @@
 //!    topic. If neither worked the client gets 503 and nothing was written.
 //! 4. Only then the replica copy is placed the same way on the replica node;
 //!    its result is reported but never turns success into failure.
+//!
+//! A write runs as its own task: once accepted it finishes (home, then
+//! replica, each stored or queued) even if the client hangs up meanwhile,
+//! and shutdown waits for it. Only a crash of the process between the two
+//! copies can leave the replica missing; repair heals that.
 
 use std::sync::Arc;
 
 use serde::Serialize;
+use tokio_util::task::TaskTracker;
 
 use crate::domain::{
     CopyTarget, Customer, CustomerCopy, FieldError, NodeId, RegionMap, Version, VersionClock,
 };
+use crate::backlog::Backlogs;
 use crate::hints::HintLog;
 use crate::nodes::NodeStatuses;
-use crate::store::Stores;
+use crate::store::{StoreError, Stores};
 
 /// Where one copy ended up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -55,33 +62,52 @@ pub enum WriteError {
     /// version is older than any retry's, so a retry supersedes it.
     #[error("home node {node} could not take the write and the hint could not be queued: {reason}")]
     Unavailable { node: NodeId, reason: String },
+    /// The home node refused this record for good (e.g. another record
+    /// holds one of its unique values). Nothing was written anywhere.
+    #[error("home node {node} refused the record: {reason}")]
+    Rejected { node: NodeId, reason: String },
+    /// The write's task died (a bug, or the runtime shutting down): its
+    /// outcome is unknown, like a timed-out write's.
+    #[error("the write was interrupted; its outcome is unknown, a retry is safe")]
+    Interrupted,
+}
+
+/// Why one copy could not be placed.
+enum PlaceError {
+    /// The node refused the copy for good; queueing it would only move it to
+    /// the dead-letter topic.
+    Rejected(StoreError),
+    /// Neither written nor queued.
+    Unplaced(String),
 }
 
 pub struct WritePath {
-    regions: RegionMap,
-    statuses: Arc<NodeStatuses>,
-    stores: Arc<Stores>,
-    hints: Arc<HintLog>,
-    clock: VersionClock,
+    pub regions: RegionMap,
+    pub statuses: Arc<NodeStatuses>,
+    pub stores: Arc<Stores>,
+    pub hints: Arc<HintLog>,
+    pub backlogs: Arc<Backlogs>,
+    pub clock: Arc<VersionClock>,
+    /// Writes in flight; shutdown waits for them.
+    pub tasks: TaskTracker,
 }
 
 impl WritePath {
-    pub fn new(
-        regions: RegionMap,
-        statuses: Arc<NodeStatuses>,
-        stores: Arc<Stores>,
-        hints: Arc<HintLog>,
-    ) -> Self {
-        WritePath {
-            regions,
-            statuses,
-            stores,
-            hints,
-            clock: VersionClock::new(),
-        }
+    /// Routes, versions and places one customer record: home copy first,
+    /// then its replica. Runs to the end whatever happens to the caller.
+    pub async fn create_customer(
+        self: &Arc<Self>,
+        customer: Customer,
+    ) -> Result<WriteReceipt, WriteError> {
+        let this = self.clone();
+        let write = self.tasks.spawn(async move { this.write(customer).await });
+        write.await.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "write task failed");
+            Err(WriteError::Interrupted)
+        })
     }
 
-    pub async fn create_customer(&self, customer: Customer) -> Result<WriteReceipt, WriteError> {
+    async fn write(&self, customer: Customer) -> Result<WriteReceipt, WriteError> {
         let region = self.regions.route(customer.customer_zip_code_prefix)?;
         let version = self.clock.next();
 
@@ -93,7 +119,13 @@ impl WritePath {
         };
         let status = match self.place(&region.id, &copy).await {
             Ok(placement) => placement,
-            Err(reason) => {
+            Err(PlaceError::Rejected(e)) => {
+                return Err(WriteError::Rejected {
+                    node: region.id.clone(),
+                    reason: e.to_string(),
+                });
+            }
+            Err(PlaceError::Unplaced(reason)) => {
                 return Err(WriteError::Unavailable {
                     node: region.id.clone(),
                     reason,
@@ -102,14 +134,19 @@ impl WritePath {
         };
 
         copy.target = CopyTarget::Replica;
-        let replica = self
-            .place(&region.replica, &copy)
-            .await
-            .unwrap_or_else(|reason| {
+        let replica = match self.place(&region.replica, &copy).await {
+            Ok(placement) => placement,
+            Err(PlaceError::Rejected(e)) => {
+                tracing::error!(region = %region.id, node = %region.replica, error = %e,
+                    customer_id = %copy.customer.customer_id, "replica copy refused; missing");
+                Placement::Missing
+            }
+            Err(PlaceError::Unplaced(reason)) => {
                 tracing::error!(region = %region.id, node = %region.replica, %reason,
                     customer_id = %copy.customer.customer_id, "replica copy missing");
                 Placement::Missing
-            });
+            }
+        };
 
         Ok(WriteReceipt {
             status,
@@ -122,20 +159,27 @@ impl WritePath {
     }
 
     /// Writes `copy` to `node` directly if it is available, else (or if that
-    /// fails) parks it in the node's topic. `Err` says why neither worked.
-    async fn place(&self, node: &NodeId, copy: &CustomerCopy) -> Result<Placement, String> {
+    /// fails for a reason a later replay can overcome) parks it in the
+    /// node's topic.
+    async fn place(&self, node: &NodeId, copy: &CustomerCopy) -> Result<Placement, PlaceError> {
         if self.statuses.status(node).is_available()
             && let Some(store) = self.stores.get(node)
         {
             match store.apply(std::slice::from_ref(copy)).await {
                 Ok(()) => return Ok(Placement::Stored),
+                Err(e) if e.is_permanent() => return Err(PlaceError::Rejected(e)),
                 // Treated as unavailable for this write: queue it.
                 Err(e) => tracing::warn!(%node, error = %e, "direct write failed; queueing"),
             }
         }
         match self.hints.park(node, copy).await {
-            Ok(()) => Ok(Placement::Queued),
-            Err(e) => Err(e.to_string()),
+            Ok(()) => {
+                // Before the acknowledgement: reads must not trust this node
+                // until its replay has applied what was just queued.
+                self.backlogs.mark_behind(node);
+                Ok(Placement::Queued)
+            }
+            Err(e) => Err(PlaceError::Unplaced(e.to_string())),
         }
     }
 }

@@ -16,7 +16,7 @@ pub use customer::{Customer, CustomerId, Text, ZipPrefix};
 pub use filter::{MAX_PAGE_SIZE, RecordFilter};
 pub use region::{NodeId, Region, RegionMap, RegionMapError, ZipRange};
 pub use status::{BadStatus, NodeStatus};
-pub use version::{Version, VersionClock};
+pub use version::{INSTANCE_SLOTS, MAX_FUTURE_MICROS, Version, VersionClock, now_micros};
 
 /// A problem with one input field, reported to clients as
 /// `{"error": message, "field": field}`.

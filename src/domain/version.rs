@@ -1,12 +1,23 @@
+//! Versions: the order of last-writer-wins.
+
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+/// How many instances can hand out versions without ever producing the same
+/// one: each instance only uses the microseconds congruent to its slot.
+pub const INSTANCE_SLOTS: i64 = 64;
+
+/// How far ahead of this process's clock a version read back from a hint may
+/// be before it is refused as coming from the future.
+pub const MAX_FUTURE_MICROS: i64 = 60 * 1_000_000;
+
 /// The version of one accepted write: microseconds since the Unix epoch at
-/// acceptance, nudged upwards so that one process never hands out the same
-/// version twice. Higher is newer; every copy of a record is written with
-/// "set if my version is newer" (last writer wins).
+/// acceptance, nudged upwards so that no two writes ever share a version
+/// (see [`VersionClock`]). Higher is newer; every copy of a record is written
+/// with "set if my version is newer" (last writer wins). Versions stay below
+/// 2^53 until the year 2255, so JSON clients read them exactly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Version(i64);
@@ -25,33 +36,59 @@ impl Version {
     pub fn accepted_at_millis(self) -> i64 {
         self.0.div_euclid(1000)
     }
+
+    /// Whether this version lies more than [`MAX_FUTURE_MICROS`] after
+    /// `now_micros`: no instance with a sane clock can have made it.
+    pub fn is_from_the_future(self, now_micros: i64) -> bool {
+        self.0 > now_micros.saturating_add(MAX_FUTURE_MICROS)
+    }
 }
 
-/// Hands out strictly increasing versions, even when the wall clock stalls or
-/// steps backwards.
-#[derive(Debug, Default)]
+/// The wall clock in microseconds since the epoch.
+pub fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Hands out versions that are
+/// - strictly increasing, even when the wall clock stalls or steps back;
+/// - above `floor`, the highest version any earlier run may have handed out
+///   (read back at start), so a restart never goes back in time;
+/// - unique across instances: an instance only uses values congruent to its
+///   `slot` modulo [`INSTANCE_SLOTS`], so two instances never tie, and which
+///   of two writes in the same microsecond wins is decided by the slot.
+#[derive(Debug)]
 pub struct VersionClock {
+    slot: i64,
     last: AtomicI64,
 }
 
 impl VersionClock {
-    pub fn new() -> Self {
-        Self::default()
+    /// `slot` is taken modulo [`INSTANCE_SLOTS`].
+    pub fn new(slot: u64, floor: i64) -> Self {
+        let slot = i64::try_from(slot % INSTANCE_SLOTS as u64).unwrap_or(0);
+        VersionClock {
+            slot,
+            last: AtomicI64::new(floor),
+        }
     }
 
     pub fn next(&self) -> Version {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-            .unwrap_or(0);
-        self.next_at(now)
+        self.next_at(now_micros())
+    }
+
+    /// The highest version handed out so far (or the floor).
+    pub fn last(&self) -> i64 {
+        self.last.load(Ordering::Relaxed)
     }
 
     /// The next version given the current time in microseconds.
     pub fn next_at(&self, now_micros: i64) -> Version {
         let mut last = self.last.load(Ordering::Relaxed);
         loop {
-            let candidate = now_micros.max(last.saturating_add(1));
+            let candidate = self.in_slot(now_micros.max(last.saturating_add(1)));
             match self.last.compare_exchange_weak(
                 last,
                 candidate,
@@ -63,6 +100,12 @@ impl VersionClock {
             }
         }
     }
+
+    /// The smallest value ≥ `at_least` that belongs to this clock's slot.
+    fn in_slot(&self, at_least: i64) -> i64 {
+        let offset = (self.slot - at_least.rem_euclid(INSTANCE_SLOTS)).rem_euclid(INSTANCE_SLOTS);
+        at_least.saturating_add(offset)
+    }
 }
 
 #[cfg(test)]
@@ -71,18 +114,48 @@ mod tests {
 
     #[test]
     fn versions_strictly_increase_even_if_the_clock_goes_back() {
-        let clock = VersionClock::new();
+        let clock = VersionClock::new(0, 0);
         let a = clock.next_at(1_000);
         let b = clock.next_at(1_000);
         let c = clock.next_at(500);
         let d = clock.next_at(5_000);
         assert!(a < b && b < c && c < d);
-        assert_eq!(d.get(), 5_000);
+        assert!(d.get() >= 5_000 && d.get() < 5_000 + INSTANCE_SLOTS);
+    }
+
+    #[test]
+    fn a_restarted_clock_starts_above_its_floor() {
+        let floor = 10_000_000;
+        let clock = VersionClock::new(3, floor);
+        let v = clock.next_at(1_000);
+        assert!(v.get() > floor, "{v:?}");
+    }
+
+    #[test]
+    fn two_instances_never_hand_out_the_same_version() {
+        let a = VersionClock::new(1, 0);
+        let b = VersionClock::new(2, 0);
+        for now in [100, 100, 101, 5_000, 5_000] {
+            let (va, vb) = (a.next_at(now), b.next_at(now));
+            assert_ne!(va, vb);
+            assert_eq!(va.get().rem_euclid(INSTANCE_SLOTS), 1);
+            assert_eq!(vb.get().rem_euclid(INSTANCE_SLOTS), 2);
+        }
+        // Ties in the same microsecond are decided by the slot, every time.
+        let (a, b) = (VersionClock::new(1, 0), VersionClock::new(2, 0));
+        assert!(a.next_at(640) < b.next_at(640));
+    }
+
+    #[test]
+    fn future_versions_are_recognised() {
+        let now = 1_000_000_000;
+        assert!(!Version::new(now + MAX_FUTURE_MICROS).is_from_the_future(now));
+        assert!(Version::new(now + MAX_FUTURE_MICROS + 1).is_from_the_future(now));
     }
 
     #[test]
     fn real_clock_versions_increase_across_threads() {
-        let clock = std::sync::Arc::new(VersionClock::new());
+        let clock = std::sync::Arc::new(VersionClock::new(5, 0));
         let handles: Vec<_> = (0..4)
             .map(|_| {
                 let clock = clock.clone();

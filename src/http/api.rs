@@ -15,25 +15,21 @@ use super::error::{ApiError, JsonObject};
 use crate::domain::{Customer, FieldError, NodeId, NodeStatus, RecordFilter};
 use crate::monitor::NodeView;
 use crate::reads::FilterResult;
-use crate::writes::{Placement, WriteError, WriteReceipt};
+use crate::writes::{Placement, WriteReceipt};
 
-/// `POST /create-customer`: 201 stored, 202 queued, 422 invalid, 503 neither.
+/// `POST /create-customer`: 201 stored, 202 queued, 422 invalid, 409 refused
+/// by the home node, 503 neither stored nor queued.
 pub async fn create_customer(
     State(state): State<AppState>,
     JsonObject(body): JsonObject,
 ) -> Result<(StatusCode, Json<WriteReceipt>), ApiError> {
     let customer = Customer::parse(&body)?;
-    match state.writes.create_customer(customer).await {
-        Ok(receipt) => {
-            let status = match receipt.status {
-                Placement::Stored => StatusCode::CREATED,
-                _ => StatusCode::ACCEPTED,
-            };
-            Ok((status, Json(receipt)))
-        }
-        Err(WriteError::Invalid(e)) => Err(e.into()),
-        Err(e @ WriteError::Unavailable { .. }) => Err(ApiError::Unavailable(e.to_string())),
-    }
+    let receipt = state.writes.create_customer(customer).await?;
+    let status = match receipt.status {
+        Placement::Stored => StatusCode::CREATED,
+        _ => StatusCode::ACCEPTED,
+    };
+    Ok((status, Json(receipt)))
 }
 
 /// `GET /filter-records?zipRangeMin=..&city=..` (query parameters).
@@ -159,4 +155,45 @@ fn string_field(body: &serde_json::Map<String, Value>, field: &str) -> Result<St
         None | Some(Value::Null) => Err(FieldError::new(field, format!("{field} is required"))),
         Some(_) => Err(FieldError::new(field, format!("{field} must be a string"))),
     }
+}
+
+/// `POST /admin/repair[?region=R][&dry_run=true]`: runs a repair now and
+/// answers its report per region; 503 if a region could not be fully
+/// compared.
+pub async fn admin_repair(
+    State(state): State<AppState>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Query(params) = query.map_err(|e| ApiError::Body {
+        status: StatusCode::BAD_REQUEST,
+        message: format!("malformed query string: {}", e.body_text()),
+    })?;
+    let only = match params.get("region").map(|r| r.trim()) {
+        None | Some("") => None,
+        Some(r) => Some(
+            state
+                .regions
+                .get(r)
+                .map(|region| region.id.clone())
+                .ok_or_else(|| FieldError::new("region", format!("unknown region {r:?}")))?,
+        ),
+    };
+    let dry_run = match params.get("dry_run").map(|v| v.trim()) {
+        None | Some("" | "false" | "0") => false,
+        Some("true" | "1") => true,
+        Some(other) => {
+            return Err(FieldError::new(
+                "dry_run",
+                format!("dry_run must be true or false, got {other:?}"),
+            )
+            .into());
+        }
+    };
+    let reports = crate::repair::repair(&state.regions, &state.stores, only.as_ref(), dry_run).await;
+    let code = if reports.iter().any(|r| r.unreachable.is_some()) {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    Ok((code, Json(json!({"dry_run": dry_run, "regions": reports}))))
 }

@@ -25,18 +25,45 @@ pub enum ApiError {
     /// client may retry.
     #[error("{0}")]
     Unavailable(String),
+    /// The request conflicts with what is stored (409).
+    #[error("{0}")]
+    Conflict(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Field(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Body { status, .. } => *status,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+        }
+    }
+}
+
+impl From<crate::writes::WriteError> for ApiError {
+    fn from(e: crate::writes::WriteError) -> Self {
+        use crate::writes::WriteError;
+        match e {
+            WriteError::Invalid(e) => ApiError::Field(e),
+            e @ WriteError::Rejected { .. } => ApiError::Conflict(e.to_string()),
+            e @ (WriteError::Unavailable { .. } | WriteError::Interrupted) => {
+                ApiError::Unavailable(e.to_string())
+            }
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, body) = match &self {
-            ApiError::Field(e) => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                json!({"error": e.message, "field": e.field}),
-            ),
-            ApiError::Body { status, message } => (*status, json!({"error": message})),
-            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, json!({"error": m})),
-            ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, json!({"error": m})),
+        let status = self.status();
+        let body = match &self {
+            ApiError::Field(e) => json!({"error": e.message, "field": e.field}),
+            ApiError::Body { message: m, .. }
+            | ApiError::NotFound(m)
+            | ApiError::Unavailable(m)
+            | ApiError::Conflict(m) => json!({"error": m}),
         };
         if status.is_server_error() {
             tracing::warn!(%status, error = %self, "request failed");

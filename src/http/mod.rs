@@ -20,6 +20,7 @@ use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
 
+use crate::backlog::Backlogs;
 use crate::domain::{NodeId, RegionMap};
 use crate::hints::HintLog;
 use crate::monitor::Monitor;
@@ -44,6 +45,7 @@ pub struct AppState {
     pub writes: Arc<WritePath>,
     pub reads: Arc<ReadPath>,
     pub monitor: Arc<Monitor>,
+    pub backlogs: Arc<Backlogs>,
     /// Fires when shutdown begins, so long-lived responses (the event
     /// stream) end and in-flight requests can drain.
     pub stopping: CancellationToken,
@@ -71,6 +73,7 @@ pub fn router(state: AppState) -> Router {
         .route("/node-status", post(api::set_node_status))
         .route("/node-statuses", get(api::node_statuses))
         .route("/nodes", get(api::nodes))
+        .route("/admin/repair", post(api::admin_repair))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .fallback(api::not_found)

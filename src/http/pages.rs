@@ -154,25 +154,28 @@ pub async fn create_submit(
                     (status, Some(describe(&id, &receipt)), None)
                 }
                 Err(WriteError::Invalid(e)) => (StatusCode::UNPROCESSABLE_ENTITY, None, Some(e)),
-                Err(e @ WriteError::Unavailable { .. }) => (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    Some(Outcome {
+                Err(e) => {
+                    let reason = e.to_string();
+                    let status = super::ApiError::from(e).status();
+                    let advice = if status == StatusCode::CONFLICT {
+                        "Nothing was written. Change the conflicting value and try again."
+                    } else {
+                        "Nothing was written. Please try again in a moment."
+                    };
+                    let outcome = Outcome {
                         kind: "failed",
                         title: "Not saved".into(),
-                        lines: vec![
-                            e.to_string(),
-                            "Nothing was written. Please try again in a moment.".into(),
-                        ],
-                    }),
-                    None,
-                ),
+                        lines: vec![reason, advice.into()],
+                    };
+                    (status, Some(outcome), None)
+                }
             }
         }
     };
     // Built after the write: its queue sizes include this record.
     let mut page = CreatePage::new(&state).await;
     // Keep what the user typed when something is wrong; clear it on success.
-    let keep = error.is_some() || status == StatusCode::SERVICE_UNAVAILABLE;
+    let keep = error.is_some() || status.is_client_error() || status.is_server_error();
     let empty = HashMap::new();
     page.fields = form_fields(
         &state.regions,

@@ -25,7 +25,9 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::message::Message;
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use reqwest::StatusCode;
@@ -492,6 +494,20 @@ impl TestApp {
             .expect("hset");
     }
 
+    /// Sets a plain Redis key.
+    pub async fn redis_set(&self, key: &str, value: &str) {
+        let client = redis::Client::open(self.redis_url.as_str()).expect("redis url");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis");
+        let _: () = redis::cmd("SET")
+            .arg(&[key, value][..])
+            .query_async(&mut conn)
+            .await
+            .expect("set");
+    }
+
     pub async fn create(&self, body: &Value) -> (StatusCode, Value) {
         self.post("/create-customer", body).await
     }
@@ -638,7 +654,7 @@ impl TestApp {
             DEADLINE,
             || async {
                 let (end, committed) = self.offsets(node).await;
-                committed == Some(end)
+                end == 0 || committed == Some(end)
             },
         )
         .await;
@@ -663,6 +679,108 @@ impl TestApp {
         })
         .await
         .expect("reset");
+    }
+
+    /// Appends any bytes to the node's topic, as a stray writer would.
+    pub async fn produce_raw(&self, node: &str, key: &str, payload: &[u8]) {
+        let producer: FutureProducer = self
+            .kafka_config()
+            .set("acks", "all")
+            .create()
+            .expect("producer");
+        producer
+            .send(
+                FutureRecord::to(&self.topic(node))
+                    .key(key)
+                    .payload(payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("produce");
+    }
+
+    /// Appends a hint to one partition of the node's topic.
+    pub async fn produce_hint_to(&self, node: &str, partition: i32, key: &str, hint: &Value) {
+        let producer: FutureProducer = self
+            .kafka_config()
+            .set("acks", "all")
+            .create()
+            .expect("producer");
+        let payload = hint.to_string();
+        producer
+            .send(
+                FutureRecord::to(&self.topic(node))
+                    .partition(partition)
+                    .key(key)
+                    .payload(&payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("produce");
+    }
+
+    /// Grows the node's topic to `total` partitions; false if the broker
+    /// cannot (tansu 0.6 does not implement CreatePartitions).
+    pub async fn add_partitions(&self, node: &str, total: usize) -> bool {
+        let admin: AdminClient<DefaultClientContext> =
+            self.kafka_config().create().expect("admin");
+        let topic = self.topic(node);
+        let results = admin
+            .create_partitions(
+                &[NewPartitions::new(&topic, total)],
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+            )
+            .await;
+        match results {
+            Err(rdkafka::error::KafkaError::AdminOp(
+                rdkafka::types::RDKafkaErrorCode::UnsupportedFeature,
+            )) => false,
+            Err(e) => panic!("create partitions: {e}"),
+            Ok(results) => {
+                for r in results {
+                    r.expect("partitions added");
+                }
+                true
+            }
+        }
+    }
+
+    /// Every message of the node's dead-letter topic: (payload, reason).
+    pub async fn dead_letters(&self, node: &str) -> Vec<(String, String)> {
+        let topic = format!("{}.dead-letter", self.topic(node));
+        let consumer: BaseConsumer = self
+            .kafka_config()
+            .set("group.id", format!("{}dead-reader", self.topic_prefix))
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        tokio::task::spawn_blocking(move || {
+            let (low, high) = consumer
+                .fetch_watermarks(&topic, 0, Duration::from_secs(10))
+                .expect("watermarks");
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(&topic, 0, Offset::Offset(low))
+                .expect("tpl");
+            consumer.assign(&tpl).expect("assign");
+            let mut out = Vec::new();
+            let start = Instant::now();
+            while (out.len() as i64) < high - low {
+                assert!(start.elapsed() < DEADLINE, "could not read {topic}");
+                if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+                    let payload = String::from_utf8_lossy(m.payload().unwrap_or_default());
+                    let reason = m
+                        .headers()
+                        .and_then(|h| h.iter().find(|h| h.key == "regiondb-reason"))
+                        .and_then(|h| h.value)
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                        .unwrap_or_default();
+                    out.push((payload.into_owned(), reason));
+                }
+            }
+            out
+        })
+        .await
+        .expect("dead letters")
     }
 
     /// Appends a raw hint to the node's topic, as another writer would.
@@ -713,6 +831,14 @@ fn tansu_command(port: u16) -> Command {
     ])
     .args(["--storage-engine", "sqlite://kafka.db"]);
     c
+}
+
+/// The wall clock in microseconds (the unit of versions).
+pub fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
 }
 
 /// A valid customer body for zip `zip`.

@@ -4,6 +4,7 @@
 mod browser;
 mod config;
 mod errors;
+mod faults;
 mod helpers;
 mod nodes;
 mod pages;

@@ -32,9 +32,9 @@ async fn node_endpoints_report_status_queue_and_replica_placement() {
     assert_eq!(
         nodes,
         json!([
-            {"node_id": "region_1", "status": "available", "queued": 0, "hosts_replicas_of": ["region_2"]},
-            {"node_id": "region_2", "status": "available", "queued": 0, "hosts_replicas_of": ["region_3"]},
-            {"node_id": "region_3", "status": "unavailable", "queued": 1, "hosts_replicas_of": ["region_1"]},
+            {"node_id": "region_1", "status": "available", "queued": 0, "dead_letters": 0, "hosts_replicas_of": ["region_2"]},
+            {"node_id": "region_2", "status": "available", "queued": 0, "dead_letters": 0, "hosts_replicas_of": ["region_3"]},
+            {"node_id": "region_3", "status": "unavailable", "queued": 1, "dead_letters": 0, "hosts_replicas_of": ["region_1"]},
         ])
     );
 

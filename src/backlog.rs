@@ -74,9 +74,9 @@ impl Backlogs {
     /// Whether every hint ever queued for `node` is known to be applied.
     /// Unknown nodes are never caught up.
     pub fn caught_up(&self, node: &NodeId) -> bool {
-        self.0.get(node).is_some_and(|b| {
-            b.confirmed.load(Ordering::SeqCst) == b.epoch.load(Ordering::SeqCst)
-        })
+        self.0
+            .get(node)
+            .is_some_and(|b| b.confirmed.load(Ordering::SeqCst) == b.epoch.load(Ordering::SeqCst))
     }
 }
 

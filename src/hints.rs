@@ -8,9 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use rdkafka::admin::{
-    AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication,
-};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
@@ -142,10 +140,8 @@ impl HintLog {
     /// before they are replayed. A broker that cannot describe its topic
     /// configurations is only noted at debug level.
     async fn warn_about_retention(&self, topics: &[String]) {
-        let specifiers: Vec<ResourceSpecifier> = topics
-            .iter()
-            .map(|t| ResourceSpecifier::Topic(t))
-            .collect();
+        let specifiers: Vec<ResourceSpecifier> =
+            topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
         let described = self
             .bounded(
                 self.admin
@@ -551,7 +547,9 @@ fn backlog<C: Consumer>(consumer: &C, topic: &str, timeout: Duration) -> Result<
 fn retention_risk(ms: Option<&str>, bytes: Option<&str>, policy: Option<&str>) -> Option<String> {
     let finite = |v: Option<&str>| v.and_then(|v| v.parse::<i64>().ok()).filter(|n| *n >= 0);
     if let Some(ms) = finite(ms) {
-        return Some(format!("retention.ms={ms}: hints older than that are deleted"));
+        return Some(format!(
+            "retention.ms={ms}: hints older than that are deleted"
+        ));
     }
     if let Some(bytes) = finite(bytes) {
         return Some(format!(
@@ -592,7 +590,10 @@ fn new_producer(config: &KafkaConfig) -> Result<FutureProducer, KafkaError> {
         // delivery window, and a 503 mostly means "the broker never took
         // it". What remains: a broker that took the last try and answered
         // after the delivery deadline (see the README).
-        .set("request.timeout.ms", request_timeout(config.timeout).to_string())
+        .set(
+            "request.timeout.ms",
+            request_timeout(config.timeout).to_string(),
+        )
         .set("linger.ms", "2")
         .create()
 }

@@ -39,6 +39,10 @@ pub struct RegionRepair {
     pub unreachable: Option<String>,
 }
 
+/// One side's view of an id: `None` when it lacks the id, `Some(None)` when
+/// its document has no version.
+type Seen = Option<Option<i64>>;
+
 /// Which side of a region holds a copy.
 #[derive(Clone, Copy)]
 enum Side {
@@ -103,8 +107,7 @@ async fn repair_region(
             .filter_map(|(page, _)| page.last().map(|(id, _)| id.clone()))
             .min();
         let within = |id: &String| upper.as_ref().is_none_or(|u| id <= u);
-        let mut both: BTreeMap<String, (Option<Option<i64>>, Option<Option<i64>>)> =
-            BTreeMap::new();
+        let mut both: BTreeMap<String, (Seen, Seen)> = BTreeMap::new();
         for (id, v) in h.into_iter().filter(|(id, _)| within(id)) {
             both.entry(id).or_default().0 = Some(v);
         }
@@ -124,10 +127,26 @@ async fn repair_region(
         }
         report.differing += (to_replica.len() + to_home.len()) as u64;
         if !dry_run {
-            copy_over(region, home, &home_coll, replica, &to_replica, CopyTarget::Replica, report)
-                .await?;
-            copy_over(region, replica, &replica_coll, home, &to_home, CopyTarget::Primary, report)
-                .await?;
+            copy_over(
+                region,
+                home,
+                &home_coll,
+                replica,
+                &to_replica,
+                CopyTarget::Replica,
+                report,
+            )
+            .await?;
+            copy_over(
+                region,
+                replica,
+                &replica_coll,
+                home,
+                &to_home,
+                CopyTarget::Primary,
+                report,
+            )
+            .await?;
         }
         match upper {
             Some(u) => after = Some(u),
@@ -139,7 +158,7 @@ async fn repair_region(
 /// Which side holds the copy the other must take, if they differ. A side
 /// is `None` when it lacks the id, `Some(None)` when its document has no
 /// version (written by another tool: older than any versioned copy).
-fn newer_side(home: Option<Option<i64>>, replica: Option<Option<i64>>) -> Option<Side> {
+fn newer_side(home: Seen, replica: Seen) -> Option<Side> {
     match (home, replica) {
         (Some(h), Some(r)) if h == r => None,
         (Some(h), Some(r)) => Some(if h > r { Side::Home } else { Side::Replica }),
@@ -215,7 +234,12 @@ pub async fn run_command(
             None => {
                 eprintln!(
                     "regiondb repair: --region: unknown region {r:?} (known: {})",
-                    config.regions.nodes().map(NodeId::as_str).collect::<Vec<_>>().join(", ")
+                    config
+                        .regions
+                        .nodes()
+                        .map(NodeId::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 );
                 return std::process::ExitCode::from(2);
             }
@@ -268,9 +292,18 @@ mod tests {
     #[test]
     fn the_newer_or_only_copy_wins() {
         assert!(newer_side(Some(Some(5)), Some(Some(5))).is_none());
-        assert!(matches!(newer_side(Some(Some(6)), Some(Some(5))), Some(Side::Home)));
-        assert!(matches!(newer_side(Some(Some(5)), Some(Some(6))), Some(Side::Replica)));
-        assert!(matches!(newer_side(Some(None), Some(Some(1))), Some(Side::Replica)));
+        assert!(matches!(
+            newer_side(Some(Some(6)), Some(Some(5))),
+            Some(Side::Home)
+        ));
+        assert!(matches!(
+            newer_side(Some(Some(5)), Some(Some(6))),
+            Some(Side::Replica)
+        ));
+        assert!(matches!(
+            newer_side(Some(None), Some(Some(1))),
+            Some(Side::Replica)
+        ));
         assert!(matches!(newer_side(Some(Some(1)), None), Some(Side::Home)));
         assert!(matches!(newer_side(None, Some(None)), Some(Side::Replica)));
     }

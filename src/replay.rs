@@ -172,7 +172,10 @@ impl Replay {
                 else {
                     return Step::Retry;
                 };
-                if !self.dead_letter(hint, &format!("refused by MongoDB: {e}")).await {
+                if !self
+                    .dead_letter(hint, &format!("refused by MongoDB: {e}"))
+                    .await
+                {
                     return Step::Retry;
                 }
             }

@@ -88,13 +88,16 @@ impl Application {
                 source,
             })?;
         let statuses = Arc::new(statuses);
-        let clock = Arc::new(start_clock(&statuses).await.map_err(|source| {
-            StartupError::Redis {
-                url: config.redis_url.clone(),
-                waited: Duration::ZERO,
-                source,
-            }
-        })?);
+        let clock =
+            Arc::new(
+                start_clock(&statuses)
+                    .await
+                    .map_err(|source| StartupError::Redis {
+                        url: config.redis_url.clone(),
+                        waited: Duration::ZERO,
+                        source,
+                    })?,
+            );
         let stores = Arc::new(
             Stores::connect(&config.regions, &config.mongo.uris, config.mongo.timeout).await?,
         );
@@ -227,7 +230,11 @@ async fn start_clock(statuses: &NodeStatuses) -> Result<VersionClock, crate::nod
     statuses
         .raise_version_floor(reservation(clock.last()))
         .await?;
-    tracing::info!(slot = slot % crate::domain::INSTANCE_SLOTS as u64, floor, "version clock ready");
+    tracing::info!(
+        slot = slot % crate::domain::INSTANCE_SLOTS as u64,
+        floor,
+        "version clock ready"
+    );
     Ok(clock)
 }
 

@@ -8,9 +8,11 @@ use crate::config::LogFormat;
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn,mongodb=warn"));
-    // Colours only on a terminal, not in files or container logs.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    // Logs go to stderr, so a command's own output (`regiondb repair`'s
+    // table) stays clean on stdout. Colours only on a terminal.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(filter)
         .with_ansi(ansi);
     // A second init (tests) is harmless: the first subscriber stays.

@@ -19,10 +19,10 @@ use std::sync::Arc;
 use serde::Serialize;
 use tokio_util::task::TaskTracker;
 
+use crate::backlog::Backlogs;
 use crate::domain::{
     CopyTarget, Customer, CustomerCopy, FieldError, NodeId, RegionMap, Version, VersionClock,
 };
-use crate::backlog::Backlogs;
 use crate::hints::HintLog;
 use crate::nodes::NodeStatuses;
 use crate::store::{StoreError, Stores};

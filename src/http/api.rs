@@ -189,7 +189,8 @@ pub async fn admin_repair(
             .into());
         }
     };
-    let reports = crate::repair::repair(&state.regions, &state.stores, only.as_ref(), dry_run).await;
+    let reports =
+        crate::repair::repair(&state.regions, &state.stores, only.as_ref(), dry_run).await;
     let code = if reports.iter().any(|r| r.unreachable.is_some()) {
         StatusCode::SERVICE_UNAVAILABLE
     } else {

@@ -110,7 +110,11 @@ async fn flipping_a_node_while_its_replay_fills_batches_loses_no_hint() {
         tokio::spawn(async move {
             let pauses = [5u64, 17, 60, 9, 33, 12, 45, 7, 21, 52];
             for i in 0..120 {
-                let status = if i % 2 == 0 { "available" } else { "unavailable" };
+                let status = if i % 2 == 0 {
+                    "available"
+                } else {
+                    "unavailable"
+                };
                 app.set_status("region_2", status).await;
                 tokio::time::sleep(Duration::from_millis(pauses[i % pauses.len()])).await;
             }
@@ -163,7 +167,10 @@ async fn a_client_that_hangs_up_mid_write_still_gets_its_replica_placed() {
     })
     .await;
     app.thaw_mongo("region_1");
-    let home = app.doc("region_2", "customers", "gone").await.expect("home");
+    let home = app
+        .doc("region_2", "customers", "gone")
+        .await
+        .expect("home");
     let version = home.get_i64("version").unwrap();
     app.wait_for_doc("region_1", "replica_region_2", "gone", version)
         .await;
@@ -216,7 +223,8 @@ async fn unreadable_and_future_hints_go_to_the_dead_letter_topic() {
     let app = TestApp::spawn("dead_letters_unreadable").await;
     app.set_status("region_2", "unavailable").await;
     let (_, before) = app.create(&customer("d1", ZIP_2)).await;
-    app.produce_raw("region_2", "junk", b"this is not a hint").await;
+    app.produce_raw("region_2", "junk", b"this is not a hint")
+        .await;
     let future = json!({
         "target": "primary", "region": "region_2",
         "version": (now_micros() + 10 * 60 * 1_000_000),
@@ -297,7 +305,11 @@ async fn a_direct_write_the_home_node_refuses_is_a_conflict_and_writes_nothing()
     assert_eq!(code, StatusCode::CONFLICT, "{answer}");
     assert!(answer["error"].as_str().unwrap().contains("refused"));
     // Nothing half-written: no replica, nothing queued.
-    assert!(app.doc("region_3", "replica_region_1", "a2").await.is_none());
+    assert!(
+        app.doc("region_3", "replica_region_1", "a2")
+            .await
+            .is_none()
+    );
     for node in NODES {
         assert_eq!(app.offsets(node).await.0, 0, "{node}");
     }
@@ -335,7 +347,8 @@ async fn versions_never_go_back_across_a_restart() {
     let (_, second) = app.create(&customer("v1", ZIP_1)).await;
     let second = second["version"].as_i64().unwrap();
     assert!(second > floor && second > first, "{second} <= {floor}");
-    app.wait_for_doc("region_1", "customers", "v1", second).await;
+    app.wait_for_doc("region_1", "customers", "v1", second)
+        .await;
 }
 
 #[tokio::test]
@@ -343,7 +356,9 @@ async fn partitions_added_after_start_are_replayed() {
     let options = Options::default().env("KAFKA_PARTITION_REFRESH_MS", "200");
     let app = TestApp::spawn_with("new_partitions", options).await;
     if !app.add_partitions("region_2", 2).await {
-        eprintln!("skipped: this broker cannot add partitions (tansu 0.6); runs against real Kafka");
+        eprintln!(
+            "skipped: this broker cannot add partitions (tansu 0.6); runs against real Kafka"
+        );
         return;
     }
     let hint = json!({

@@ -23,10 +23,10 @@ use std::time::{Duration, Instant};
 use mongodb::bson::{Document, doc};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
@@ -170,11 +170,18 @@ where
 #[derive(Clone, Default)]
 pub struct Options {
     pub env: Vec<(String, String)>,
+    /// Redis keeps an append-only file, so it can be restarted.
+    pub durable_redis: bool,
 }
 
 impl Options {
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn durable_redis(mut self) -> Self {
+        self.durable_redis = true;
         self
     }
 }
@@ -194,6 +201,7 @@ pub struct TestApp {
     pub mongo_uris: Vec<String>,
     pub topic_prefix: String,
     redis: Option<Proc>,
+    redis_port: u16,
     mongo: Vec<Option<Proc>>,
     app: Option<Proc>,
     app_env: Vec<(String, String)>,
@@ -223,17 +231,13 @@ impl TestApp {
             None
         };
 
-        let (redis, redis_url) = match external("REGIONDB_TEST_REDIS_URL") {
-            Some(url) => (None, url),
+        let durable = options.durable_redis;
+        let (redis, redis_port, redis_url) = match external("REGIONDB_TEST_REDIS_URL") {
+            Some(url) => (None, 0, url),
             None => {
-                let (p, port) = start_server("redis", &dir, |port| {
-                    let mut c = Command::new(tool("redis-server"));
-                    c.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                        .args(["--save", "", "--appendonly", "no"]);
-                    c
-                })
-                .await;
-                (Some(p), format!("redis://127.0.0.1:{port}"))
+                let (p, port) =
+                    start_server("redis", &dir, |port| redis_command(port, durable)).await;
+                (Some(p), port, format!("redis://127.0.0.1:{port}"))
             }
         };
         let kafka = match external("REGIONDB_TEST_KAFKA") {
@@ -306,6 +310,7 @@ impl TestApp {
             mongo_uris,
             topic_prefix,
             redis,
+            redis_port,
             mongo,
             app: None,
             app_env,
@@ -427,6 +432,35 @@ impl TestApp {
     /// Kills Redis: status changes can no longer be saved.
     pub fn kill_redis(&mut self) {
         self.redis.as_mut().expect("local redis").kill();
+    }
+
+    /// Restarts Redis on the same port (with `durable_redis`, on the same
+    /// append-only file).
+    pub async fn restart_redis(&mut self) {
+        self.kill_redis();
+        let port = self.redis_port;
+        let log = std::fs::File::create(self.dir.join("redis-2.log")).expect("log");
+        let child = redis_command(port, true)
+            .current_dir(&self.dir)
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("restart redis");
+        self.redis = Some(Proc {
+            child,
+            name: "redis".into(),
+        });
+        wait_until("redis to restart", DEADLINE, || port_open(port)).await;
+    }
+
+    pub fn redis_port(&self) -> u16 {
+        self.redis_port
+    }
+
+    /// The app's environment (service addresses and options), for running
+    /// its other commands (`regiondb repair`).
+    pub fn app_env(&self) -> &[(String, String)] {
+        &self.app_env
     }
 
     /// Kills the broker: connections are refused from now on.
@@ -722,8 +756,7 @@ impl TestApp {
     /// Grows the node's topic to `total` partitions; false if the broker
     /// cannot (tansu 0.6 does not implement CreatePartitions).
     pub async fn add_partitions(&self, node: &str, total: usize) -> bool {
-        let admin: AdminClient<DefaultClientContext> =
-            self.kafka_config().create().expect("admin");
+        let admin: AdminClient<DefaultClientContext> = self.kafka_config().create().expect("admin");
         let topic = self.topic(node);
         let results = admin
             .create_partitions(
@@ -817,6 +850,24 @@ async fn text_answer(request: reqwest::RequestBuilder) -> (StatusCode, String) {
 
 pub fn node_index(node: &str) -> usize {
     NODES.iter().position(|n| *n == node).expect("known node")
+}
+
+fn redis_command(port: u16, durable: bool) -> Command {
+    let mut c = Command::new(tool("redis-server"));
+    c.args([
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+    ]);
+    if durable {
+        c.args(["--appendonly", "yes", "--appendfsync", "always"]);
+    } else {
+        c.args(["--appendonly", "no"]);
+    }
+    c
 }
 
 fn tansu_command(port: u16) -> Command {

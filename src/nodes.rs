@@ -110,9 +110,18 @@ impl NodeStatuses {
     /// Writes a status to Redis, announces it, and applies it locally.
     pub async fn set(&self, node: &NodeId, status: NodeStatus) -> Result<(), StatusError> {
         let mut conn = self.conn.clone();
-        let _: i64 = conn
-            .hset(STATUS_HASH, node.as_str(), status.as_str())
-            .await?;
+        let written: Result<i64, _> = conn.hset(STATUS_HASH, node.as_str(), status.as_str()).await;
+        if let Err(e) = written {
+            // A connection broken by a Redis restart is only noticed on use;
+            // the manager reconnects, and HSET is idempotent: try once more.
+            if !(e.is_io_error() || e.is_connection_dropped()) {
+                return Err(e.into());
+            }
+            tracing::debug!(error = %e, "redis connection lost; retrying the status write");
+            let _: i64 = conn
+                .hset(STATUS_HASH, node.as_str(), status.as_str())
+                .await?;
+        }
         self.apply_local(node, status);
         let announced: Result<i64, _> = conn
             .publish(CHANGE_CHANNEL, format!("{node}={status}"))

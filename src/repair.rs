@@ -75,7 +75,7 @@ pub async fn repair(
         };
         if let Err(e) = repair_region(region, home, replica, dry_run, &mut report).await {
             tracing::warn!(region = %region.id, error = %e, "repair incomplete");
-            report.unreachable = Some(e.to_string());
+            report.unreachable = Some(e.short_reason());
         }
         tracing::info!(region = %region.id, compared = report.compared,
             differing = report.differing, fixed = report.fixed, dry_run, "repair done");

@@ -54,6 +54,15 @@ impl StoreError {
         matches!(self, StoreError::Timeout { .. })
     }
 
+    /// A short reason for people, without the driver's details (host names,
+    /// topology), which go to the log instead.
+    pub fn short_reason(&self) -> String {
+        match self {
+            StoreError::Mongo { node, .. } => format!("node {node} could not be reached"),
+            other => other.to_string(),
+        }
+    }
+
     /// No retry of the same copies can succeed.
     pub fn is_permanent(&self) -> bool {
         match self {

@@ -360,8 +360,15 @@ impl Faults {
             0 => {
                 // The app is always up here: the scheduler restarts it and
                 // waits for it to be ready before going on.
-                app.set_status(node, status).await;
-                self.count("flip via API");
+                let (code, body) = app
+                    .post("/node-status", &json!({"node_id": node, "status": status}))
+                    .await;
+                match code.as_u16() {
+                    200 => self.count("flip via API"),
+                    // Redis just restarted and is not back: an honest 503.
+                    503 => self.count("flip via API refused (503)"),
+                    other => panic!("POST /node-status answered {other}: {body}"),
+                }
             }
             1 => {
                 redis_cli(app, &["HSET", "node_statuses", node, status]);
@@ -405,7 +412,13 @@ impl Faults {
                 if self.frozen.remove(&region) {
                     app.thaw_mongo(node);
                 }
-                app.set_status(node, "unavailable").await;
+                redis_cli(app, &["HSET", "node_statuses", node, "unavailable"]);
+                wait_until(
+                    "the app to see the node down",
+                    Duration::from_secs(10),
+                    || async { app.get("/node-statuses").await.1[node] == "unavailable" },
+                )
+                .await;
                 let (start, _) = app.offsets(node).await;
                 for n in 0..BACKLOG {
                     let id = format!("backlog-{n}");
@@ -479,12 +492,7 @@ fn redis_cli(app: &TestApp, args: &[&str]) {
 
 /// Runs `regiondb repair` with the app's settings; its table, or why not.
 fn run_repair(app: &TestApp) -> Result<String, String> {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_regiondb"));
-    cmd.env_clear().arg("repair");
-    for (k, v) in app.app_env() {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().map_err(|e| e.to_string())?;
+    let out = app.run_command(&["repair"]);
     let table = String::from_utf8_lossy(&out.stdout).into_owned();
     if out.status.success() {
         Ok(table)

@@ -457,10 +457,17 @@ impl TestApp {
         self.redis_port
     }
 
-    /// The app's environment (service addresses and options), for running
-    /// its other commands (`regiondb repair`).
-    pub fn app_env(&self) -> &[(String, String)] {
-        &self.app_env
+    /// Runs another command of the binary (`regiondb repair ...`) with the
+    /// app's settings.
+    pub fn run_command(&self, args: &[&str]) -> std::process::Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_regiondb"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .args(args);
+        for (k, v) in &self.app_env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run regiondb")
     }
 
     /// Kills the broker: connections are refused from now on.

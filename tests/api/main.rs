@@ -9,5 +9,6 @@ mod helpers;
 mod nodes;
 mod pages;
 mod reads;
+mod repair;
 mod replay;
 mod writes;

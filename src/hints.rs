@@ -182,14 +182,7 @@ impl HintLog {
         let record = FutureRecord::to(&topic)
             .key(copy.customer.customer_id.as_str())
             .payload(&payload);
-        let producer = self.producer();
-        let sent = self
-            .bounded(producer.send(record, Timeout::After(self.config.timeout)))
-            .await?;
-        sent.map(|_| ()).map_err(|(e, _)| {
-            self.replace_producer_if_fatal(&producer);
-            HintError::Kafka(e)
-        })
+        self.send(record).await
     }
 
     /// Moves a hint that can never be applied to `node`'s dead-letter topic,
@@ -228,14 +221,7 @@ impl HintLog {
         if let Some(key) = hint.key.as_deref() {
             record = record.key(key);
         }
-        let producer = self.producer();
-        let sent = self
-            .bounded(producer.send(record, Timeout::After(self.config.timeout)))
-            .await?;
-        sent.map(|_| ()).map_err(|(e, _)| {
-            self.replace_producer_if_fatal(&producer);
-            HintError::Kafka(e)
-        })
+        self.send(record).await
     }
 
     /// How many hints of `node` were moved to its dead-letter topic (every
@@ -260,6 +246,22 @@ impl HintLog {
             .get(node)
             .cloned()
             .ok_or_else(|| HintError::UnknownNode(node.clone()))
+    }
+
+    /// Produces one record and waits for the broker's acknowledgement.
+    async fn send<K, P>(&self, record: FutureRecord<'_, K, P>) -> Result<(), HintError>
+    where
+        K: rdkafka::message::ToBytes + ?Sized,
+        P: rdkafka::message::ToBytes + ?Sized,
+    {
+        let producer = self.producer();
+        let sent = self
+            .bounded(producer.send(record, Timeout::After(self.config.timeout)))
+            .await?;
+        sent.map(|_| ()).map_err(|(e, _)| {
+            self.replace_producer_if_fatal(&producer);
+            HintError::Kafka(e)
+        })
     }
 
     fn producer(&self) -> FutureProducer {

@@ -175,17 +175,30 @@ impl NodeStore {
     /// record in the batch collapse to the newest first. One `update`
     /// command per collection in the usual case.
     pub async fn apply(&self, copies: &[CustomerCopy]) -> Result<(), StoreError> {
-        let mut newest: HashMap<(String, &str), &CustomerCopy> = HashMap::new();
+        // Kept in the order the copies came (the order they were accepted
+        // or queued), so that of two records competing for a unique value
+        // the earlier one is written first.
+        let mut slots: HashMap<(String, &str), usize> = HashMap::new();
+        let mut by_collection: Vec<(String, Vec<&CustomerCopy>)> = Vec::new();
         for copy in copies {
-            let key = (copy.collection(), copy.customer.customer_id.as_str());
-            let slot = newest.entry(key).or_insert(copy);
-            if copy.version > slot.version {
-                *slot = copy;
+            let collection = copy.collection();
+            let key = (collection.clone(), copy.customer.customer_id.as_str());
+            let group = match by_collection.iter().position(|(c, _)| *c == collection) {
+                Some(i) => i,
+                None => {
+                    by_collection.push((collection, Vec::new()));
+                    by_collection.len() - 1
+                }
+            };
+            let list = &mut by_collection[group].1;
+            match slots.get(&key) {
+                Some(&i) if copy.version > list[i].version => list[i] = copy,
+                Some(_) => {}
+                None => {
+                    slots.insert(key, list.len());
+                    list.push(copy);
+                }
             }
-        }
-        let mut by_collection: HashMap<String, Vec<&CustomerCopy>> = HashMap::new();
-        for ((collection, _), copy) in newest {
-            by_collection.entry(collection).or_default().push(copy);
         }
         for (collection, copies) in by_collection {
             self.apply_lww(&collection, copies).await?;

@@ -657,7 +657,29 @@ impl TestApp {
 
     /// Every message in the node's topic, parsed.
     pub async fn hints(&self, node: &str) -> Vec<Value> {
-        let topic = self.topic(node);
+        self.read_topic(self.topic(node))
+            .await
+            .into_iter()
+            .map(|(payload, _)| serde_json::from_slice(&payload).expect("json hint"))
+            .collect()
+    }
+
+    /// Every message of the node's dead-letter topic: (payload, reason).
+    pub async fn dead_letters(&self, node: &str) -> Vec<(String, String)> {
+        let topic = format!("{}.dead-letter", self.topic(node));
+        self.read_topic(topic)
+            .await
+            .into_iter()
+            .map(|(payload, reason)| {
+                let payload = String::from_utf8_lossy(&payload).into_owned();
+                (payload, reason.unwrap_or_default())
+            })
+            .collect()
+    }
+
+    /// Every message of partition 0 of `topic`: payload and
+    /// `regiondb-reason` header.
+    async fn read_topic(&self, topic: String) -> Vec<(Vec<u8>, Option<String>)> {
         let consumer: BaseConsumer = self
             .kafka_config()
             .set("group.id", format!("{}reader", self.topic_prefix))
@@ -677,15 +699,18 @@ impl TestApp {
             while (out.len() as i64) < high - low {
                 assert!(start.elapsed() < DEADLINE, "could not read {topic}");
                 if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-                    let v: Value =
-                        serde_json::from_slice(m.payload().unwrap_or_default()).expect("json hint");
-                    out.push(v);
+                    let reason = m
+                        .headers()
+                        .and_then(|h| h.iter().find(|h| h.key == "regiondb-reason"))
+                        .and_then(|h| h.value)
+                        .map(|v| String::from_utf8_lossy(v).into_owned());
+                    out.push((m.payload().unwrap_or_default().to_vec(), reason));
                 }
             }
             out
         })
         .await
-        .expect("hints")
+        .expect("read topic")
     }
 
     /// Waits until the node's group has committed everything in its topic.
@@ -724,38 +749,28 @@ impl TestApp {
 
     /// Appends any bytes to the node's topic, as a stray writer would.
     pub async fn produce_raw(&self, node: &str, key: &str, payload: &[u8]) {
-        let producer: FutureProducer = self
-            .kafka_config()
-            .set("acks", "all")
-            .create()
-            .expect("producer");
-        producer
-            .send(
-                FutureRecord::to(&self.topic(node))
-                    .key(key)
-                    .payload(payload),
-                Duration::from_secs(10),
-            )
-            .await
-            .expect("produce");
+        self.produce(node, None, key, payload).await;
     }
 
     /// Appends a hint to one partition of the node's topic.
     pub async fn produce_hint_to(&self, node: &str, partition: i32, key: &str, hint: &Value) {
+        self.produce(node, Some(partition), key, hint.to_string().as_bytes())
+            .await;
+    }
+
+    async fn produce(&self, node: &str, partition: Option<i32>, key: &str, payload: &[u8]) {
         let producer: FutureProducer = self
             .kafka_config()
             .set("acks", "all")
             .create()
             .expect("producer");
-        let payload = hint.to_string();
+        let topic = self.topic(node);
+        let mut record = FutureRecord::to(&topic).key(key).payload(payload);
+        if let Some(p) = partition {
+            record = record.partition(p);
+        }
         producer
-            .send(
-                FutureRecord::to(&self.topic(node))
-                    .partition(partition)
-                    .key(key)
-                    .payload(&payload),
-                Duration::from_secs(10),
-            )
+            .send(record, Duration::from_secs(10))
             .await
             .expect("produce");
     }
@@ -785,61 +800,10 @@ impl TestApp {
         }
     }
 
-    /// Every message of the node's dead-letter topic: (payload, reason).
-    pub async fn dead_letters(&self, node: &str) -> Vec<(String, String)> {
-        let topic = format!("{}.dead-letter", self.topic(node));
-        let consumer: BaseConsumer = self
-            .kafka_config()
-            .set("group.id", format!("{}dead-reader", self.topic_prefix))
-            .set("enable.auto.commit", "false")
-            .create()
-            .expect("consumer");
-        tokio::task::spawn_blocking(move || {
-            let (low, high) = consumer
-                .fetch_watermarks(&topic, 0, Duration::from_secs(10))
-                .expect("watermarks");
-            let mut tpl = TopicPartitionList::new();
-            tpl.add_partition_offset(&topic, 0, Offset::Offset(low))
-                .expect("tpl");
-            consumer.assign(&tpl).expect("assign");
-            let mut out = Vec::new();
-            let start = Instant::now();
-            while (out.len() as i64) < high - low {
-                assert!(start.elapsed() < DEADLINE, "could not read {topic}");
-                if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-                    let payload = String::from_utf8_lossy(m.payload().unwrap_or_default());
-                    let reason = m
-                        .headers()
-                        .and_then(|h| h.iter().find(|h| h.key == "regiondb-reason"))
-                        .and_then(|h| h.value)
-                        .map(|v| String::from_utf8_lossy(v).into_owned())
-                        .unwrap_or_default();
-                    out.push((payload.into_owned(), reason));
-                }
-            }
-            out
-        })
-        .await
-        .expect("dead letters")
-    }
-
     /// Appends a raw hint to the node's topic, as another writer would.
     pub async fn produce_hint(&self, node: &str, key: &str, hint: &Value) {
-        let producer: FutureProducer = self
-            .kafka_config()
-            .set("acks", "all")
-            .create()
-            .expect("producer");
-        let payload = hint.to_string();
-        producer
-            .send(
-                FutureRecord::to(&self.topic(node))
-                    .key(key)
-                    .payload(&payload),
-                Duration::from_secs(10),
-            )
-            .await
-            .expect("produce");
+        self.produce(node, None, key, hint.to_string().as_bytes())
+            .await;
     }
 }
 

@@ -87,6 +87,7 @@ impl HintLog {
         topic_name(&self.config, node)
     }
 
+    /// How often each replay looks for partitions added to its topic.
     pub fn partition_refresh(&self) -> Duration {
         self.config.partition_refresh
     }
@@ -148,9 +149,8 @@ impl HintLog {
                     .describe_configs(&specifiers, &self.admin_options()),
             )
             .await;
-        let resources = match described {
-            Ok(Ok(resources)) => resources,
-            Ok(Err(e)) => return tracing::debug!(error = %e, "cannot describe topic configs"),
+        let resources = match described.and_then(|r| r.map_err(HintError::from)) {
+            Ok(resources) => resources,
             Err(e) => return tracing::debug!(error = %e, "cannot describe topic configs"),
         };
         for (topic, resource) in topics.iter().zip(resources) {

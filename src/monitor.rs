@@ -35,6 +35,23 @@ pub struct NodeView {
     pub hosts_replicas_of: Vec<NodeId>,
 }
 
+/// A count read from Kafka, or `None` if it could not be read within
+/// [`QUEUE_SIZE_WAIT`].
+async fn count_or_unknown(
+    node: &NodeId,
+    what: &str,
+    count: impl Future<Output = Result<u64, crate::hints::HintError>>,
+) -> Option<u64> {
+    match tokio::time::timeout(QUEUE_SIZE_WAIT, count).await {
+        Ok(Ok(n)) => Some(n),
+        Ok(Err(e)) => {
+            tracing::debug!(%node, error = %e, "cannot read the {what}");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
 pub struct Monitor {
     regions: RegionMap,
     statuses: Arc<NodeStatuses>,
@@ -72,25 +89,11 @@ impl Monitor {
     }
 
     pub async fn queued(&self, node: &NodeId) -> Option<u64> {
-        match tokio::time::timeout(QUEUE_SIZE_WAIT, self.hints.queued(node)).await {
-            Ok(Ok(n)) => Some(n),
-            Ok(Err(e)) => {
-                tracing::debug!(%node, error = %e, "cannot read the queue size");
-                None
-            }
-            Err(_) => None,
-        }
+        count_or_unknown(node, "queue size", self.hints.queued(node)).await
     }
 
     pub async fn dead_letters(&self, node: &NodeId) -> Option<u64> {
-        match tokio::time::timeout(QUEUE_SIZE_WAIT, self.hints.dead_letters(node)).await {
-            Ok(Ok(n)) => Some(n),
-            Ok(Err(e)) => {
-                tracing::debug!(%node, error = %e, "cannot count dead letters");
-                None
-            }
-            Err(_) => None,
-        }
+        count_or_unknown(node, "dead letters", self.hints.dead_letters(node)).await
     }
 
     /// Receives the overview each time it changes from now on.

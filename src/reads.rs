@@ -176,12 +176,17 @@ impl ReadPath {
             CustomerCopy::replica_collection(&region.id),
             true,
         );
-        let copies = [home, replica];
-        let (ready, behind): (Vec<_>, Vec<_>) = copies
+        let mut copies: Vec<_> = [home, replica]
             .into_iter()
             .filter(|(node, _, _)| self.statuses.status(node).is_available())
-            .partition(|(node, _, _)| self.backlogs.caught_up(node));
-        for (node, collection, replica) in ready.into_iter().chain(behind) {
+            .map(|(node, collection, replica)| {
+                let catching_up = !self.backlogs.caught_up(node);
+                (node, collection, replica, catching_up)
+            })
+            .collect();
+        // Stable: caught-up copies first, home before replica in each group.
+        copies.sort_by_key(|(_, _, _, catching_up)| *catching_up);
+        for (node, collection, replica, catching_up) in copies {
             let Some(store) = self.stores.get(node) else {
                 continue;
             };
@@ -192,7 +197,7 @@ impl ReadPath {
                         store,
                         collection,
                         replica,
-                        catching_up: !self.backlogs.caught_up(node),
+                        catching_up,
                     };
                     return Some((source, n));
                 }

@@ -37,8 +37,6 @@ pub struct Replay {
     pub backlogs: std::sync::Arc<Backlogs>,
     pub status: watch::Receiver<NodeStatus>,
     pub config: ReplayConfig,
-    /// How often to look for partitions added to the topic.
-    pub partition_refresh: Duration,
 }
 
 /// What became of the head of `pending`.
@@ -67,7 +65,7 @@ impl Replay {
         // still makes progress instead of timing out on the same batch.
         let mut chunk = max;
         let mut delays = backoff();
-        let mut refresh = tokio::time::interval(self.partition_refresh);
+        let mut refresh = tokio::time::interval(self.log.partition_refresh());
         refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         refresh.reset();
         loop {

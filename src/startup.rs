@@ -319,7 +319,6 @@ async fn start_replays(
             backlogs: state.backlogs.clone(),
             status,
             config: config.clone(),
-            partition_refresh: state.hints.partition_refresh(),
         };
         tasks.spawn(replay.run(shutdown.clone()));
     }

@@ -73,11 +73,14 @@ pub enum WriteError {
 }
 
 /// Why one copy could not be placed.
+#[derive(Debug, thiserror::Error)]
 enum PlaceError {
     /// The node refused the copy for good; queueing it would only move it to
     /// the dead-letter topic.
+    #[error("refused: {0}")]
     Rejected(StoreError),
     /// Neither written nor queued.
+    #[error("{0}")]
     Unplaced(String),
 }
 
@@ -134,19 +137,14 @@ impl WritePath {
         };
 
         copy.target = CopyTarget::Replica;
-        let replica = match self.place(&region.replica, &copy).await {
-            Ok(placement) => placement,
-            Err(PlaceError::Rejected(e)) => {
-                tracing::error!(region = %region.id, node = %region.replica, error = %e,
-                    customer_id = %copy.customer.customer_id, "replica copy refused; missing");
-                Placement::Missing
-            }
-            Err(PlaceError::Unplaced(reason)) => {
+        let replica = self
+            .place(&region.replica, &copy)
+            .await
+            .unwrap_or_else(|reason| {
                 tracing::error!(region = %region.id, node = %region.replica, %reason,
                     customer_id = %copy.customer.customer_id, "replica copy missing");
                 Placement::Missing
-            }
-        };
+            });
 
         Ok(WriteReceipt {
             status,

@@ -22,7 +22,7 @@ mod helpers;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use helpers::{NODES, Options, TestApp, customer, wait_until};
@@ -146,7 +146,6 @@ async fn main() -> ExitCode {
 
     let address = Arc::new(RwLock::new(app.address.clone()));
     let progress = Arc::new(AtomicUsize::new(0));
-    let done = Arc::new(AtomicBool::new(false));
     let known: Arc<Mutex<Vec<(String, u32)>>> = Arc::new(Mutex::new(Vec::new()));
     let writers: Vec<_> = (0..args.clients)
         .map(|w| {
@@ -167,9 +166,7 @@ async fn main() -> ExitCode {
         .collect();
 
     let mut faults = Faults::new(args.seed);
-    faults
-        .run(&mut app, &address, &progress, args.writes, &done)
-        .await;
+    faults.run(&mut app, &address, &progress, args.writes).await;
     let mut attempts = std::mem::take(&mut faults.attempts);
     for w in writers {
         attempts.extend(w.await.expect("writer"));
@@ -321,7 +318,6 @@ impl Faults {
         address: &RwLock<String>,
         progress: &AtomicUsize,
         total: usize,
-        done: &AtomicBool,
     ) {
         let mut big = vec![
             (0.25, "app SIGKILL"),
@@ -346,7 +342,6 @@ impl Faults {
         for (_, kind) in big {
             self.big_fault(kind, app, address).await;
         }
-        done.store(true, Ordering::SeqCst);
     }
 
     async fn small_fault(&mut self, app: &TestApp) {

@@ -22,7 +22,7 @@ mod helpers;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use helpers::{NODES, Options, TestApp, customer, wait_until};
@@ -44,8 +44,12 @@ const BACKLOG: usize = 150;
 
 struct Args {
     seed: u64,
+    /// Writes the run makes at least.
     writes: usize,
     clients: usize,
+    /// Small faults (flips, freezes) the run makes at least, however fast
+    /// the writes go.
+    small_faults: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -66,15 +70,16 @@ fn parse_args() -> Result<Args, String> {
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
-    let (writes, clients) = match size.as_str() {
-        "small" => (1500, 6),
-        "large" => (20_000, 8),
+    let (writes, clients, small_faults) = match size.as_str() {
+        "small" => (1500, 6, 40),
+        "large" => (20_000, 8, 200),
         other => return Err(format!("--size: small or large, got {other:?}")),
     };
     Ok(Args {
         seed,
         writes,
         clients,
+        small_faults,
     })
 }
 
@@ -146,6 +151,7 @@ async fn main() -> ExitCode {
 
     let address = Arc::new(RwLock::new(app.address.clone()));
     let progress = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicBool::new(false));
     let known: Arc<Mutex<Vec<(String, u32)>>> = Arc::new(Mutex::new(Vec::new()));
     let writers: Vec<_> = (0..args.clients)
         .map(|w| {
@@ -154,7 +160,7 @@ async fn main() -> ExitCode {
                 rng: StdRng::seed_from_u64(args.seed * 1000 + w as u64),
                 address: address.clone(),
                 progress: progress.clone(),
-                limit: args.writes,
+                done: done.clone(),
                 known: known.clone(),
                 http: reqwest::Client::builder()
                     .timeout(Duration::from_secs(20))
@@ -166,7 +172,8 @@ async fn main() -> ExitCode {
         .collect();
 
     let mut faults = Faults::new(args.seed);
-    faults.run(&mut app, &address, &progress, args.writes).await;
+    faults.run(&mut app, &address, &progress, &args).await;
+    done.store(true, Ordering::SeqCst);
     let mut attempts = std::mem::take(&mut faults.attempts);
     for w in writers {
         attempts.extend(w.await.expect("writer"));
@@ -217,13 +224,14 @@ async fn main() -> ExitCode {
 }
 
 /// One client: creates new records and rewrites known ones (about a third),
-/// in every region, until the run has made `limit` writes.
+/// in every region, until the fault scheduler is done.
 struct Writer {
     number: usize,
     rng: StdRng,
     address: Arc<RwLock<String>>,
+    /// Writes made so far by all clients (the scheduler's clock).
     progress: Arc<AtomicUsize>,
-    limit: usize,
+    done: Arc<AtomicBool>,
     known: Arc<Mutex<Vec<(String, u32)>>>,
     http: reqwest::Client,
 }
@@ -232,7 +240,8 @@ impl Writer {
     async fn run(mut self) -> Vec<Attempt> {
         let mut attempts = Vec::new();
         let mut n = 0;
-        while self.progress.fetch_add(1, Ordering::SeqCst) < self.limit {
+        while !self.done.load(Ordering::SeqCst) {
+            self.progress.fetch_add(1, Ordering::SeqCst);
             n += 1;
             let rewrite = {
                 let known = self.known.lock().await;
@@ -317,15 +326,17 @@ impl Faults {
         app: &mut TestApp,
         address: &RwLock<String>,
         progress: &AtomicUsize,
-        total: usize,
+        args: &Args,
     ) {
+        let total = args.writes;
+        let mut small = 0;
         let mut big = vec![
             (0.25, "app SIGKILL"),
             (0.45, "kafka restart"),
             (0.6, "redis restart"),
             (0.8, "app SIGKILL during replay"),
         ];
-        while progress.load(Ordering::SeqCst) < total {
+        while progress.load(Ordering::SeqCst) < total || small < args.small_faults {
             let at = progress.load(Ordering::SeqCst) as f64 / total as f64;
             if let Some(&(when, kind)) = big.first()
                 && at >= when
@@ -335,10 +346,12 @@ impl Faults {
                 continue;
             }
             self.small_fault(app).await;
+            small += 1;
             let pause = self.rng.random_range(100..700);
             tokio::time::sleep(Duration::from_millis(pause)).await;
         }
-        // The run was shorter than the schedule: the big faults still happen.
+        // The writes outran the schedule: the big faults still happen, while
+        // the clients go on writing.
         for (_, kind) in big {
             self.big_fault(kind, app, address).await;
         }

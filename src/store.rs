@@ -65,16 +65,7 @@ impl StoreError {
 
     /// No retry of the same copies can succeed.
     pub fn is_permanent(&self) -> bool {
-        match self {
-            StoreError::Rejected { .. } => true,
-            StoreError::Mongo { source, .. } => {
-                // A duplicate key on `_id` never gets here (it is a conflict,
-                // resolved in `apply_lww`): this one is on another unique index.
-                command_code(source)
-                    .is_some_and(|c| c == DUPLICATE_KEY || PERMANENT_CODES.contains(&c))
-            }
-            StoreError::Timeout { .. } | StoreError::NotDurable { .. } => false,
-        }
+        matches!(self, StoreError::Rejected { .. })
     }
 }
 
@@ -301,6 +292,11 @@ impl NodeStore {
         let reply = match self.bounded_for(n, self.db.run_command(command)).await {
             Err(StoreError::Mongo { source, .. }) if is_id_conflict(&source) => {
                 return Ok(Conflicts::Unknown);
+            }
+            // The whole command refused for good (a duplicate on another
+            // unique index, a validator, ...): say so in the server's words.
+            Err(StoreError::Mongo { source, .. }) if is_permanent_failure(&source) => {
+                return Err(self.rejected(command_message(&source)));
             }
             other => other?,
         };
@@ -568,6 +564,21 @@ fn command_code(e: &mongodb::error::Error) -> Option<i32> {
     match e.kind.as_ref() {
         mongodb::error::ErrorKind::Command(c) => Some(c.code),
         _ => None,
+    }
+}
+
+/// A command error that no retry can fix. (A duplicate key on `_id` is
+/// tested first, as a conflict; one on another unique index is this.)
+fn is_permanent_failure(e: &mongodb::error::Error) -> bool {
+    command_code(e).is_some_and(|c| c == DUPLICATE_KEY || PERMANENT_CODES.contains(&c))
+}
+
+/// The server's own message for a command error, without the driver's
+/// wrapping (labels, raw reply bytes).
+fn command_message(e: &mongodb::error::Error) -> String {
+    match e.kind.as_ref() {
+        mongodb::error::ErrorKind::Command(c) => c.message.clone(),
+        _ => e.to_string(),
     }
 }
 

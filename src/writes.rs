@@ -78,7 +78,7 @@ enum PlaceError {
     /// The node refused the copy for good; queueing it would only move it to
     /// the dead-letter topic.
     #[error("refused: {0}")]
-    Rejected(StoreError),
+    Rejected(String),
     /// Neither written nor queued.
     #[error("{0}")]
     Unplaced(String),
@@ -122,10 +122,10 @@ impl WritePath {
         };
         let status = match self.place(&region.id, &copy).await {
             Ok(placement) => placement,
-            Err(PlaceError::Rejected(e)) => {
+            Err(PlaceError::Rejected(reason)) => {
                 return Err(WriteError::Rejected {
                     node: region.id.clone(),
-                    reason: e.to_string(),
+                    reason,
                 });
             }
             Err(PlaceError::Unplaced(reason)) => {
@@ -165,7 +165,9 @@ impl WritePath {
         {
             match store.apply(std::slice::from_ref(copy)).await {
                 Ok(()) => return Ok(Placement::Stored),
-                Err(e) if e.is_permanent() => return Err(PlaceError::Rejected(e)),
+                Err(StoreError::Rejected { message, .. }) => {
+                    return Err(PlaceError::Rejected(message));
+                }
                 // Treated as unavailable for this write: queue it.
                 Err(e) => tracing::warn!(%node, error = %e, "direct write failed; queueing"),
             }

@@ -303,7 +303,11 @@ async fn a_direct_write_the_home_node_refuses_is_a_conflict_and_writes_nothing()
     body["customer_id"] = json!("a2");
     let (code, answer) = app.create(&body).await;
     assert_eq!(code, StatusCode::CONFLICT, "{answer}");
-    assert!(answer["error"].as_str().unwrap().contains("refused"));
+    let error = answer["error"].as_str().unwrap();
+    assert!(error.contains("refused"), "{error}");
+    // The server's words, not the driver's wrapping.
+    assert!(error.contains("customer_unique_id"), "{error}");
+    assert!(!error.contains("RawDocumentBuf"), "{error}");
     // Nothing half-written: no replica, nothing queued.
     assert!(
         app.doc("region_3", "replica_region_1", "a2")

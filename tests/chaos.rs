@@ -160,6 +160,7 @@ async fn main() -> ExitCode {
                 rng: StdRng::seed_from_u64(args.seed * 1000 + w as u64),
                 address: address.clone(),
                 progress: progress.clone(),
+                target: args.writes,
                 done: done.clone(),
                 known: known.clone(),
                 http: reqwest::Client::builder()
@@ -231,6 +232,10 @@ struct Writer {
     address: Arc<RwLock<String>>,
     /// Writes made so far by all clients (the scheduler's clock).
     progress: Arc<AtomicUsize>,
+    /// Past this many writes, clients slow down (one write per 100 ms
+    /// each) while the scheduler finishes its faults, so the stores stay
+    /// small enough for the stand-in MongoDB.
+    target: usize,
     done: Arc<AtomicBool>,
     known: Arc<Mutex<Vec<(String, u32)>>>,
     http: reqwest::Client,
@@ -241,7 +246,9 @@ impl Writer {
         let mut attempts = Vec::new();
         let mut n = 0;
         while !self.done.load(Ordering::SeqCst) {
-            self.progress.fetch_add(1, Ordering::SeqCst);
+            if self.progress.fetch_add(1, Ordering::SeqCst) >= self.target {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             n += 1;
             let rewrite = {
                 let known = self.known.lock().await;

@@ -182,7 +182,7 @@ impl HintLog {
         let record = FutureRecord::to(&topic)
             .key(copy.customer.customer_id.as_str())
             .payload(&payload);
-        self.send(record).await
+        crate::metrics::timed("kafka", "produce", self.send(record)).await
     }
 
     /// Moves a hint that can never be applied to `node`'s dead-letter topic,
@@ -221,7 +221,7 @@ impl HintLog {
         if let Some(key) = hint.key.as_deref() {
             record = record.key(key);
         }
-        self.send(record).await
+        crate::metrics::timed("kafka", "dead_letter", self.send(record)).await
     }
 
     /// How many hints of `node` were moved to its dead-letter topic (every
@@ -294,8 +294,8 @@ impl HintLog {
         let consumer = self.offsets_consumer(node)?;
         let topic = self.topic(node);
         let timeout = self.config.timeout;
-        self.blocking(move || backlog(consumer.as_ref(), &topic, timeout))
-            .await
+        let count = self.blocking(move || backlog(consumer.as_ref(), &topic, timeout));
+        crate::metrics::timed("kafka", "queued", count).await
     }
 
     /// Whether the broker answers and every node topic exists.
@@ -438,15 +438,15 @@ impl HintConsumer {
             *slot = (*slot).max(hint.offset + 1);
         }
         let topic = self.topic.clone();
-        self.blocking(move |consumer| {
+        let commit = self.blocking(move |consumer| {
             let mut tpl = TopicPartitionList::new();
             for (partition, offset) in next {
                 tpl.add_partition_offset(&topic, partition, Offset::Offset(offset))?;
             }
             consumer.commit(&tpl, CommitMode::Sync)?;
             Ok(())
-        })
-        .await
+        });
+        crate::metrics::timed("kafka", "commit", commit).await
     }
 
     /// Hints in the topic not yet committed by the group.

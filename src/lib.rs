@@ -10,6 +10,7 @@ pub mod config;
 pub mod domain;
 pub mod hints;
 pub mod http;
+pub mod metrics;
 pub mod monitor;
 pub mod nodes;
 pub mod reads;

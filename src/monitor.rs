@@ -23,7 +23,7 @@ const QUEUE_POLL: Duration = Duration::from_secs(1);
 /// calls and pages must not hang on a broker outage.
 const QUEUE_SIZE_WAIT: Duration = Duration::from_secs(1);
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct NodeView {
     pub node_id: NodeId,
     pub status: NodeStatus,

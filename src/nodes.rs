@@ -109,6 +109,10 @@ impl NodeStatuses {
 
     /// Writes a status to Redis, announces it, and applies it locally.
     pub async fn set(&self, node: &NodeId, status: NodeStatus) -> Result<(), StatusError> {
+        crate::metrics::timed("redis", "set_status", self.write_status(node, status)).await
+    }
+
+    async fn write_status(&self, node: &NodeId, status: NodeStatus) -> Result<(), StatusError> {
         let mut conn = self.conn.clone();
         let written: Result<i64, _> = conn.hset(STATUS_HASH, node.as_str(), status.as_str()).await;
         if let Err(e) = written {
@@ -185,8 +189,11 @@ impl NodeStatuses {
 
     pub async fn ping(&self) -> Result<(), StatusError> {
         let mut conn = self.conn.clone();
-        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
-        Ok(())
+        let ping = async {
+            let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+            Ok(())
+        };
+        crate::metrics::timed("redis", "ping", ping).await
     }
 
     fn apply_local(&self, node: &NodeId, status: NodeStatus) {

@@ -24,7 +24,7 @@ use crate::nodes::NodeStatuses;
 use crate::store::{NodeStore, StoredCustomer, Stores};
 
 /// One record of a read, with the node that served it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RecordView {
     #[serde(flatten)]
     pub record: StoredCustomer,
@@ -32,7 +32,7 @@ pub struct RecordView {
 }
 
 /// Which node served a region, and whether that was its replica.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RegionSource {
     pub region: NodeId,
     pub served_by: NodeId,
@@ -43,7 +43,7 @@ pub struct RegionSource {
     pub matched: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FilterResult {
     pub records: Vec<RecordView>,
     /// All matching records in the regions that answered.

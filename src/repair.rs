@@ -23,7 +23,7 @@ use crate::store::{NodeStore, StoreError, StoredCustomer, Stores};
 const PAGE: usize = 500;
 
 /// What a repair found and did for one region.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct RegionRepair {
     pub region: String,
     /// Distinct ids seen in either copy.

@@ -191,6 +191,7 @@ impl Replay {
         match self.hints.commit(head).await {
             Ok(()) => {
                 tracing::info!(%node, hints = head.len(), "replayed hints");
+                crate::metrics::hints_replayed(node.as_str(), copies.len());
                 Step::Done
             }
             // Applied but not committed: apply again (a no-op) and commit.
@@ -210,6 +211,7 @@ impl Replay {
                 tracing::error!(%node, partition = hint.partition, offset = hint.offset,
                     %reason, "hint moved to the dead-letter topic");
                 hint.dead_lettered = true;
+                crate::metrics::dead_lettered(node.as_str());
                 true
             }
             Err(e) => {

@@ -130,6 +130,7 @@ impl Application {
             stores,
             hints,
             backlogs,
+            metrics: crate::metrics::install(),
             stopping: CancellationToken::new(),
         };
         Ok(Application {
@@ -165,6 +166,7 @@ impl Application {
                 .follow(config.status_resync, shutdown.clone()),
         );
         tasks.spawn(state.monitor.clone().run(shutdown.clone()));
+        tasks.spawn(metrics_upkeep(state.metrics.clone(), shutdown.clone()));
         tasks.spawn(reserve_versions(
             state.statuses.clone(),
             state.writes.clone(),
@@ -321,5 +323,19 @@ async fn start_replays(
             config: config.clone(),
         };
         tasks.spawn(replay.run(shutdown.clone()));
+    }
+}
+
+/// The metrics recorder's periodic upkeep (it bounds its own memory).
+async fn metrics_upkeep(
+    handle: metrics_exporter_prometheus::PrometheusHandle,
+    shutdown: CancellationToken,
+) {
+    let mut every = tokio::time::interval(crate::metrics::UPKEEP_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => handle.run_upkeep(),
+        }
     }
 }

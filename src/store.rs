@@ -71,7 +71,7 @@ impl StoreError {
 
 /// A record as read back from a node. Documents written by other tools may
 /// lack fields; they read as empty rather than failing the whole page.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct StoredCustomer {
     pub customer_id: String,
     pub customer_unique_id: String,
@@ -198,19 +198,58 @@ impl NodeStore {
     }
 
     /// Writes `copies` (one per record) so that each ends up stored unless
-    /// a newer version is. A duplicate key on `_id` means another write got
-    /// there first: either a newer copy (then ours is stale: done) or an
-    /// older one that raced our upsert (then ours is retried, and now
-    /// matches as an update).
+    /// a newer version is.
+    ///
+    /// A batch goes insert-first: one lookup of which records exist, one
+    /// unordered `insert` of the new ones, and versioned updates only for
+    /// the rest (an insert is far cheaper than an upsert that must search
+    /// first, on MongoDB and more so on small test servers). A single copy
+    /// is one versioned upsert: one round trip.
     async fn apply_lww(
+        &self,
+        collection: &str,
+        copies: Vec<&CustomerCopy>,
+    ) -> Result<(), StoreError> {
+        if copies.len() < 2 {
+            return self.update_lww(collection, copies).await;
+        }
+        let stored = self.stored_versions(collection, &copies).await?;
+        let (fresh, existing): (Vec<&CustomerCopy>, Vec<&CustomerCopy>) = copies
+            .into_iter()
+            .partition(|c| !stored.contains_key(c.customer.customer_id.as_str()));
+        let mut rest: Vec<&CustomerCopy> = existing
+            .into_iter()
+            .filter(|c| newer_than_stored(c, &stored))
+            .collect();
+        // A duplicate key here means another writer inserted the record
+        // since the lookup: ours then goes through the versioned update.
+        let documents = fresh.iter().map(|c| record_document(c)).collect();
+        match self.write_command("insert", collection, documents).await? {
+            Conflicts::None => {}
+            Conflicts::Unknown => rest.extend(fresh),
+            Conflicts::At(indexes) => {
+                rest.extend(indexes.into_iter().filter_map(|i| fresh.get(i).copied()));
+            }
+        }
+        self.update_lww(collection, rest).await
+    }
+
+    /// Versioned upserts of `copies`. A duplicate key on `_id` means
+    /// another write got there first: either a newer copy (then ours is
+    /// stale: done) or an older one that raced our upsert (then ours is
+    /// retried, and now matches as an update).
+    async fn update_lww(
         &self,
         collection: &str,
         mut copies: Vec<&CustomerCopy>,
     ) -> Result<(), StoreError> {
         for _ in 0..CONFLICT_ROUNDS {
+            if copies.is_empty() {
+                return Ok(());
+            }
             let statements = copies.iter().map(|c| lww_statement(c)).collect();
             let conflicted: Vec<&CustomerCopy> =
-                match self.update_command(collection, statements).await? {
+                match self.write_command("update", collection, statements).await? {
                     Conflicts::None => return Ok(()),
                     // The whole command failed (some servers report a
                     // duplicate key that way): which statements ran is
@@ -224,15 +263,11 @@ impl NodeStore {
             let stored = self.stored_versions(collection, &conflicted).await?;
             copies = conflicted
                 .into_iter()
-                .filter(|c| {
-                    stored
-                        .get(c.customer.customer_id.as_str())
-                        .is_none_or(|v| *v < c.version.get())
-                })
+                .filter(|c| newer_than_stored(c, &stored))
                 .collect();
-            if copies.is_empty() {
-                return Ok(());
-            }
+        }
+        if copies.is_empty() {
+            return Ok(());
         }
         Err(StoreError::NotDurable {
             node: self.node.clone(),
@@ -243,19 +278,20 @@ impl NodeStore {
         })
     }
 
-    /// The stored version of each of `copies`' records that has one.
+    /// Which of `copies`' records exist, with their stored version (`None`
+    /// for a document without one, written by another tool).
     async fn stored_versions(
         &self,
         collection: &str,
         copies: &[&CustomerCopy],
-    ) -> Result<HashMap<String, i64>, StoreError> {
+    ) -> Result<HashMap<String, Option<i64>>, StoreError> {
         let ids: Vec<&str> = copies
             .iter()
             .map(|c| c.customer.customer_id.as_str())
             .collect();
         let coll = self.db.collection::<Document>(collection);
         let docs: Vec<Document> = self
-            .bounded_for(ids.len(), async {
+            .bounded_for("find_versions", ids.len(), async {
                 let cursor = coll
                     .find(doc! {"_id": {"$in": &ids}})
                     .projection(doc! {"version": 1})
@@ -266,30 +302,45 @@ impl NodeStore {
         Ok(docs
             .iter()
             .filter_map(|d| {
-                Some((
-                    d.get_str("_id").ok()?.to_owned(),
-                    d.get_i64("version").ok()?,
-                ))
+                let id = d.get_str("_id").ok()?.to_owned();
+                Some((id, d.get_i64("version").ok()))
             })
             .collect())
     }
 
-    /// Runs one unordered `update` command and sorts out its errors:
-    /// duplicate keys on `_id` are conflicts for the caller to resolve; any
-    /// other write error is a rejection.
-    async fn update_command(
+    /// Runs one unordered `insert` or `update` command and sorts out its
+    /// errors: duplicate keys on `_id` are conflicts for the caller to
+    /// resolve; any other write error is a rejection.
+    async fn write_command(
         &self,
+        command: &str,
         collection: &str,
-        statements: Vec<Document>,
+        items: Vec<Document>,
     ) -> Result<Conflicts, StoreError> {
-        let n = statements.len();
+        let n = items.len();
+        if n == 0 {
+            return Ok(Conflicts::None);
+        }
+        let items_field = if command == "insert" {
+            "documents"
+        } else {
+            "updates"
+        };
         let command = doc! {
-            "update": collection,
-            "updates": statements,
+            command: collection,
+            items_field: items,
             "ordered": false,
             "writeConcern": self.write_concern.clone(),
         };
-        let reply = match self.bounded_for(n, self.db.run_command(command)).await {
+        let call = if items_field == "documents" {
+            "insert"
+        } else {
+            "update"
+        };
+        let reply = match self
+            .bounded_for(call, n, self.db.run_command(command))
+            .await
+        {
             Err(StoreError::Mongo { source, .. }) if is_id_conflict(&source) => {
                 return Ok(Conflicts::Unknown);
             }
@@ -339,7 +390,7 @@ impl NodeStore {
     /// Counts the records of `collection` matching `filter`.
     pub async fn count(&self, collection: &str, filter: &RecordFilter) -> Result<u64, StoreError> {
         let coll = self.db.collection::<Document>(collection);
-        self.bounded(coll.count_documents(filter_document(filter)))
+        self.bounded("count", coll.count_documents(filter_document(filter)))
             .await
     }
 
@@ -353,7 +404,7 @@ impl NodeStore {
     ) -> Result<Vec<StoredCustomer>, StoreError> {
         let coll = self.db.collection::<Document>(collection);
         let docs: Vec<Document> = self
-            .bounded(async {
+            .bounded("find", async {
                 let cursor = coll
                     .find(filter_document(filter))
                     .sort(doc! {"_id": 1})
@@ -380,7 +431,7 @@ impl NodeStore {
             None => doc! {},
         };
         let docs: Vec<Document> = self
-            .bounded_for(limit, async {
+            .bounded_for("versions_page", limit, async {
                 let cursor = coll
                     .find(filter)
                     .projection(doc! {"version": 1})
@@ -407,7 +458,7 @@ impl NodeStore {
     ) -> Result<Vec<StoredCustomer>, StoreError> {
         let coll = self.db.collection::<Document>(collection);
         let docs: Vec<Document> = self
-            .bounded_for(ids.len(), async {
+            .bounded_for("find_ids", ids.len(), async {
                 let cursor = coll.find(doc! {"_id": {"$in": ids}}).await?;
                 cursor.try_collect().await
             })
@@ -421,7 +472,7 @@ impl NodeStore {
         for name in collections {
             let index = IndexModel::builder().keys(doc! {ZIP_FIELD: 1}).build();
             let coll = self.db.collection::<Document>(name);
-            match self.bounded(coll.create_index(index)).await {
+            match self.bounded("create_index", coll.create_index(index)).await {
                 Ok(_) => {}
                 // 85/86: an index on these keys exists with other options.
                 Err(StoreError::Mongo { source, .. })
@@ -433,40 +484,49 @@ impl NodeStore {
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.bounded(self.client.database("admin").run_command(doc! {"ping": 1}))
-            .await
-            .map(|_| ())
+        self.bounded(
+            "ping",
+            self.client.database("admin").run_command(doc! {"ping": 1}),
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn bounded<T>(
         &self,
+        call: &'static str,
         op: impl IntoFuture<Output = mongodb::error::Result<T>>,
     ) -> Result<T, StoreError> {
-        self.bounded_for(1, op).await
+        self.bounded_for(call, 1, op).await
     }
 
     /// Bounds a call that handles `items` records: the node's timeout plus a
     /// little per record, so a replay batch is not cut off by the limit meant
     /// for a single write.
+    /// Timed in `regiondb_backend_call_duration_seconds` as `call`.
     async fn bounded_for<T>(
         &self,
+        call: &'static str,
         items: usize,
         op: impl IntoFuture<Output = mongodb::error::Result<T>>,
     ) -> Result<T, StoreError> {
         let extra = PER_ITEM_TIME
             .saturating_mul(u32::try_from(items.saturating_sub(1)).unwrap_or(u32::MAX));
         let timeout = self.timeout.saturating_add(extra);
-        match tokio::time::timeout(timeout, op.into_future()).await {
-            Err(_) => Err(StoreError::Timeout {
-                node: self.node.clone(),
-                timeout,
-            }),
-            Ok(Err(source)) => Err(StoreError::Mongo {
-                node: self.node.clone(),
-                source,
-            }),
-            Ok(Ok(v)) => Ok(v),
-        }
+        let bounded = async {
+            match tokio::time::timeout(timeout, op.into_future()).await {
+                Err(_) => Err(StoreError::Timeout {
+                    node: self.node.clone(),
+                    timeout,
+                }),
+                Ok(Err(source)) => Err(StoreError::Mongo {
+                    node: self.node.clone(),
+                    source,
+                }),
+                Ok(Ok(v)) => Ok(v),
+            }
+        };
+        crate::metrics::timed("mongodb", call, bounded).await
     }
 }
 
@@ -479,30 +539,50 @@ enum Conflicts {
     Unknown,
 }
 
+/// Whether `copy` is newer than what `stored` says is on the node (a
+/// missing record or one without a version counts as older).
+fn newer_than_stored(copy: &CustomerCopy, stored: &HashMap<String, Option<i64>>) -> bool {
+    match stored.get(copy.customer.customer_id.as_str()) {
+        None | Some(None) => true,
+        Some(Some(v)) => *v < copy.version.get(),
+    }
+}
+
+/// The stored fields of a copy (without `_id`).
+fn record_fields(copy: &CustomerCopy) -> Document {
+    let c = &copy.customer;
+    doc! {
+        "customer_id": c.customer_id.as_str(),
+        "customer_unique_id": c.customer_unique_id.as_str(),
+        ZIP_FIELD: i64::from(c.customer_zip_code_prefix.get()),
+        "customer_city": c.customer_city.as_str(),
+        "customer_state": c.customer_state.as_str(),
+        "region": copy.region.as_str(),
+        "version": copy.version.get(),
+        "updated_at": bson::DateTime::from_millis(copy.version.accepted_at_millis()),
+    }
+}
+
+/// A copy as a new document, for the insert-first path.
+fn record_document(copy: &CustomerCopy) -> Document {
+    let mut d = doc! {"_id": copy.customer.customer_id.as_str()};
+    d.extend(record_fields(copy));
+    d
+}
+
 /// "Set this copy if what is stored is older (or has no version)"; the
 /// upsert inserts it where there is nothing. When a newer copy exists the
 /// filter matches nothing and the upsert collides with its `_id`: a
-/// duplicate-key error that means "maybe stale" (see `apply_lww`).
+/// duplicate-key error that means "maybe stale" (see `update_lww`).
 fn lww_statement(copy: &CustomerCopy) -> Document {
-    let c = &copy.customer;
-    let version = copy.version.get();
     doc! {
         // "not >= version" also matches a document without a version
         // (written by another tool), in one predicate the _id index serves.
         "q": {
-            "_id": c.customer_id.as_str(),
-            "version": {"$not": {"$gte": version}},
+            "_id": copy.customer.customer_id.as_str(),
+            "version": {"$not": {"$gte": copy.version.get()}},
         },
-        "u": {"$set": {
-            "customer_id": c.customer_id.as_str(),
-            "customer_unique_id": c.customer_unique_id.as_str(),
-            ZIP_FIELD: i64::from(c.customer_zip_code_prefix.get()),
-            "customer_city": c.customer_city.as_str(),
-            "customer_state": c.customer_state.as_str(),
-            "region": copy.region.as_str(),
-            "version": version,
-            "updated_at": bson::DateTime::from_millis(copy.version.accepted_at_millis()),
-        }},
+        "u": {"$set": record_fields(copy)},
         "upsert": true,
     }
 }

@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::backlog::Backlogs;
 use crate::domain::{
@@ -28,7 +29,7 @@ use crate::nodes::NodeStatuses;
 use crate::store::{StoreError, Stores};
 
 /// Where one copy ended up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Placement {
     /// Written to the node's MongoDB.
@@ -41,7 +42,7 @@ pub enum Placement {
 }
 
 /// What happened to an accepted write.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct WriteReceipt {
     /// The home copy: `stored` or `queued`.
     pub status: Placement,
@@ -103,7 +104,10 @@ impl WritePath {
         customer: Customer,
     ) -> Result<WriteReceipt, WriteError> {
         let this = self.clone();
-        let write = self.tasks.spawn(async move { this.write(customer).await });
+        // In the request's span, so its log lines carry the request id.
+        let write = self
+            .tasks
+            .spawn(async move { this.write(customer).await }.in_current_span());
         write.await.unwrap_or_else(|e| {
             tracing::error!(error = %e, "write task failed");
             Err(WriteError::Interrupted)
@@ -120,7 +124,9 @@ impl WritePath {
             version,
             customer,
         };
-        let status = match self.place(&region.id, &copy).await {
+        let home = self.place(&region.id, &copy).await;
+        crate::metrics::write("home", outcome(&home));
+        let status = match home {
             Ok(placement) => placement,
             Err(PlaceError::Rejected(reason)) => {
                 return Err(WriteError::Rejected {
@@ -137,14 +143,13 @@ impl WritePath {
         };
 
         copy.target = CopyTarget::Replica;
-        let replica = self
-            .place(&region.replica, &copy)
-            .await
-            .unwrap_or_else(|reason| {
-                tracing::error!(region = %region.id, node = %region.replica, %reason,
+        let replica = self.place(&region.replica, &copy).await;
+        crate::metrics::write("replica", outcome(&replica));
+        let replica = replica.unwrap_or_else(|reason| {
+            tracing::error!(region = %region.id, node = %region.replica, %reason,
                     customer_id = %copy.customer.customer_id, "replica copy missing");
-                Placement::Missing
-            });
+            Placement::Missing
+        });
 
         Ok(WriteReceipt {
             status,
@@ -181,5 +186,15 @@ impl WritePath {
             }
             Err(e) => Err(PlaceError::Unplaced(e.to_string())),
         }
+    }
+}
+
+/// The `outcome` label of `regiondb_writes_total` for one copy.
+fn outcome(placed: &Result<Placement, PlaceError>) -> &'static str {
+    match placed {
+        Ok(Placement::Stored) => "stored",
+        Ok(Placement::Queued) => "queued",
+        Err(PlaceError::Rejected(_)) => "rejected",
+        Ok(Placement::Missing) | Err(PlaceError::Unplaced(_)) => "unavailable",
     }
 }

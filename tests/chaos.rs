@@ -25,18 +25,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use helpers::{NODES, Options, TestApp, customer, wait_until};
+use helpers::{Options, RegionSpec, TestApp, customer, wait_until};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 use tokio::sync::{Mutex, RwLock};
 
-/// Zip ranges of the default regions, and where each region's replica is.
-const REGIONS: [(&str, u32, u32, &str); 3] = [
-    ("region_1", 1000, 39999, "region_3"),
-    ("region_2", 40000, 69999, "region_1"),
-    ("region_3", 70000, 99999, "region_2"),
-];
 /// How long the end of the run may wait for the queues to drain.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(600);
 /// Records queued for one node before the app is killed during its replay.
@@ -50,6 +44,10 @@ struct Args {
     /// Small faults (flips, freezes) the run makes at least, however fast
     /// the writes go.
     small_faults: usize,
+    /// Regions (one MongoDB each). The large run spreads its records over
+    /// more of them: the stand-in MongoDB's cost per write grows with the
+    /// square of its collection's size (see the README).
+    regions: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -70,9 +68,9 @@ fn parse_args() -> Result<Args, String> {
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
-    let (writes, clients, small_faults) = match size.as_str() {
-        "small" => (1500, 6, 40),
-        "large" => (20_000, 8, 200),
+    let (writes, clients, small_faults, regions) = match size.as_str() {
+        "small" => (1500, 6, 40, 3),
+        "large" => (20_000, 8, 200, 12),
         other => return Err(format!("--size: small or large, got {other:?}")),
     };
     Ok(Args {
@@ -80,6 +78,7 @@ fn parse_args() -> Result<Args, String> {
         writes,
         clients,
         small_faults,
+        regions,
     })
 }
 
@@ -132,6 +131,7 @@ async fn main() -> ExitCode {
     let started = Instant::now();
     let options = Options::default()
         .durable_redis()
+        .regions(args.regions)
         .env("RUST_LOG", "info")
         .env("MONGO_TIMEOUT_MS", "1000")
         // Small, paced batches, so the kill lands inside a replay.
@@ -142,12 +142,14 @@ async fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     println!(
-        "chaos: seed {} · {} writes · {} clients · logs in {}",
+        "chaos: seed {} · {} writes · {} clients · {} regions · logs in {}",
         args.seed,
         args.writes,
         args.clients,
+        args.regions,
         app.dir.display()
     );
+    let regions = Arc::new(app.regions.clone());
 
     let address = Arc::new(RwLock::new(app.address.clone()));
     let progress = Arc::new(AtomicUsize::new(0));
@@ -163,6 +165,7 @@ async fn main() -> ExitCode {
                 target: args.writes,
                 done: done.clone(),
                 known: known.clone(),
+                regions: regions.clone(),
                 http: reqwest::Client::builder()
                     .timeout(Duration::from_secs(20))
                     .build()
@@ -184,7 +187,7 @@ async fn main() -> ExitCode {
     // Heal everything, then wait for every queue to drain.
     let heal_start = Instant::now();
     faults.heal(&mut app, &address).await;
-    for node in NODES {
+    for node in app.nodes() {
         wait_until(&format!("{node} to drain"), DRAIN_DEADLINE, || async {
             let (end, committed) = app.offsets(node).await;
             end == 0 || committed == Some(end)
@@ -238,6 +241,7 @@ struct Writer {
     target: usize,
     done: Arc<AtomicBool>,
     known: Arc<Mutex<Vec<(String, u32)>>>,
+    regions: Arc<Vec<RegionSpec>>,
     http: reqwest::Client,
 }
 
@@ -259,10 +263,10 @@ impl Writer {
                 }
             };
             let (id, zip) = rewrite.unwrap_or_else(|| {
-                let (_, min, max, _) = REGIONS[self.rng.random_range(0..3)];
+                let region = &self.regions[self.rng.random_range(0..self.regions.len())];
                 (
                     format!("w{}-{n}", self.number),
-                    self.rng.random_range(min..=max),
+                    self.rng.random_range(region.min..=region.max),
                 )
             });
             let city = format!("city-w{}-{n}", self.number);
@@ -365,7 +369,8 @@ impl Faults {
     }
 
     async fn small_fault(&mut self, app: &TestApp) {
-        let node = NODES[self.rng.random_range(0..3)];
+        let nodes = app.nodes();
+        let node = nodes[self.rng.random_range(0..nodes.len())];
         let status = if self.rng.random_bool(0.5) {
             "available"
         } else {
@@ -390,11 +395,11 @@ impl Faults {
                 self.count("flip via redis-cli");
             }
             _ => {
-                let i = self.rng.random_range(0..3);
+                let i = self.rng.random_range(0..nodes.len());
                 if self.frozen.remove(&i) {
-                    app.thaw_mongo(NODES[i]);
+                    app.thaw_mongo(nodes[i]);
                 } else if self.frozen.is_empty() {
-                    app.freeze_mongo(NODES[i]);
+                    app.freeze_mongo(nodes[i]);
                     self.frozen.insert(i);
                     self.count("mongo SIGSTOP");
                 }
@@ -422,8 +427,9 @@ impl Faults {
             "app SIGKILL during replay" => {
                 // Build a backlog on a node (these writes are checked like
                 // the clients'), let its replay start, kill.
-                let region = self.rng.random_range(0..3);
-                let (node, min, max, _) = REGIONS[region];
+                let region = self.rng.random_range(0..app.regions.len());
+                let RegionSpec { id, min, max, .. } = app.regions[region].clone();
+                let node = id.as_str();
                 if self.frozen.remove(&region) {
                     app.thaw_mongo(node);
                 }
@@ -488,10 +494,11 @@ impl Faults {
 
     /// Thaws every node, marks every node available.
     async fn heal(&mut self, app: &mut TestApp, address: &RwLock<String>) {
+        let nodes = app.nodes();
         for i in self.frozen.drain() {
-            app.thaw_mongo(NODES[i]);
+            app.thaw_mongo(nodes[i]);
         }
-        for node in NODES {
+        for node in nodes {
             redis_cli(app, &["HSET", "node_statuses", node, "available"]);
         }
         *address.write().await = app.address.clone();
@@ -545,10 +552,11 @@ impl Verdict {
 async fn check(app: &TestApp, attempts: &[Attempt]) -> Verdict {
     // (node, collection) -> id -> (version, city)
     let mut copies: HashMap<(String, String), HashMap<String, (i64, String)>> = HashMap::new();
-    for (home, _, _, replica) in REGIONS {
+    for region in &app.regions {
+        let home = region.id.as_str();
         for (node, collection) in [
             (home, "customers".to_owned()),
-            (replica, format!("replica_{home}")),
+            (region.replica.as_str(), format!("replica_{home}")),
         ] {
             let docs = app.docs(node, &collection).await;
             let map = docs
@@ -586,7 +594,7 @@ async fn check(app: &TestApp, attempts: &[Attempt]) -> Verdict {
     }
     for (id, tries) in &by_id {
         v.records += 1;
-        let Some((home, replica)) = home_of(tries[0].zip) else {
+        let Some((home, replica)) = home_of(&app.regions, tries[0].zip) else {
             v.note(format!("{id}: zip {} routes nowhere", tries[0].zip));
             continue;
         };
@@ -654,11 +662,11 @@ async fn check(app: &TestApp, attempts: &[Attempt]) -> Verdict {
 }
 
 /// A zip's home and replica nodes.
-fn home_of(zip: u32) -> Option<(&'static str, &'static str)> {
-    REGIONS
+fn home_of(regions: &[RegionSpec], zip: u32) -> Option<(&str, &str)> {
+    regions
         .iter()
-        .find(|(_, min, max, _)| (*min..=*max).contains(&zip))
-        .map(|(home, _, _, replica)| (*home, *replica))
+        .find(|r| (r.min..=r.max).contains(&zip))
+        .map(|r| (r.id.as_str(), r.replica.as_str()))
 }
 
 fn print_table(

@@ -1,5 +1,8 @@
 //! The demo deployment is honest: docker-compose.yml, .env.example and the
-//! Dockerfile agree with what the app really reads. (scripts/test also runs
+//! Dockerfile agree with what the app really reads, and every value an image
+//! checks when it starts (Kafka's cluster id, listeners and quorum, mongod's
+//! and redis-server's options) is checked here against the images' rules,
+//! since nothing here can start the containers. (scripts/test also runs
 //! `docker-compose config`, the real parser, on the same file.)
 
 use std::cell::RefCell;
@@ -57,28 +60,67 @@ fn image_of(compose: &Value, host: &str) -> String {
         .to_owned()
 }
 
+/// `${NAME:-default}` -> (NAME, default): how the app's `environment:`
+/// entries pass a project-level `.env` through.
+fn interpolation(value: &str) -> Option<(&str, &str)> {
+    let inner = value.strip_prefix("${")?.strip_suffix('}')?;
+    inner.split_once(":-")
+}
+
+/// The app's environment as the container sees it without a `.env`: each
+/// entry's default.
+fn app_defaults(compose: &Value) -> BTreeMap<String, String> {
+    let env = service(compose, "app")["environment"]
+        .as_object()
+        .expect("the app's environment is a mapping");
+    env.iter()
+        .map(|(key, value)| {
+            let value = value
+                .as_str()
+                .unwrap_or_else(|| panic!("{key} is not a string"));
+            let (name, default) = interpolation(value)
+                .unwrap_or_else(|| panic!("{key}: {value} is not ${{{key}:-default}}"));
+            assert_eq!(name, key, "{key} is filled from another variable");
+            (key.clone(), default.to_owned())
+        })
+        .collect()
+}
+
 #[test]
-fn the_app_container_gets_every_setting_it_needs_from_env_example() {
+fn every_setting_the_app_reads_can_be_changed_through_dot_env() {
     let compose = compose();
     let app = service(&compose, "app");
-    assert_eq!(
-        app["env_file"], ".env.example",
-        "the app's environment is .env.example"
+    assert!(
+        app.get("env_file").is_none(),
+        "no env_file: .env.example is documentation, .env the user's copy"
     );
-    let env = env_example();
+    let defaults = app_defaults(&compose);
+    let example = env_example();
 
-    // Everything the app reads is set here or has a default: the app's own
-    // parser accepts this environment.
-    let config = Config::from_lookup(|k| env.get(k).cloned()).expect("valid config");
-    let read = variables_read(&env);
-    // ...and nothing in .env.example is dead: every variable is read
-    // (RUST_LOG by the log filter).
-    for name in env.keys() {
-        assert!(
-            read.contains(name) || name == "RUST_LOG",
-            "{name} is not read by the app"
+    // Every variable the app reads reaches the container from .env (RUST_LOG
+    // is read by the log filter)...
+    let mut read = variables_read(&defaults);
+    read.insert("RUST_LOG".into());
+    // (some are read only along with others: min ISR with replication)
+    let mut replicated = defaults.clone();
+    replicated.insert("KAFKA_REPLICATION_FACTOR".into(), "3".into());
+    read.extend(variables_read(&replicated));
+    let passed: BTreeSet<String> = defaults.keys().cloned().collect();
+    assert_eq!(passed, read, "variables passed through vs read by the app");
+    // ...and .env.example documents each with the demo's value.
+    for (name, default) in &defaults {
+        assert_eq!(
+            example.get(name).map_or("", String::as_str),
+            default,
+            "{name}: .env.example and docker-compose.yml disagree"
         );
     }
+    for name in example.keys() {
+        assert!(defaults.contains_key(name), "{name} does not reach the app");
+    }
+
+    // The app's own parser accepts the demo's environment.
+    let config = Config::from_lookup(|k| defaults.get(k).cloned()).expect("valid config");
     for must in [
         "MONGO_URI_REGION_1",
         "MONGO_URI_REGION_2",
@@ -89,8 +131,7 @@ fn the_app_container_gets_every_setting_it_needs_from_env_example() {
         "PORT",
         "BIND_ADDRESS",
     ] {
-        assert!(read.contains(must), "the app does not read {must}");
-        assert!(env.contains_key(must), ".env.example does not set {must}");
+        assert!(!defaults[must].is_empty(), "the demo does not set {must}");
     }
 
     // Listening inside the container on the published port, localhost only.
@@ -101,13 +142,57 @@ fn the_app_container_gets_every_setting_it_needs_from_env_example() {
         .iter()
         .filter_map(Value::as_str)
         .collect();
-    assert_eq!(ports, [format!("127.0.0.1:8000:{}", config.bind.port())]);
+    assert_eq!(ports, ["127.0.0.1:8000:${PORT:-8000}"]);
+    assert_eq!(config.bind.port(), 8000);
+}
+
+/// What `docker-compose config` makes of the file with `dot_env` as the
+/// project's `.env`: the app's resolved environment.
+fn resolved_app_env(dot_env: &str) -> serde_json::Map<String, Value> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::copy(
+        root().join("docker-compose.yml"),
+        dir.path().join("docker-compose.yml"),
+    )
+    .expect("copy compose file");
+    std::fs::write(dir.path().join(".env"), dot_env).expect(".env");
+    let out = std::process::Command::new("docker-compose")
+        .current_dir(dir.path())
+        .args(["config"])
+        .output()
+        .expect("docker-compose (scripts/install-tools installs it)");
+    assert!(
+        out.status.success(),
+        "docker-compose config: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut yaml: serde_yaml_ng::Value =
+        serde_yaml_ng::from_slice(&out.stdout).expect("resolved YAML");
+    yaml.apply_merge().expect("merge keys");
+    let resolved = serde_json::to_value(yaml).expect("as JSON");
+    resolved["services"]["app"]["environment"]
+        .as_object()
+        .cloned()
+        .expect("environment")
+}
+
+#[test]
+fn a_project_dot_env_changes_the_demo_and_an_absent_one_keeps_its_values() {
+    let changed = resolved_app_env("MONGO_TIMEOUT_MS=750\nREDIS_URL=redis://redis:6379/3\n");
+    assert_eq!(changed["MONGO_TIMEOUT_MS"], "750");
+    assert_eq!(changed["REDIS_URL"], "redis://redis:6379/3");
+    let unchanged = resolved_app_env("");
+    let example = env_example();
+    for (name, value) in &unchanged {
+        let expected = example.get(name).map_or("", String::as_str);
+        assert_eq!(value.as_str(), Some(expected), "{name}");
+    }
 }
 
 #[test]
 fn every_address_names_a_compose_service_of_the_right_kind_and_port() {
     let compose = compose();
-    let env = env_example();
+    let env = app_defaults(&compose);
     let config = Config::from_lookup(|k| env.get(k).cloned()).expect("valid config");
     let mut used = BTreeSet::new();
 
@@ -263,4 +348,210 @@ fn the_image_is_multi_stage_non_root_and_health_checked() {
             ".dockerignore lacks {entry}"
         );
     }
+}
+
+/// A Kafka `Uuid` as the image's `kafka-storage format` parses a cluster id
+/// (`Uuid.fromString`): at most 24 characters of URL-safe base64 decoding
+/// to exactly 16 bytes.
+fn kafka_uuid(text: &str) -> Result<[u8; 16], String> {
+    if text.len() > 24 {
+        return Err(format!("{text} is too long for a base64 UUID"));
+    }
+    // Java's URL decoder, like this one, ignores the unused bits of the
+    // last character and accepts missing padding.
+    let java_url_decoder = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::URL_SAFE,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_allow_trailing_bits(true)
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    );
+    let bytes = base64::Engine::decode(&java_url_decoder, text)
+        .map_err(|e| format!("{text} is not URL-safe base64: {e}"))?;
+    <[u8; 16]>::try_from(bytes.as_slice())
+        .map_err(|_| format!("{text} decodes to {} bytes, not 16", bytes.len()))
+}
+
+/// `NAME://host:port,...` -> [(NAME, host, port)].
+fn listeners(list: &str) -> Vec<(String, String, u16)> {
+    list.split(',')
+        .map(|l| {
+            let (name, rest) = l.trim().split_once("://").expect("NAME://host:port");
+            let (host, port) = rest.rsplit_once(':').expect("host:port");
+            (
+                name.to_owned(),
+                host.to_owned(),
+                port.parse().expect("port"),
+            )
+        })
+        .collect()
+}
+
+/// The rules a single-node KRaft Kafka (broker and controller in one
+/// process) checks at start, for the `apache/kafka` image's environment
+/// (`KAFKA_X_Y` is the property `x.y`). `own_host` is the name other
+/// containers reach this one by.
+fn check_kraft(env: &serde_json::Map<String, Value>, own_host: &str) {
+    let get = |key: &str| {
+        env.get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("{key} is not set"))
+    };
+    // The image's configure script: KRaft mode needs CLUSTER_ID, and
+    // kafka-storage format needs it to be a Uuid (not the zero one).
+    let id = kafka_uuid(get("CLUSTER_ID")).unwrap_or_else(|e| panic!("CLUSTER_ID: {e}"));
+    assert_ne!(id, [0; 16], "CLUSTER_ID: the zero Uuid is reserved");
+
+    let node_id: u32 = get("KAFKA_NODE_ID")
+        .parse()
+        .expect("KAFKA_NODE_ID is a number");
+    let roles: BTreeSet<&str> = get("KAFKA_PROCESS_ROLES")
+        .split(',')
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        roles,
+        BTreeSet::from(["broker", "controller"]),
+        "combined mode"
+    );
+
+    let protocol_map: BTreeMap<&str, &str> = get("KAFKA_LISTENER_SECURITY_PROTOCOL_MAP")
+        .split(',')
+        .map(|p| p.trim().split_once(':').expect("NAME:PROTOCOL"))
+        .collect();
+    for protocol in protocol_map.values() {
+        assert!(
+            ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"].contains(protocol),
+            "unknown security protocol {protocol}"
+        );
+    }
+    let bound = listeners(get("KAFKA_LISTENERS"));
+    let advertised = listeners(get("KAFKA_ADVERTISED_LISTENERS"));
+    let names: BTreeSet<&str> = bound.iter().map(|(n, _, _)| n.as_str()).collect();
+    assert_eq!(names.len(), bound.len(), "listener names are unique");
+    let ports: BTreeSet<u16> = bound.iter().map(|(_, _, p)| *p).collect();
+    assert_eq!(ports.len(), bound.len(), "listener ports are unique");
+    for (name, _, _) in bound.iter().chain(&advertised) {
+        assert!(
+            protocol_map.contains_key(name.as_str()),
+            "listener {name} is not in KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"
+        );
+    }
+    let controller_names: Vec<&str> = get("KAFKA_CONTROLLER_LISTENER_NAMES").split(',').collect();
+    for name in &controller_names {
+        assert!(
+            names.contains(name),
+            "controller listener {name} is not bound"
+        );
+        assert!(
+            advertised.iter().all(|(n, _, _)| n != name),
+            "a broker may not advertise its controller listener {name}"
+        );
+    }
+    for (name, host, port) in &advertised {
+        let bound_port = bound.iter().find(|(n, _, _)| n == name).map(|(_, _, p)| *p);
+        assert_eq!(
+            bound_port,
+            Some(*port),
+            "advertised {name} is not bound on {port}"
+        );
+        assert!(
+            !host.is_empty() && host != "0.0.0.0",
+            "advertised {name} has no host"
+        );
+    }
+    let inter_broker = get("KAFKA_INTER_BROKER_LISTENER_NAME");
+    assert!(
+        advertised.iter().any(|(n, _, _)| n == inter_broker)
+            && !controller_names.contains(&inter_broker),
+        "KAFKA_INTER_BROKER_LISTENER_NAME {inter_broker} must be an advertised broker listener"
+    );
+
+    // The quorum: this node votes, reached on its first controller listener.
+    let controller_port = bound
+        .iter()
+        .find(|(n, _, _)| n == controller_names[0])
+        .map(|(_, _, p)| *p)
+        .expect("controller listener");
+    let voters: Vec<(u32, String, u16)> = get("KAFKA_CONTROLLER_QUORUM_VOTERS")
+        .split(',')
+        .map(|v| {
+            let (id, address) = v.trim().split_once('@').expect("id@host:port");
+            let (host, port) = address.rsplit_once(':').expect("host:port");
+            (
+                id.parse().expect("voter id"),
+                host.to_owned(),
+                port.parse().expect("port"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        voters,
+        [(node_id, own_host.to_owned(), controller_port)],
+        "the single voter is this node, on its controller listener"
+    );
+    // One broker: internal topics cannot have more replicas than that.
+    for key in [
+        "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR",
+        "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
+        "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR",
+    ] {
+        assert_eq!(get(key), "1", "{key} on a one-broker cluster");
+    }
+}
+
+#[test]
+fn kafka_starts_the_cluster_id_listeners_and_quorum_are_valid() {
+    let compose = compose();
+    let kafka = service(&compose, "kafka");
+    let env = kafka["environment"].as_object().expect("kafka environment");
+    check_kraft(env, "kafka");
+
+    // The CI workflow's Kafka service container is started the same way.
+    let text = std::fs::read_to_string(root().join(".github/workflows/ci.yml")).expect("ci.yml");
+    let workflow: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).expect("workflow YAML");
+    let workflow = serde_json::to_value(workflow).expect("as JSON");
+    let env = workflow["jobs"]["real-services"]["services"]["kafka"]["env"]
+        .as_object()
+        .expect("the real-services job's kafka env");
+    check_kraft(env, "localhost");
+
+    // The checks catch the demo's old mistake.
+    assert!(kafka_uuid("regiondb-demo-kraft01").is_err());
+    assert!(kafka_uuid("MkU3OEVBNTcwNTJENDM2Qk").is_ok());
+}
+
+#[test]
+fn mongod_and_redis_options_are_ones_they_accept() {
+    let compose = compose();
+    let args = |name: &str| -> Vec<String> {
+        service(&compose, name)["command"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name} has a command"))
+            .iter()
+            .map(|v| v.as_str().expect("string").to_owned())
+            .collect()
+    };
+    let option = |args: &[String], flag: &str| -> Option<String> {
+        args.windows(2).find(|w| w[0] == flag).map(|w| w[1].clone())
+    };
+    for name in ["mongo-region-1", "mongo-region-2", "mongo-region-3"] {
+        let command = args(name);
+        assert_eq!(command[0], "mongod", "{name} runs mongod itself");
+        let cache: f64 = option(&command, "--wiredTigerCacheSizeGB")
+            .unwrap_or_else(|| panic!("{name} caps its cache"))
+            .parse()
+            .expect("a number of GB");
+        // mongod refuses values outside 0.25..=10000.
+        assert!((0.25..=1.0).contains(&cache), "{name}: {cache} GB");
+    }
+    let redis = args("redis");
+    assert_eq!(redis[0], "redis-server");
+    let fsync = option(&redis, "--appendfsync").expect("appendfsync");
+    assert!(["always", "everysec", "no"].contains(&fsync.as_str()));
+    let events = option(&redis, "--notify-keyspace-events").expect("keyspace events");
+    assert!(
+        events.chars().all(|c| "KEg$lshzxetdmnA".contains(c)),
+        "{events}"
+    );
+    assert!(events.contains('K') && (events.contains('h') || events.contains('A')));
 }

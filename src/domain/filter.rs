@@ -34,6 +34,10 @@ impl RecordFilter {
         "offset",
     ];
 
+    /// The parameters that are numbers (a JSON body may send them as
+    /// numbers or as strings of digits).
+    const NUMERIC: [&'static str; 4] = ["zipRangeMin", "zipRangeMax", "limit", "offset"];
+
     /// From string parameters (a query string or a form).
     pub fn parse(
         get: impl Fn(&str) -> Option<String>,
@@ -106,13 +110,18 @@ impl RecordFilter {
         regions: &RegionMap,
     ) -> Result<RecordFilter, FieldError> {
         for name in Self::PARAMS {
+            let numeric = Self::NUMERIC.contains(&name);
             match object.get(name) {
-                None | Some(Value::Null | Value::String(_) | Value::Number(_)) => {}
-                Some(_) => {
+                None | Some(Value::Null | Value::String(_)) => {}
+                Some(Value::Number(_)) if numeric => {}
+                Some(_) if numeric => {
                     return Err(FieldError::new(
                         name,
-                        format!("{name} must be a string or a number"),
+                        format!("{name} must be a number or a string of digits"),
                     ));
+                }
+                Some(_) => {
+                    return Err(FieldError::new(name, format!("{name} must be a string")));
                 }
             }
         }

@@ -9,8 +9,9 @@ use super::{FieldError, ZipPrefix};
 /// name of its MongoDB database and (with an optional prefix) of its Kafka
 /// topic. Lower-case letters, digits and `_`, starting with a letter, so it is
 /// valid in all three places and in an environment variable name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
+#[schema(value_type = String, example = "region_1")]
 pub struct NodeId(String);
 
 impl NodeId {

@@ -3,7 +3,8 @@ use std::str::FromStr;
 
 /// Whether a node takes writes directly (`available`) or has them parked in
 /// its Kafka topic (`unavailable`). Stored in Redis as exactly these words.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
 pub enum NodeStatus {
     Available,
     Unavailable,

@@ -18,8 +18,21 @@ pub const MAX_FUTURE_MICROS: i64 = 60 * 1_000_000;
 /// (see [`VersionClock`]). Higher is newer; every copy of a record is written
 /// with "set if my version is newer" (last writer wins). Versions stay below
 /// 2^53 until the year 2255, so JSON clients read them exactly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(transparent)]
+#[schema(value_type = i64, example = 1764340000000001_i64)]
 pub struct Version(i64);
 
 impl Version {

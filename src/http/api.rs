@@ -12,6 +12,10 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::{ApiError, JsonObject};
+use super::openapi::{
+    CustomerBody, ErrorBody, FilterBody, FilterParams, Health, NodeReadiness, NodeStatusAnswer,
+    NodeStatusBody, Readiness, RepairAnswer, RepairParams,
+};
 use crate::domain::{Customer, FieldError, NodeId, NodeStatus, RecordFilter};
 use crate::monitor::NodeView;
 use crate::reads::FilterResult;
@@ -19,6 +23,18 @@ use crate::writes::{Placement, WriteReceipt};
 
 /// `POST /create-customer`: 201 stored, 202 queued, 422 invalid, 409 refused
 /// by the home node, 503 neither stored nor queued.
+#[utoipa::path(post, path = "/create-customer", tag = "records",
+    request_body = CustomerBody,
+    responses(
+        (status = 201, description = "Stored on its home node (the replica: see `replica`)", body = WriteReceipt),
+        (status = 202, description = "Home node unavailable: queued in its Kafka topic, replayed when it is back", body = WriteReceipt),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 415, description = "Not declared as JSON", body = ErrorBody),
+        (status = 409, description = "Refused for good by the home node (e.g. a unique index); nothing written", body = ErrorBody),
+        (status = 422, description = "A field is invalid", body = ErrorBody),
+        (status = 503, description = "Neither stored nor queued; nothing written (see the README for the unknown-outcome cases)", body = ErrorBody),
+    ))]
 pub async fn create_customer(
     State(state): State<AppState>,
     JsonObject(body): JsonObject,
@@ -33,6 +49,13 @@ pub async fn create_customer(
 }
 
 /// `GET /filter-records?zipRangeMin=..&city=..` (query parameters).
+#[utoipa::path(get, path = "/filter-records", tag = "records",
+    params(FilterParams),
+    responses(
+        (status = 200, description = "One page of the matching records of every region that answered", body = FilterResult),
+        (status = 400, description = "Malformed query string", body = ErrorBody),
+        (status = 422, description = "A parameter is invalid", body = ErrorBody),
+    ))]
 pub async fn filter_records_query(
     State(state): State<AppState>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
@@ -47,6 +70,15 @@ pub async fn filter_records_query(
 
 /// `POST /filter-records` with the same parameters in a JSON body (the
 /// seed's form).
+#[utoipa::path(post, path = "/filter-records", tag = "records",
+    request_body = FilterBody,
+    responses(
+        (status = 200, description = "As GET", body = FilterResult),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 415, description = "Not declared as JSON", body = ErrorBody),
+        (status = 422, description = "A parameter is invalid", body = ErrorBody),
+    ))]
 pub async fn filter_records_json(
     State(state): State<AppState>,
     JsonObject(body): JsonObject,
@@ -57,10 +89,21 @@ pub async fn filter_records_json(
 
 /// `POST /node-status {"node_id", "status"}`. Becoming available starts the
 /// node's replay in the background; this returns at once.
+#[utoipa::path(post, path = "/node-status", tag = "nodes",
+    request_body = NodeStatusBody,
+    responses(
+        (status = 200, description = "Saved in Redis and in effect on this instance", body = NodeStatusAnswer),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 415, description = "Not declared as JSON", body = ErrorBody),
+        (status = 404, description = "Unknown node", body = ErrorBody),
+        (status = 422, description = "A field is invalid", body = ErrorBody),
+        (status = 503, description = "Redis could not save the status", body = ErrorBody),
+    ))]
 pub async fn set_node_status(
     State(state): State<AppState>,
     JsonObject(body): JsonObject,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<NodeStatusAnswer>, ApiError> {
     let node = string_field(&body, "node_id")?;
     let status = string_field(&body, "status")?;
     let node = state
@@ -78,31 +121,47 @@ pub async fn set_node_status(
         .await
         .map_err(|e| ApiError::Unavailable(format!("could not save the status: {e}")))?;
     let queued = state.monitor.queued(&node).await;
-    Ok(Json(
-        json!({"node_id": node, "status": status, "queued": queued}),
-    ))
+    Ok(Json(NodeStatusAnswer {
+        node_id: node,
+        status,
+        queued,
+    }))
 }
 
 /// `GET /node-statuses`: `{"region_1": "available", ...}` (the seed's shape),
 /// as this instance currently acts on them.
+#[utoipa::path(get, path = "/node-statuses", tag = "nodes",
+    responses((status = 200, description = "Every node's status, by node id",
+        body = BTreeMap<String, NodeStatus>)))]
 pub async fn node_statuses(State(state): State<AppState>) -> Json<BTreeMap<NodeId, NodeStatus>> {
     Json(state.statuses.all().into_iter().collect())
 }
 
 /// `GET /nodes`: every node with its status, queue size and hosted replicas.
+#[utoipa::path(get, path = "/nodes", tag = "nodes",
+    responses((status = 200, description = "Every node, in region order", body = Vec<NodeView>)))]
 pub async fn nodes(State(state): State<AppState>) -> Json<Vec<NodeView>> {
     Json(state.monitor.snapshot().await)
 }
 
 /// `GET /healthz`: the process is up.
-pub async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process is up", body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
 }
 
 /// `GET /readyz`: 200 when Redis and Kafka (with every node topic) answer;
 /// each node's MongoDB state is reported but does not make the process
 /// unready, since a node being down is what regiondb is built for.
-pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Redis and Kafka answer", body = Readiness),
+        (status = 503, description = "Redis or Kafka does not answer", body = Readiness),
+    ))]
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let (redis, kafka, mongo) = tokio::join!(
         state.statuses.ping(),
         state.hints.check(&state.nodes),
@@ -115,26 +174,42 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     );
     let ready = redis.is_ok() && kafka.is_ok();
     let word = |r: Result<(), String>| r.map_or_else(|e| format!("error: {e}"), |()| "ok".into());
-    let nodes: BTreeMap<NodeId, Value> = mongo
+    let nodes = mongo
         .into_iter()
         .map(|(node, ping)| {
             let status = state.statuses.status(&node);
-            let mongo = word(ping.map_err(|e| e.to_string()));
-            (node, json!({"status": status, "mongo": mongo}))
+            let mongo = word(ping.map_err(|e| e.short_reason()));
+            (node.as_str().to_owned(), NodeReadiness { status, mongo })
         })
         .collect();
-    let body = json!({
-        "status": if ready { "ready" } else { "not ready" },
-        "redis": word(redis.map_err(|e| e.to_string())),
-        "kafka": word(kafka.map_err(|e| e.to_string())),
-        "nodes": nodes,
-    });
+    let body = Readiness {
+        status: if ready { "ready" } else { "not ready" }.into(),
+        redis: word(redis.map_err(|e| e.to_string())),
+        kafka: word(kafka.map_err(|e| e.to_string())),
+        nodes,
+    };
     let code = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (code, Json(body))
+}
+
+/// `GET /metrics`: Prometheus text format. Node gauges are read from the
+/// node overview at each scrape.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition format",
+        content_type = "text/plain", body = String)))]
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    crate::metrics::nodes(&state.monitor.snapshot().await);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
 }
 
 pub async fn not_found() -> ApiError {
@@ -160,10 +235,18 @@ fn string_field(body: &serde_json::Map<String, Value>, field: &str) -> Result<St
 /// `POST /admin/repair[?region=R][&dry_run=true]`: runs a repair now and
 /// answers its report per region; 503 if a region could not be fully
 /// compared.
+#[utoipa::path(post, path = "/admin/repair", tag = "nodes",
+    params(RepairParams),
+    responses(
+        (status = 200, description = "Every region compared (and fixed unless dry_run)", body = RepairAnswer),
+        (status = 400, description = "Malformed query string", body = ErrorBody),
+        (status = 422, description = "Unknown region or bad dry_run", body = ErrorBody),
+        (status = 503, description = "A node could not be read; the report says which", body = RepairAnswer),
+    ))]
 pub async fn admin_repair(
     State(state): State<AppState>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<RepairAnswer>), ApiError> {
     let Query(params) = query.map_err(|e| ApiError::Body {
         status: StatusCode::BAD_REQUEST,
         message: format!("malformed query string: {}", e.body_text()),
@@ -196,5 +279,11 @@ pub async fn admin_repair(
     } else {
         StatusCode::OK
     };
-    Ok((code, Json(json!({"dry_run": dry_run, "regions": reports}))))
+    Ok((
+        code,
+        Json(RepairAnswer {
+            dry_run,
+            regions: reports,
+        }),
+    ))
 }

@@ -24,6 +24,11 @@ fn nodes_event(nodes: &[NodeView]) -> Event {
         .unwrap_or_else(|_| Event::default().comment("unserializable snapshot"))
 }
 
+/// `GET /events`: a `nodes` event with the `GET /nodes` body at once and on
+/// every change.
+#[utoipa::path(get, path = "/events", tag = "operations",
+    responses((status = 200, description = "Server-Sent Events: `event: nodes`, `data:` the GET /nodes body",
+        content_type = "text/event-stream", body = String)))]
 pub async fn events(
     State(state): State<AppState>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {

@@ -5,18 +5,27 @@ mod api;
 mod assets;
 mod error;
 mod events;
+pub mod openapi;
 mod pages;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::Response;
 use axum::routing::{get, post};
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use error::ApiError;
 
@@ -46,13 +55,43 @@ pub struct AppState {
     pub reads: Arc<ReadPath>,
     pub monitor: Arc<Monitor>,
     pub backlogs: Arc<Backlogs>,
+    /// Renders `GET /metrics`.
+    pub metrics: PrometheusHandle,
     /// Fires when shutdown begins, so long-lived responses (the event
     /// stream) end and in-flight requests can drain.
     pub stopping: CancellationToken,
 }
 
+/// The JSON API's routes, each registered through its `#[utoipa::path]`
+/// (which also describes it in `/openapi.json`), and the document.
+fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(api::create_customer))
+        .routes(routes!(api::filter_records_query, api::filter_records_json))
+        .routes(routes!(api::set_node_status))
+        .routes(routes!(api::node_statuses))
+        .routes(routes!(api::nodes))
+        .routes(routes!(api::admin_repair))
+        .routes(routes!(api::healthz))
+        .routes(routes!(api::readyz))
+        .routes(routes!(api::metrics))
+        .routes(routes!(events::events))
+        .split_for_parts()
+}
+
 pub fn router(state: AppState) -> Router {
+    let (api, document) = api();
+    let nodes: Vec<&str> = state.nodes.iter().map(NodeId::as_str).collect();
+    let document = Arc::new(openapi::with_regions(&document, &nodes));
     Router::new()
+        .merge(api)
+        .route(
+            "/openapi.json",
+            get(move || {
+                let document = document.clone();
+                async move { Json(document.as_ref().clone()) }
+            }),
+        )
         .route("/", get(pages::index))
         .route(
             "/create-records",
@@ -63,19 +102,8 @@ pub fn router(state: AppState) -> Router {
             post(pages::node_status_submit),
         )
         .route("/view-records", get(pages::view))
-        .route("/events", get(events::events))
         .route("/static/{name}", get(assets::serve))
-        .route("/create-customer", post(api::create_customer))
-        .route(
-            "/filter-records",
-            get(api::filter_records_query).post(api::filter_records_json),
-        )
-        .route("/node-status", post(api::set_node_status))
-        .route("/node-statuses", get(api::node_statuses))
-        .route("/nodes", get(api::nodes))
-        .route("/admin/repair", post(api::admin_repair))
-        .route("/healthz", get(api::healthz))
-        .route("/readyz", get(api::readyz))
+        .route_layer(middleware::from_fn(track))
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -83,6 +111,43 @@ pub fn router(state: AppState) -> Router {
             StatusCode::SERVICE_UNAVAILABLE,
             REQUEST_TIMEOUT,
         ))
-        .layer(TraceLayer::new_for_http())
+        // Every log line of a request carries its id (the client's
+        // `x-request-id`, or a new UUID), which the response echoes.
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let id = req
+                .headers()
+                .get(REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
+        }).on_response(DefaultOnResponse::new().level(Level::INFO)))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
+}
+
+const REQUEST_ID: &str = "x-request-id";
+
+/// Counts and times every request that matched a route, by route template
+/// (never the raw path, so ids do not become labels).
+async fn track(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = match *req.method() {
+        Method::GET | Method::POST | Method::HEAD | Method::PUT | Method::DELETE => {
+            req.method().as_str().to_owned()
+        }
+        _ => "other".to_owned(),
+    };
+    let started = Instant::now();
+    let response = next.run(req).await;
+    crate::metrics::http_request(
+        &method,
+        &route,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
 }

@@ -124,6 +124,12 @@ impl Browser {
     async fn screenshot(&self, dir: &Path, name: &str) {
         let png = self.client.screenshot().await.expect("screenshot");
         std::fs::write(dir.join(format!("{name}.png")), &png).expect("save screenshot");
+        // scripts/screenshots refreshes the README's pictures from here.
+        if std::env::var_os("REGIONDB_UPDATE_SCREENSHOTS").is_some() {
+            let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
+            std::fs::create_dir_all(&docs).expect("docs/screenshots");
+            std::fs::write(docs.join(format!("{name}.png")), &png).expect("save screenshot");
+        }
         let decoder = png::Decoder::new(std::io::Cursor::new(&png));
         let mut reader = decoder.read_info().expect("png");
         let mut buf = vec![0; reader.output_buffer_size().expect("size")];

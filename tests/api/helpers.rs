@@ -2,7 +2,7 @@
 //! loopback ports, and the real `regiondb` binary pointed at them.
 //!
 //! Per test: one `redis-server`, one `tansu` broker on SQLite in the test's
-//! directory, three `jongodb` processes (one per node, so one node can be
+//! directory, one `jongodb` process per node (three by default, so one node can be
 //! frozen with SIGSTOP while the others run) and the app. Logs and data go to
 //! `target/test-output/<test>/`.
 //!
@@ -34,6 +34,61 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 pub const NODES: [&str; 3] = ["region_1", "region_2", "region_3"];
+
+/// One region of the map a test runs with: its zips and its replica node.
+#[derive(Clone, Debug)]
+pub struct RegionSpec {
+    pub id: String,
+    pub min: u32,
+    pub max: u32,
+    pub replica: String,
+}
+
+/// The product's default map for 3 regions; otherwise `n` regions
+/// splitting the zips evenly, each replicated on the one before it (the
+/// default ring's rule).
+pub fn region_specs(n: usize) -> Vec<RegionSpec> {
+    if n == 3 {
+        let spec = |id: &str, min, max, replica: &str| RegionSpec {
+            id: id.into(),
+            min,
+            max,
+            replica: replica.into(),
+        };
+        return vec![
+            spec("region_1", 1000, 39999, "region_3"),
+            spec("region_2", 40000, 69999, "region_1"),
+            spec("region_3", 70000, 99999, "region_2"),
+        ];
+    }
+    let (first, last) = (1000u32, 99999u32);
+    let width = (last - first + 1) / n as u32;
+    (0..n)
+        .map(|i| RegionSpec {
+            id: format!("region_{}", i + 1),
+            min: first + i as u32 * width,
+            max: if i + 1 == n {
+                last
+            } else {
+                first + (i as u32 + 1) * width - 1
+            },
+            replica: format!("region_{}", (i + n - 1) % n + 1),
+        })
+        .collect()
+}
+
+/// A regions file (see the README) for `specs`.
+fn regions_file(specs: &[RegionSpec]) -> String {
+    specs
+        .iter()
+        .map(|r| {
+            format!(
+                "[[region]]\nid = \"{}\"\nzip_min = {}\nzip_max = {}\nreplica = \"{}\"\n",
+                r.id, r.min, r.max, r.replica
+            )
+        })
+        .collect()
+}
 /// Generous bound for conditions that normally hold within milliseconds.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -172,6 +227,8 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// Redis keeps an append-only file, so it can be restarted.
     pub durable_redis: bool,
+    /// Regions (and so MongoDB nodes); 0 means the default 3.
+    pub regions: usize,
 }
 
 impl Options {
@@ -182,6 +239,11 @@ impl Options {
 
     pub fn durable_redis(mut self) -> Self {
         self.durable_redis = true;
+        self
+    }
+
+    pub fn regions(mut self, n: usize) -> Self {
+        self.regions = n;
         self
     }
 }
@@ -200,6 +262,8 @@ pub struct TestApp {
     pub kafka: Kafka,
     pub mongo_uris: Vec<String>,
     pub topic_prefix: String,
+    /// The region map the app runs with.
+    pub regions: Vec<RegionSpec>,
     redis: Option<Proc>,
     redis_port: u16,
     mongo: Vec<Option<Proc>>,
@@ -255,9 +319,14 @@ impl TestApp {
                 }
             }
         };
+        let regions = region_specs(if options.regions == 0 {
+            3
+        } else {
+            options.regions
+        });
         let mut mongo = Vec::new();
         let mut mongo_uris = Vec::new();
-        for node in NODES {
+        for node in regions.iter().map(|r| r.id.as_str()) {
             let var = format!("REGIONDB_TEST_MONGO_URI_{}", node.to_uppercase());
             match external(&var) {
                 Some(uri) => {
@@ -292,8 +361,16 @@ impl TestApp {
             ("KAFKA_TIMEOUT_MS".into(), "3000".into()),
             ("RUST_LOG".into(), "info,regiondb=debug".into()),
         ];
-        for (node, uri) in NODES.iter().zip(&mongo_uris) {
-            app_env.push((format!("MONGO_URI_{}", node.to_uppercase()), uri.clone()));
+        for (region, uri) in regions.iter().zip(&mongo_uris) {
+            app_env.push((
+                format!("MONGO_URI_{}", region.id.to_uppercase()),
+                uri.clone(),
+            ));
+        }
+        if regions.len() != 3 {
+            let path = dir.join("regions.toml");
+            std::fs::write(&path, regions_file(&regions)).expect("regions file");
+            app_env.push(("REGIONS_FILE".into(), path.display().to_string()));
         }
         app_env.extend(options.env);
 
@@ -309,6 +386,7 @@ impl TestApp {
             kafka,
             mongo_uris,
             topic_prefix,
+            regions,
             redis,
             redis_port,
             mongo,
@@ -335,7 +413,7 @@ impl TestApp {
             .query_async(&mut conn)
             .await
             .expect("flushdb");
-        for (i, node) in NODES.iter().enumerate() {
+        for (i, node) in self.nodes().into_iter().enumerate() {
             if self.mongo[i].is_none() {
                 self.mongo_client(i)
                     .await
@@ -345,6 +423,11 @@ impl TestApp {
                     .expect("drop database");
             }
         }
+    }
+
+    /// The node ids, in region order.
+    pub fn nodes(&self) -> Vec<&str> {
+        self.regions.iter().map(|r| r.id.as_str()).collect()
     }
 
     /// Starts (or restarts) the regiondb binary and waits until it is ready.
@@ -819,8 +902,12 @@ async fn text_answer(request: reqwest::RequestBuilder) -> (StatusCode, String) {
     (status, r.text().await.unwrap_or_default())
 }
 
+/// `region_K`'s position in the region map (K - 1).
 pub fn node_index(node: &str) -> usize {
-    NODES.iter().position(|n| *n == node).expect("known node")
+    node.strip_prefix("region_")
+        .and_then(|k| k.parse::<usize>().ok())
+        .and_then(|k| k.checked_sub(1))
+        .expect("a node id of the form region_K")
 }
 
 fn redis_command(port: u16, durable: bool) -> Command {

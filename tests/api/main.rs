@@ -3,10 +3,14 @@
 
 mod browser;
 mod config;
+mod demo;
 mod errors;
 mod faults;
+mod fuzz;
 mod helpers;
+mod metrics;
 mod nodes;
+mod openapi;
 mod pages;
 mod reads;
 mod repair;

@@ -137,3 +137,51 @@ async fn marking_a_node_unavailable_pauses_its_replay() {
     app.wait_drained("region_2").await;
     assert_exactly(&app, "region_2", &versions).await;
 }
+
+#[tokio::test]
+async fn a_replay_batch_inserts_new_records_and_updates_only_older_ones() {
+    let app = TestApp::spawn("replay_mixed_batch").await;
+    app.set_status("region_2", "unavailable").await;
+    let versions = queue_customers(&app, 4).await;
+    // What the node already holds, written behind regiondb's back: c000
+    // nothing (new), c001 an older copy, c002 a newer one, c003 a copy
+    // without a version (another tool's).
+    let coll = app
+        .mongo_client(node_index("region_2"))
+        .await
+        .database("region_2")
+        .collection::<mongodb::bson::Document>("customers");
+    let held = |id: &str, version: Option<i64>| {
+        let mut d = mongodb::bson::doc! {"_id": id, "customer_id": id, "customer_city": "held"};
+        if let Some(v) = version {
+            d.insert("version", v);
+        }
+        d
+    };
+    coll.insert_many([
+        held("c001", Some(versions["c001"] - 1)),
+        held("c002", Some(versions["c002"] + 1)),
+        held("c003", None),
+    ])
+    .await
+    .expect("seed the node");
+
+    app.set_status("region_2", "available").await;
+    app.wait_drained("region_2").await;
+    let docs = app.docs("region_2", "customers").await;
+    assert_eq!(docs.len(), 4, "one document per customer: {docs:?}");
+    for d in docs {
+        let id = d.get_str("_id").unwrap();
+        let (version, city) = (d.get_i64("version").unwrap(), d.get_str("customer_city"));
+        if id == "c002" {
+            assert_eq!(
+                (version, city),
+                (versions["c002"] + 1, Ok("held")),
+                "newer copy kept"
+            );
+        } else {
+            assert_eq!(version, versions[id], "{id} is the queued copy");
+            assert_ne!(city, Ok("held"), "{id}");
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Prometheus metrics, served at `GET /metrics`. Every metric name and label
+//! set is defined here; the rest of the code calls these functions.
+//!
+//! - `regiondb_writes_total{outcome="stored|queued|unavailable", copy="home|replica"}`
+//! - `regiondb_node_available{node}` (1/0), `regiondb_hints_queued{node}`,
+//!   `regiondb_dead_letters{node}`: set from the node overview at each scrape
+//! - `regiondb_hints_replayed_total{node}`, `regiondb_dead_letters_total{node}`
+//! - `regiondb_http_requests_total{method, route, status}` and
+//!   `regiondb_http_request_duration_seconds{method, route, status}`
+//! - `regiondb_backend_call_duration_seconds{backend="mongodb|kafka|redis", call, outcome}`
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::monitor::NodeView;
+
+/// Histogram buckets (seconds): from a fast local call to a MongoDB timeout.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// How often the recorder's internal upkeep runs.
+pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide recorder (once) and returns its handle.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &LATENCY_BUCKETS)
+                .map(PrometheusBuilder::build_recorder);
+            match recorder {
+                Ok(recorder) => {
+                    let handle = recorder.handle();
+                    if metrics::set_global_recorder(recorder).is_err() {
+                        tracing::warn!("a metrics recorder was already installed");
+                    }
+                    handle
+                }
+                // Only reachable with empty buckets, which the constant is not.
+                Err(e) => {
+                    tracing::error!(error = %e, "metrics recorder not built");
+                    PrometheusBuilder::new().build_recorder().handle()
+                }
+            }
+        })
+        .clone()
+}
+
+/// Where one copy of an accepted (or refused) write went.
+pub fn write(copy: &'static str, outcome: &'static str) {
+    counter!("regiondb_writes_total", "copy" => copy, "outcome" => outcome).increment(1);
+}
+
+pub fn hints_replayed(node: &str, n: usize) {
+    counter!("regiondb_hints_replayed_total", "node" => node.to_owned()).increment(n as u64);
+}
+
+pub fn dead_lettered(node: &str) {
+    counter!("regiondb_dead_letters_total", "node" => node.to_owned()).increment(1);
+}
+
+/// Node gauges, from the overview read for a scrape.
+pub fn nodes(views: &[NodeView]) {
+    for v in views {
+        let node = v.node_id.as_str().to_owned();
+        let available = if v.status.is_available() { 1.0 } else { 0.0 };
+        gauge!("regiondb_node_available", "node" => node.clone()).set(available);
+        // Unknown counts (Kafka unreachable) keep the last value read.
+        if let Some(q) = v.queued {
+            gauge!("regiondb_hints_queued", "node" => node.clone()).set(q as f64);
+        }
+        if let Some(d) = v.dead_letters {
+            gauge!("regiondb_dead_letters", "node" => node).set(d as f64);
+        }
+    }
+}
+
+pub fn http_request(method: &str, route: &str, status: u16, elapsed: Duration) {
+    let labels = [
+        ("method", method.to_owned()),
+        ("route", route.to_owned()),
+        ("status", status.to_string()),
+    ];
+    counter!("regiondb_http_requests_total", &labels).increment(1);
+    histogram!("regiondb_http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
+}
+
+/// Times one call to a backing service: `backend` is mongodb, kafka or
+/// redis; `call` names the operation.
+pub async fn timed<T, E>(
+    backend: &'static str,
+    call: &'static str,
+    f: impl Future<Output = Result<T, E>>,
+) -> Result<T, E> {
+    let started = Instant::now();
+    let result = f.await;
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    histogram!("regiondb_backend_call_duration_seconds",
+        "backend" => backend, "call" => call, "outcome" => outcome)
+    .record(started.elapsed().as_secs_f64());
+    result
+}

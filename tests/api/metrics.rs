@@ -1,0 +1,155 @@
+//! `GET /metrics` (Prometheus text) and request ids.
+
+use reqwest::StatusCode;
+
+use crate::helpers::*;
+
+/// The value of the sample of `name` whose labels include every one of
+/// `labels` (`key="value"`), if there is one.
+fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let rest = line.strip_prefix(name)?;
+        let (labels_part, value) = match rest.strip_prefix('{') {
+            Some(r) => r.split_once("} ")?,
+            None => ("", rest.strip_prefix(' ')?),
+        };
+        let have: Vec<&str> = labels_part.split(',').collect();
+        labels
+            .iter()
+            .all(|l| have.contains(l))
+            .then(|| value.trim().parse().ok())?
+    })
+}
+
+async fn scrape(app: &TestApp) -> String {
+    let r = app
+        .http
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .expect("scrape");
+    assert_eq!(r.status(), StatusCode::OK);
+    let kind = r.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(kind.starts_with("text/plain; version=0.0.4"), "{kind}");
+    r.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn metrics_count_writes_nodes_replays_requests_and_backend_calls() {
+    let app = TestApp::spawn("metrics").await;
+    let (code, _) = app.create(&customer("m1", ZIP_1)).await;
+    assert_eq!(code, StatusCode::CREATED);
+    app.set_status("region_2", "unavailable").await;
+    let (code, _) = app.create(&customer("m2", ZIP_2)).await;
+    assert_eq!(code, StatusCode::ACCEPTED);
+
+    let text = scrape(&app).await;
+    let writes = |copy: &str, outcome: &str| {
+        sample(
+            &text,
+            "regiondb_writes_total",
+            &[
+                &format!("copy=\"{copy}\""),
+                &format!("outcome=\"{outcome}\""),
+            ],
+        )
+    };
+    assert_eq!(writes("home", "stored"), Some(1.0), "{text}");
+    assert_eq!(writes("home", "queued"), Some(1.0));
+    assert_eq!(writes("replica", "stored"), Some(2.0));
+    let node = |name: &str, node: &str| sample(&text, name, &[&format!("node=\"{node}\"")]);
+    assert_eq!(node("regiondb_node_available", "region_2"), Some(0.0));
+    assert_eq!(node("regiondb_node_available", "region_1"), Some(1.0));
+    assert_eq!(node("regiondb_hints_queued", "region_2"), Some(1.0));
+    assert_eq!(node("regiondb_hints_queued", "region_1"), Some(0.0));
+    let created = [
+        "method=\"POST\"",
+        "route=\"/create-customer\"",
+        "status=\"201\"",
+    ];
+    assert_eq!(
+        sample(&text, "regiondb_http_requests_total", &created),
+        Some(1.0)
+    );
+    let bucket = [created.as_slice(), &["le=\"+Inf\""]].concat();
+    assert_eq!(
+        sample(
+            &text,
+            "regiondb_http_request_duration_seconds_bucket",
+            &bucket
+        ),
+        Some(1.0)
+    );
+    for (backend, call) in [
+        ("mongodb", "update"),
+        ("kafka", "produce"),
+        ("redis", "set_status"),
+    ] {
+        let labels = [
+            format!("backend=\"{backend}\""),
+            format!("call=\"{call}\""),
+            "outcome=\"ok\"".to_owned(),
+        ];
+        let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+        let n = sample(
+            &text,
+            "regiondb_backend_call_duration_seconds_count",
+            &labels,
+        );
+        assert!(n.is_some_and(|n| n >= 1.0), "{backend} {call}: {n:?}");
+    }
+
+    app.set_status("region_2", "available").await;
+    app.wait_drained("region_2").await;
+    let text = scrape(&app).await;
+    assert_eq!(
+        sample(
+            &text,
+            "regiondb_hints_replayed_total",
+            &["node=\"region_2\""]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&text, "regiondb_hints_queued", &["node=\"region_2\""]),
+        Some(0.0)
+    );
+}
+
+#[tokio::test]
+async fn every_request_gets_an_id_that_its_log_lines_carry() {
+    let app = TestApp::spawn("request_id").await;
+    let r = app
+        .http
+        .get(format!("{}/node-statuses", app.address))
+        .send()
+        .await
+        .unwrap();
+    let made = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(made.len(), 36, "a UUID: {made}");
+
+    // A client's own id is kept, and the write's log lines (including the
+    // ones from its own task) carry it.
+    app.freeze_mongo("region_1");
+    let r = app
+        .http
+        .post(format!("{}/create-customer", app.address))
+        .header("x-request-id", "req-frozen-node-1")
+        .json(&customer("rid1", ZIP_1))
+        .send()
+        .await
+        .unwrap();
+    app.thaw_mongo("region_1");
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(r.headers()["x-request-id"], "req-frozen-node-1");
+    let log = app.app_log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("req-frozen-node-1"))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l.contains("direct write failed")),
+        "{lines:#?}"
+    );
+    assert!(lines.iter().any(|l| l.contains("status=202")), "{lines:#?}");
+}

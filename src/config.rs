@@ -27,6 +27,21 @@ pub struct Config {
     /// behind the change notifications.
     pub status_resync: Duration,
     pub log_format: LogFormat,
+    pub http: HttpLimits,
+}
+
+/// Bounds that keep the server answering under connection floods.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// Open connections; past it a new connection gets a 503 and is closed.
+    pub max_connections: usize,
+    /// A client must send a request's headers within this (also the idle
+    /// limit between requests on a kept-alive connection).
+    pub header_timeout: Duration,
+    /// Open `GET /events` streams; past it, 503.
+    pub max_event_streams: usize,
+    /// Requests in progress per route class (writes, reads); past it, 503.
+    pub max_requests_per_class: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -230,6 +245,13 @@ impl Config {
             },
             status_resync: millis("STATUS_RESYNC_MS", 5000, 100)?,
             log_format,
+            http: HttpLimits {
+                max_connections: number("HTTP_MAX_CONNECTIONS", 4096, 16, 1_000_000)? as usize,
+                header_timeout: millis("HTTP_HEADER_TIMEOUT_MS", 10_000, 100)?,
+                max_event_streams: number("HTTP_MAX_EVENT_STREAMS", 512, 1, 1_000_000)? as usize,
+                max_requests_per_class: number("HTTP_MAX_REQUESTS_PER_CLASS", 256, 1, 100_000)?
+                    as usize,
+            },
         })
     }
 }

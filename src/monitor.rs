@@ -1,9 +1,13 @@
 //! The node overview: every node's status, queue size and hosted replicas,
-//! for `GET /nodes`, the pages and the live event stream.
+//! for `GET /nodes`, the pages, the live event stream and the metrics.
 //!
-//! While anyone listens to the stream, a background task keeps a snapshot
-//! fresh: at once on any status change, and every second for queue sizes
-//! (they change with writes and replays, which announce nothing).
+//! One shared overview serves every page, stream and scrape: a background
+//! task re-reads the queue sizes from Kafka every second (they change with
+//! writes and replays, which announce nothing) and at once on any status
+//! change, so the number of open pages and streams never multiplies the
+//! queries to Kafka. Statuses are overlaid fresh from memory on each read.
+//! `GET /nodes` alone reads Kafka for its answer (exact counts for
+//! scripts; bounded like every read by the reads class limit).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,6 +73,23 @@ impl Monitor {
         }
     }
 
+    /// The shared overview (queue sizes at most about a second old),
+    /// with the current statuses. Reads Kafka only before the background
+    /// task's first round.
+    pub async fn current(&self) -> Vec<NodeView> {
+        let cached = self.live.borrow().clone();
+        if cached.is_empty() {
+            return self.snapshot().await;
+        }
+        cached
+            .into_iter()
+            .map(|mut view| {
+                view.status = self.statuses.status(&view.node_id);
+                view
+            })
+            .collect()
+    }
+
     /// A fresh overview of every node, in region order.
     pub async fn snapshot(&self) -> Vec<NodeView> {
         join_all(self.regions.nodes().map(|node| self.view(node))).await
@@ -101,7 +122,7 @@ impl Monitor {
         self.live.subscribe()
     }
 
-    /// Keeps the live overview fresh while it has subscribers.
+    /// Keeps the shared overview fresh.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let mut statuses = self.statuses.watch_all();
         loop {
@@ -111,18 +132,16 @@ impl Monitor {
                 }
                 let _ = select_all(statuses.iter_mut().map(|rx| Box::pin(rx.changed()))).await;
             };
-            let woke = tokio::select! {
+            let fresh = self.snapshot().await;
+            self.live.send_if_modified(|current| {
+                let changed = *current != fresh;
+                *current = fresh;
+                changed
+            });
+            tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = any_change => true,
-                _ = tokio::time::sleep(QUEUE_POLL) => true,
-            };
-            if woke && self.live.receiver_count() > 0 {
-                let fresh = self.snapshot().await;
-                self.live.send_if_modified(|current| {
-                    let changed = *current != fresh;
-                    *current = fresh;
-                    changed
-                });
+                _ = any_change => {}
+                _ = tokio::time::sleep(QUEUE_POLL) => {}
             }
         }
     }

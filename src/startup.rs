@@ -131,6 +131,8 @@ impl Application {
             hints,
             backlogs,
             metrics: crate::metrics::install(),
+            limits: config.http.clone(),
+            event_streams: Arc::new(tokio::sync::Semaphore::new(config.http.max_event_streams)),
             stopping: CancellationToken::new(),
         };
         Ok(Application {
@@ -192,9 +194,8 @@ impl Application {
             stop.await;
             stopping.cancel();
         };
-        let served = axum::serve(listener, http::router(state.clone()))
-            .with_graceful_shutdown(stop)
-            .await;
+        let served =
+            http::server::serve(listener, http::router(state.clone()), &config.http, stop).await;
 
         // Accepted writes finish (home and replica) before anything stops.
         state.writes.tasks.close();

@@ -196,13 +196,13 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
     (code, Json(body))
 }
 
-/// `GET /metrics`: Prometheus text format. Node gauges are read from the
-/// node overview at each scrape.
+/// `GET /metrics`: Prometheus text format. Node gauges come from the shared
+/// node overview (at most about a second old).
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text exposition format",
         content_type = "text/plain", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    crate::metrics::nodes(&state.monitor.snapshot().await);
+    crate::metrics::nodes(&state.monitor.current().await);
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::extract::FromRequest;
 use axum::extract::rejection::JsonRejection;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
@@ -28,6 +28,9 @@ pub enum ApiError {
     /// The request conflicts with what is stored (409).
     #[error("{0}")]
     Conflict(String),
+    /// Too much in progress; retry shortly (503 with `retry-after`).
+    #[error("{0}")]
+    Busy(String),
 }
 
 impl ApiError {
@@ -36,7 +39,7 @@ impl ApiError {
             ApiError::Field(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Body { status, .. } => *status,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
         }
     }
@@ -63,8 +66,13 @@ impl IntoResponse for ApiError {
             ApiError::Body { message: m, .. }
             | ApiError::NotFound(m)
             | ApiError::Unavailable(m)
-            | ApiError::Conflict(m) => json!({"error": m}),
+            | ApiError::Conflict(m)
+            | ApiError::Busy(m) => json!({"error": m}),
         };
+        if let ApiError::Busy(_) = self {
+            tracing::debug!(error = %self, "request shed");
+            return (status, [(header::RETRY_AFTER, "1")], Json(body)).into_response();
+        }
         if status.is_server_error() {
             tracing::warn!(%status, error = %self, "request failed");
         }

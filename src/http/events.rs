@@ -10,7 +10,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
 use futures::stream::{self, StreamExt};
 
-use super::AppState;
+use super::{ApiError, AppState};
 use crate::monitor::NodeView;
 
 /// How long a browser waits before reconnecting after the stream broke.
@@ -28,12 +28,21 @@ fn nodes_event(nodes: &[NodeView]) -> Event {
 /// every change.
 #[utoipa::path(get, path = "/events", tag = "operations",
     responses((status = 200, description = "Server-Sent Events: `event: nodes`, `data:` the GET /nodes body",
-        content_type = "text/event-stream", body = String)))]
+        content_type = "text/event-stream", body = String),
+        (status = 503, description = "Too many open streams; retry shortly", body = super::openapi::ErrorBody)))]
 pub async fn events(
     State(state): State<AppState>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    // One permit per open stream, released when the stream is dropped.
+    let permit = state
+        .event_streams
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| {
+            ApiError::Busy("server busy: too many open event streams; retry shortly".into())
+        })?;
     // The current overview at once, then every change until shutdown.
-    let first = nodes_event(&state.monitor.snapshot().await);
+    let first = nodes_event(&state.monitor.current().await);
     let live = state.monitor.subscribe();
     let stopping = state.stopping.clone();
     let changes = stream::unfold((live, stopping), |(mut live, stopping)| async move {
@@ -48,6 +57,11 @@ pub async fn events(
             },
         }
     });
-    let all = stream::once(async { first }).chain(changes).map(Ok);
-    Sse::new(all).keep_alive(KeepAlive::default())
+    let all = stream::once(async { first })
+        .chain(changes)
+        .map(move |event| {
+            let _held = &permit;
+            Ok(event)
+        });
+    Ok(Sse::new(all).keep_alive(KeepAlive::default()))
 }

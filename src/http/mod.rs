@@ -7,6 +7,7 @@ mod error;
 mod events;
 pub mod openapi;
 mod pages;
+pub mod server;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,7 +30,12 @@ use utoipa_axum::routes;
 
 pub use error::ApiError;
 
+use axum::error_handling::HandleErrorLayer;
+use tokio::sync::Semaphore;
+use tower::limit::GlobalConcurrencyLimitLayer;
+
 use crate::backlog::Backlogs;
+use crate::config::HttpLimits;
 use crate::domain::{NodeId, RegionMap};
 use crate::hints::HintLog;
 use crate::monitor::Monitor;
@@ -57,41 +63,65 @@ pub struct AppState {
     pub backlogs: Arc<Backlogs>,
     /// Renders `GET /metrics`.
     pub metrics: PrometheusHandle,
+    pub limits: HttpLimits,
+    /// One permit per open `GET /events` stream.
+    pub event_streams: Arc<Semaphore>,
     /// Fires when shutdown begins, so long-lived responses (the event
     /// stream) end and in-flight requests can drain.
     pub stopping: CancellationToken,
 }
 
+/// A `route_layer` that sheds past `max` requests in progress in a class:
+/// more get a 503 at once (never queued), so a flood of one kind cannot
+/// hold every worker. (A macro: the layer's type is unwieldy to name.)
+macro_rules! class_limit {
+    ($max:expr, $class:literal) => {
+        tower::ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+                ApiError::Busy(
+                    concat!(
+                        "server busy: too many ",
+                        $class,
+                        " in progress; retry shortly"
+                    )
+                    .to_owned(),
+                )
+            }))
+            .load_shed()
+            .layer(GlobalConcurrencyLimitLayer::new($max))
+    };
+}
+
 /// The JSON API's routes, each registered through its `#[utoipa::path]`
-/// (which also describes it in `/openapi.json`), and the document.
-fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+/// (which also describes it in `/openapi.json`), and the document. Writes
+/// and reads are limited as classes; health, readiness and the event
+/// stream (capped on its own) are not.
+fn api(limits: &HttpLimits) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let writes = OpenApiRouter::new()
         .routes(routes!(api::create_customer))
-        .routes(routes!(api::filter_records_query, api::filter_records_json))
         .routes(routes!(api::set_node_status))
+        .routes(routes!(api::admin_repair))
+        .route_layer(class_limit!(limits.max_requests_per_class, "writes"));
+    let reads = OpenApiRouter::new()
+        .routes(routes!(api::filter_records_query, api::filter_records_json))
         .routes(routes!(api::node_statuses))
         .routes(routes!(api::nodes))
-        .routes(routes!(api::admin_repair))
+        .routes(routes!(api::metrics))
+        .route_layer(class_limit!(limits.max_requests_per_class, "reads"));
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(writes)
+        .merge(reads)
         .routes(routes!(api::healthz))
         .routes(routes!(api::readyz))
-        .routes(routes!(api::metrics))
         .routes(routes!(events::events))
         .split_for_parts()
 }
 
 pub fn router(state: AppState) -> Router {
-    let (api, document) = api();
+    let (api, document) = api(&state.limits);
     let nodes: Vec<&str> = state.nodes.iter().map(NodeId::as_str).collect();
     let document = Arc::new(openapi::with_regions(&document, &nodes));
-    Router::new()
-        .merge(api)
-        .route(
-            "/openapi.json",
-            get(move || {
-                let document = document.clone();
-                async move { Json(document.as_ref().clone()) }
-            }),
-        )
+    let pages = Router::new()
         .route("/", get(pages::index))
         .route(
             "/create-records",
@@ -102,6 +132,17 @@ pub fn router(state: AppState) -> Router {
             post(pages::node_status_submit),
         )
         .route("/view-records", get(pages::view))
+        .route_layer(class_limit!(state.limits.max_requests_per_class, "pages"));
+    Router::new()
+        .merge(api)
+        .merge(pages)
+        .route(
+            "/openapi.json",
+            get(move || {
+                let document = document.clone();
+                async move { Json(document.as_ref().clone()) }
+            }),
+        )
         .route("/static/{name}", get(assets::serve))
         .route_layer(middleware::from_fn(track))
         .fallback(api::not_found)

@@ -46,7 +46,7 @@ pub async fn index(State(state): State<AppState>) -> Response {
     let page = IndexPage {
         page: "home",
         asset_version: assets::version(),
-        nodes: state.monitor.snapshot().await,
+        nodes: state.monitor.current().await,
     };
     render(StatusCode::OK, page)
 }
@@ -123,7 +123,7 @@ impl CreatePage {
         CreatePage {
             page: "create",
             asset_version: assets::version(),
-            nodes: state.monitor.snapshot().await,
+            nodes: state.monitor.current().await,
             fields: form_fields(&state.regions, &HashMap::new(), None),
             outcome: None,
             banner: None,

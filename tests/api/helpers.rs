@@ -460,6 +460,18 @@ impl TestApp {
         .await;
     }
 
+    /// A line of the app process's `/proc/<pid>/status` (e.g. `VmRSS`,
+    /// `Threads`), as its first number.
+    pub fn app_proc_status(&self, key: &str) -> u64 {
+        let pid = self.app.as_ref().expect("app running").pid();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
+    }
+
     /// SIGKILL: no graceful shutdown, no final commit.
     pub fn crash_app(&mut self) {
         if let Some(mut app) = self.app.take() {

@@ -6,6 +6,7 @@ mod config;
 mod demo;
 mod errors;
 mod faults;
+mod flood;
 mod fuzz;
 mod helpers;
 mod metrics;

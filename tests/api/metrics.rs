@@ -60,8 +60,13 @@ async fn metrics_count_writes_nodes_replays_requests_and_backend_calls() {
     let node = |name: &str, node: &str| sample(&text, name, &[&format!("node=\"{node}\"")]);
     assert_eq!(node("regiondb_node_available", "region_2"), Some(0.0));
     assert_eq!(node("regiondb_node_available", "region_1"), Some(1.0));
-    assert_eq!(node("regiondb_hints_queued", "region_2"), Some(1.0));
-    assert_eq!(node("regiondb_hints_queued", "region_1"), Some(0.0));
+    // Queue sizes come from the shared overview, refreshed every second.
+    wait_until("the queue gauge", DEADLINE, || async {
+        let text = scrape(&app).await;
+        sample(&text, "regiondb_hints_queued", &["node=\"region_2\""]) == Some(1.0)
+            && sample(&text, "regiondb_hints_queued", &["node=\"region_1\""]) == Some(0.0)
+    })
+    .await;
     let created = [
         "method=\"POST\"",
         "route=\"/create-customer\"",
@@ -102,18 +107,17 @@ async fn metrics_count_writes_nodes_replays_requests_and_backend_calls() {
     app.set_status("region_2", "available").await;
     app.wait_drained("region_2").await;
     let text = scrape(&app).await;
-    assert_eq!(
-        sample(
-            &text,
-            "regiondb_hints_replayed_total",
-            &["node=\"region_2\""]
-        ),
-        Some(1.0)
+    let replayed = sample(
+        &text,
+        "regiondb_hints_replayed_total",
+        &["node=\"region_2\""],
     );
-    assert_eq!(
-        sample(&text, "regiondb_hints_queued", &["node=\"region_2\""]),
-        Some(0.0)
-    );
+    assert_eq!(replayed, Some(1.0));
+    wait_until("the queue gauge to drop", DEADLINE, || async {
+        let text = scrape(&app).await;
+        sample(&text, "regiondb_hints_queued", &["node=\"region_2\""]) == Some(0.0)
+    })
+    .await;
 }
 
 #[tokio::test]

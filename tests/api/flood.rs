@@ -1,0 +1,173 @@
+//! Bounded under connection floods: thousands of idle, slow and
+//! event-stream connections do not starve writes, do not grow the process
+//! without bound, and do not stop the replay; connections past the caps get
+//! a clean 503.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::helpers::*;
+
+const IDLE: usize = 1500;
+const SLOW: usize = 500;
+const STREAMS: usize = 300;
+const MAX_STREAMS: usize = 200;
+const MAX_CONNECTIONS: usize = 2600;
+/// Long enough for the flood to be set up (well under a second here)
+/// before the first idle connections are cut.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn connect(address: &str) -> TcpStream {
+    let host = address.trim_start_matches("http://");
+    TcpStream::connect(host).await.expect("connect")
+}
+
+/// Reads until the server closes the connection (or `deadline`); the bytes
+/// it sent.
+async fn until_closed(mut s: TcpStream, deadline: Duration) -> Option<Vec<u8>> {
+    let mut all = Vec::new();
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(deadline, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return all,
+                Ok(n) => all.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .ok()
+}
+
+#[tokio::test]
+async fn floods_of_idle_slow_and_streaming_connections_are_bounded() {
+    let app = TestApp::spawn_with(
+        "flood",
+        Options::default()
+            .env("HTTP_MAX_CONNECTIONS", &MAX_CONNECTIONS.to_string())
+            .env("HTTP_MAX_EVENT_STREAMS", &MAX_STREAMS.to_string())
+            .env(
+                "HTTP_HEADER_TIMEOUT_MS",
+                &HEADER_TIMEOUT.as_millis().to_string(),
+            )
+            .env("RUST_LOG", "info"),
+    )
+    .await;
+    // A backlog to replay during the flood.
+    app.set_status("region_2", "unavailable").await;
+    for i in 0..20 {
+        let (code, _) = app.create(&customer(&format!("q{i}"), ZIP_2)).await;
+        assert_eq!(code, StatusCode::ACCEPTED);
+    }
+    let rss_before = app.app_proc_status("VmRSS");
+
+    // Idle connections (never a byte), slow ones (half a request head).
+    let mut idle = Vec::new();
+    for _ in 0..IDLE {
+        idle.push(connect(&app.address).await);
+    }
+    let mut slow = Vec::new();
+    for _ in 0..SLOW {
+        let mut s = connect(&app.address).await;
+        s.write_all(b"GET /nodes HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        slow.push(s);
+    }
+    // Event streams, past their cap.
+    let mut streams = Vec::new();
+    let mut refused_streams = 0;
+    for _ in 0..STREAMS {
+        let r = app
+            .http
+            .get(format!("{}/events", app.address))
+            .send()
+            .await
+            .expect("events");
+        match r.status() {
+            StatusCode::OK => streams.push(r),
+            StatusCode::SERVICE_UNAVAILABLE => refused_streams += 1,
+            other => panic!("/events answered {other}"),
+        }
+    }
+    assert_eq!(
+        streams.len(),
+        MAX_STREAMS,
+        "streams over the cap are refused"
+    );
+    assert_eq!(refused_streams, STREAMS - MAX_STREAMS);
+
+    // Past the connection cap: a clean 503, then close.
+    let mut extra = Vec::new();
+    let open = IDLE + SLOW + MAX_STREAMS + 1;
+    for _ in open..MAX_CONNECTIONS + 5 {
+        extra.push(connect(&app.address).await);
+    }
+    let last = extra.pop().unwrap();
+    let answer = until_closed(last, DEADLINE).await.expect("closed");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("too many open connections"), "{answer}");
+    drop(extra);
+
+    // Writes are still answered, and quickly (the bound is only against
+    // starvation; the measured time is printed).
+    let quick = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let mut slowest = Duration::ZERO;
+    for i in 0..20 {
+        let started = std::time::Instant::now();
+        let r = quick
+            .post(format!("{}/create-customer", app.address))
+            .json(&customer(&format!("w{i}"), ZIP_1))
+            .send()
+            .await
+            .expect("a write during the flood");
+        assert_eq!(r.status(), StatusCode::CREATED);
+        slowest = slowest.max(started.elapsed());
+    }
+    println!("slowest write during the flood: {slowest:?}");
+
+    // The replay still runs and commits.
+    app.set_status("region_2", "available").await;
+    app.wait_drained("region_2").await;
+
+    // Memory and threads stay bounded: no per-connection backend work.
+    let rss = app.app_proc_status("VmRSS");
+    let threads = app.app_proc_status("Threads");
+    println!(
+        "RSS {rss_before} kB -> {rss} kB with {IDLE} idle, {SLOW} slow, {MAX_STREAMS} streams; {threads} threads"
+    );
+    assert!(
+        rss < rss_before + 150 * 1024,
+        "RSS grew from {rss_before} kB to {rss} kB"
+    );
+    assert!(threads < 100, "{threads} threads");
+
+    // Clients that never finish their headers are disconnected.
+    let sample = idle.pop().unwrap();
+    assert!(
+        until_closed(sample, DEADLINE).await.is_some(),
+        "idle connection still open"
+    );
+    let sample = slow.pop().unwrap();
+    let answer = until_closed(sample, DEADLINE)
+        .await
+        .expect("slow connection still open");
+    assert!(
+        !answer.starts_with(b"HTTP/1.1 200"),
+        "a half-sent request was served"
+    );
+    // ...which frees their slots: new clients are served again.
+    wait_until("idle slots to be reclaimed", DEADLINE, || async {
+        let r = quick.get(format!("{}/healthz", app.address)).send().await;
+        matches!(r, Ok(r) if r.status() == StatusCode::OK)
+    })
+    .await;
+    drop(streams);
+}

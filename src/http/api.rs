@@ -14,7 +14,7 @@ use super::AppState;
 use super::error::{ApiError, JsonObject};
 use super::openapi::{
     CustomerBody, ErrorBody, FilterBody, FilterParams, Health, NodeReadiness, NodeStatusAnswer,
-    NodeStatusBody, Readiness, RepairAnswer, RepairParams,
+    NodeStatusBody, Readiness, RepairAnswer, RepairParams, RepairUnavailable,
 };
 use crate::domain::{Customer, FieldError, NodeId, NodeStatus, RecordFilter};
 use crate::monitor::NodeView;
@@ -33,7 +33,7 @@ use crate::writes::{Placement, WriteReceipt};
         (status = 415, description = "Not declared as JSON", body = ErrorBody),
         (status = 409, description = "Refused for good by the home node (e.g. a unique index); nothing written", body = ErrorBody),
         (status = 422, description = "A field is invalid", body = ErrorBody),
-        (status = 503, description = "Neither stored nor queued; nothing written (see the README for the unknown-outcome cases)", body = ErrorBody),
+        (status = 503, description = "Neither stored nor queued, nothing written (see the README for the unknown-outcome cases); or server busy (too many writes in progress, nothing done)", body = ErrorBody),
     ))]
 pub async fn create_customer(
     State(state): State<AppState>,
@@ -55,6 +55,7 @@ pub async fn create_customer(
         (status = 200, description = "One page of the matching records of every region that answered", body = FilterResult),
         (status = 400, description = "Malformed query string", body = ErrorBody),
         (status = 422, description = "A parameter is invalid", body = ErrorBody),
+        (status = 503, description = "Server busy (too many reads in progress); retry shortly", body = ErrorBody),
     ))]
 pub async fn filter_records_query(
     State(state): State<AppState>,
@@ -78,6 +79,7 @@ pub async fn filter_records_query(
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
         (status = 415, description = "Not declared as JSON", body = ErrorBody),
         (status = 422, description = "A parameter is invalid", body = ErrorBody),
+        (status = 503, description = "Server busy (too many reads in progress); retry shortly", body = ErrorBody),
     ))]
 pub async fn filter_records_json(
     State(state): State<AppState>,
@@ -98,7 +100,7 @@ pub async fn filter_records_json(
         (status = 415, description = "Not declared as JSON", body = ErrorBody),
         (status = 404, description = "Unknown node", body = ErrorBody),
         (status = 422, description = "A field is invalid", body = ErrorBody),
-        (status = 503, description = "Redis could not save the status", body = ErrorBody),
+        (status = 503, description = "Redis could not save the status, or server busy", body = ErrorBody),
     ))]
 pub async fn set_node_status(
     State(state): State<AppState>,
@@ -132,14 +134,18 @@ pub async fn set_node_status(
 /// as this instance currently acts on them.
 #[utoipa::path(get, path = "/node-statuses", tag = "nodes",
     responses((status = 200, description = "Every node's status, by node id",
-        body = BTreeMap<String, NodeStatus>)))]
+        body = BTreeMap<String, NodeStatus>),
+        (status = 503, description = "Server busy (too many reads in progress); retry shortly", body = ErrorBody),
+    ))]
 pub async fn node_statuses(State(state): State<AppState>) -> Json<BTreeMap<NodeId, NodeStatus>> {
     Json(state.statuses.all().into_iter().collect())
 }
 
 /// `GET /nodes`: every node with its status, queue size and hosted replicas.
 #[utoipa::path(get, path = "/nodes", tag = "nodes",
-    responses((status = 200, description = "Every node, in region order", body = Vec<NodeView>)))]
+    responses((status = 200, description = "Every node, in region order", body = Vec<NodeView>),
+        (status = 503, description = "Server busy (too many reads in progress); retry shortly", body = ErrorBody),
+    ))]
 pub async fn nodes(State(state): State<AppState>) -> Json<Vec<NodeView>> {
     Json(state.monitor.snapshot().await)
 }
@@ -200,7 +206,9 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
 /// node overview (at most about a second old).
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text exposition format",
-        content_type = "text/plain", body = String)))]
+        content_type = "text/plain", body = String),
+        (status = 503, description = "Server busy (too many reads in progress); retry shortly", body = ErrorBody),
+    ))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     crate::metrics::nodes(&state.monitor.current().await);
     (
@@ -241,7 +249,7 @@ fn string_field(body: &serde_json::Map<String, Value>, field: &str) -> Result<St
         (status = 200, description = "Every region compared (and fixed unless dry_run)", body = RepairAnswer),
         (status = 400, description = "Malformed query string", body = ErrorBody),
         (status = 422, description = "Unknown region or bad dry_run", body = ErrorBody),
-        (status = 503, description = "A node could not be read; the report says which", body = RepairAnswer),
+        (status = 503, description = "A node could not be read (the report says which), or the server is busy (an error)", body = RepairUnavailable),
     ))]
 pub async fn admin_repair(
     State(state): State<AppState>,

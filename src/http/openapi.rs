@@ -215,6 +215,15 @@ pub struct RepairAnswer {
     pub regions: Vec<crate::repair::RegionRepair>,
 }
 
+/// A 503 from `POST /admin/repair`: the report (a node could not be
+/// read), or an error (the server is busy).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum RepairUnavailable {
+    Report(RepairAnswer),
+    Busy(ErrorBody),
+}
+
 /// `GET /healthz`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {

@@ -171,3 +171,68 @@ async fn floods_of_idle_slow_and_streaming_connections_are_bounded() {
     .await;
     drop(streams);
 }
+
+#[tokio::test]
+async fn past_the_class_limit_a_request_is_shed_with_503_not_queued() {
+    let app = TestApp::spawn_with(
+        "class_limit",
+        Options::default().env("HTTP_MAX_REQUESTS_PER_CLASS", "1"),
+    )
+    .await;
+    // One write held by a frozen home node (until its MongoDB timeout; it
+    // retries while shed itself, as a client honouring retry-after would)...
+    app.freeze_mongo("region_1");
+    let held = {
+        let http = app.http.clone();
+        let url = format!("{}/create-customer", app.address);
+        tokio::spawn(async move {
+            loop {
+                let r = http.post(&url).json(&customer("held", ZIP_1)).send().await;
+                match r.map(|r| r.status()) {
+                    Ok(StatusCode::SERVICE_UNAVAILABLE) => {
+                        tokio::time::sleep(Duration::from_millis(10)).await
+                    }
+                    other => return other,
+                }
+            }
+        })
+    };
+    // ...so another write finds the class full: 503 at once, with
+    // retry-after, and nothing written.
+    let started = std::time::Instant::now();
+    let mut attempt = 0;
+    let (id, retry, body) = loop {
+        attempt += 1;
+        let id = format!("shed-{attempt}");
+        let r = app
+            .http
+            .post(format!("{}/create-customer", app.address))
+            .json(&customer(&id, ZIP_3))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == StatusCode::SERVICE_UNAVAILABLE {
+            let retry = r.headers().get("retry-after").cloned();
+            break (id, retry, r.json::<serde_json::Value>().await.unwrap());
+        }
+        assert!(started.elapsed() < DEADLINE, "no write was shed");
+    };
+    assert_eq!(retry.unwrap(), "1");
+    assert!(
+        body["error"].as_str().unwrap().contains("too many writes"),
+        "{body}"
+    );
+    // Reads are another class: still served meanwhile.
+    let (code, _) = app.get("/node-statuses").await;
+    assert_eq!(code, StatusCode::OK);
+    app.thaw_mongo("region_1");
+    // (stored if the node thawed in time, else queued)
+    let held = held.await.unwrap().unwrap();
+    assert!(
+        held == StatusCode::CREATED || held == StatusCode::ACCEPTED,
+        "{held}"
+    );
+    // (region_3's records live on region_3 and its replica on region_2.)
+    assert!(app.doc("region_3", "customers", &id).await.is_none());
+    assert!(app.doc("region_2", "replica_region_3", &id).await.is_none());
+}

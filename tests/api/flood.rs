@@ -42,8 +42,25 @@ async fn until_closed(mut s: TcpStream, deadline: Duration) -> Option<Vec<u8>> {
     .ok()
 }
 
+/// Lets this process (and the app it starts, which inherits it) open the
+/// flood's sockets: the soft file-descriptor limit up to the hard one.
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).expect("setrlimit");
+    }
+    let (soft, _) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+    let needed = (MAX_CONNECTIONS + 512) as u64;
+    assert!(
+        soft >= needed,
+        "the flood needs {needed} file descriptors; the limit is {soft}"
+    );
+}
+
 #[tokio::test]
 async fn floods_of_idle_slow_and_streaming_connections_are_bounded() {
+    raise_fd_limit();
     let app = TestApp::spawn_with(
         "flood",
         Options::default()

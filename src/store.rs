@@ -224,7 +224,10 @@ impl NodeStore {
         // A duplicate key here means another writer inserted the record
         // since the lookup: ours then goes through the versioned update.
         let documents = fresh.iter().map(|c| record_document(c)).collect();
-        match self.write_command("insert", collection, documents).await? {
+        match self
+            .write_command(WriteKind::Insert, collection, documents)
+            .await?
+        {
             Conflicts::None => {}
             Conflicts::Unknown => rest.extend(fresh),
             Conflicts::At(indexes) => {
@@ -248,18 +251,20 @@ impl NodeStore {
                 return Ok(());
             }
             let statements = copies.iter().map(|c| lww_statement(c)).collect();
-            let conflicted: Vec<&CustomerCopy> =
-                match self.write_command("update", collection, statements).await? {
-                    Conflicts::None => return Ok(()),
-                    // The whole command failed (some servers report a
-                    // duplicate key that way): which statements ran is
-                    // unknown, but every one is idempotent.
-                    Conflicts::Unknown => copies,
-                    Conflicts::At(indexes) => indexes
-                        .into_iter()
-                        .filter_map(|i| copies.get(i).copied())
-                        .collect(),
-                };
+            let conflicted: Vec<&CustomerCopy> = match self
+                .write_command(WriteKind::Update, collection, statements)
+                .await?
+            {
+                Conflicts::None => return Ok(()),
+                // The whole command failed (some servers report a
+                // duplicate key that way): which statements ran is
+                // unknown, but every one is idempotent.
+                Conflicts::Unknown => copies,
+                Conflicts::At(indexes) => indexes
+                    .into_iter()
+                    .filter_map(|i| copies.get(i).copied())
+                    .collect(),
+            };
             let stored = self.stored_versions(collection, &conflicted).await?;
             copies = conflicted
                 .into_iter()
@@ -313,7 +318,7 @@ impl NodeStore {
     /// resolve; any other write error is a rejection.
     async fn write_command(
         &self,
-        command: &str,
+        kind: WriteKind,
         collection: &str,
         items: Vec<Document>,
     ) -> Result<Conflicts, StoreError> {
@@ -321,24 +326,18 @@ impl NodeStore {
         if n == 0 {
             return Ok(Conflicts::None);
         }
-        let items_field = if command == "insert" {
-            "documents"
-        } else {
-            "updates"
+        let (name, items_field) = match kind {
+            WriteKind::Insert => ("insert", "documents"),
+            WriteKind::Update => ("update", "updates"),
         };
         let command = doc! {
-            command: collection,
+            name: collection,
             items_field: items,
             "ordered": false,
             "writeConcern": self.write_concern.clone(),
         };
-        let call = if items_field == "documents" {
-            "insert"
-        } else {
-            "update"
-        };
         let reply = match self
-            .bounded_for(call, n, self.db.run_command(command))
+            .bounded_for(name, n, self.db.run_command(command))
             .await
         {
             Err(StoreError::Mongo { source, .. }) if is_id_conflict(&source) => {
@@ -530,7 +529,16 @@ impl NodeStore {
     }
 }
 
-/// Which statements of an `update` command hit a duplicate key on `_id`.
+/// The two write commands a copy goes through.
+#[derive(Clone, Copy)]
+enum WriteKind {
+    /// `insert` of new documents.
+    Insert,
+    /// `update` with versioned upserts.
+    Update,
+}
+
+/// Which items of a write command hit a duplicate key on `_id`.
 enum Conflicts {
     None,
     /// These statements (by index).

@@ -16,11 +16,18 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn compose() -> Value {
-    let text = std::fs::read_to_string(root().join("docker-compose.yml")).expect("compose file");
-    let mut yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).expect("compose YAML");
+/// YAML (compose file, its resolved form, a workflow) as JSON, with merge
+/// keys (`<<: *anchor`) applied.
+fn yaml_as_json(text: &[u8], what: &str) -> Value {
+    let mut yaml: serde_yaml_ng::Value =
+        serde_yaml_ng::from_slice(text).unwrap_or_else(|e| panic!("{what}: {e}"));
     yaml.apply_merge().expect("merge keys");
     serde_json::to_value(yaml).expect("as JSON")
+}
+
+fn compose() -> Value {
+    let text = std::fs::read(root().join("docker-compose.yml")).expect("compose file");
+    yaml_as_json(&text, "docker-compose.yml")
 }
 
 fn env_example() -> BTreeMap<String, String> {
@@ -166,10 +173,7 @@ fn resolved_app_env(dot_env: &str) -> serde_json::Map<String, Value> {
         "docker-compose config: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut yaml: serde_yaml_ng::Value =
-        serde_yaml_ng::from_slice(&out.stdout).expect("resolved YAML");
-    yaml.apply_merge().expect("merge keys");
-    let resolved = serde_json::to_value(yaml).expect("as JSON");
+    let resolved = yaml_as_json(&out.stdout, "resolved compose file");
     resolved["services"]["app"]["environment"]
         .as_object()
         .cloned()
@@ -507,9 +511,8 @@ fn kafka_starts_the_cluster_id_listeners_and_quorum_are_valid() {
     check_kraft(env, "kafka");
 
     // The CI workflow's Kafka service container is started the same way.
-    let text = std::fs::read_to_string(root().join(".github/workflows/ci.yml")).expect("ci.yml");
-    let workflow: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).expect("workflow YAML");
-    let workflow = serde_json::to_value(workflow).expect("as JSON");
+    let text = std::fs::read(root().join(".github/workflows/ci.yml")).expect("ci.yml");
+    let workflow = yaml_as_json(&text, ".github/workflows/ci.yml");
     let env = workflow["jobs"]["real-services"]["services"]["kafka"]["env"]
         .as_object()
         .expect("the real-services job's kafka env");

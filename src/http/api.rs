@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::error::{ApiError, JsonObject};
 use super::openapi::{
-    CustomerBody, ErrorBody, FilterBody, FilterParams, Health, NodeReadiness, NodeStatusAnswer,
-    NodeStatusBody, Readiness, RepairAnswer, RepairParams, RepairUnavailable,
+    CustomerBody, ErrorBody, FilterBody, FilterParams, Health, JsonBodyErrors, NodeReadiness,
+    NodeStatusAnswer, NodeStatusBody, Readiness, RepairAnswer, RepairParams, RepairUnavailable,
 };
 use crate::domain::{Customer, FieldError, NodeId, NodeStatus, RecordFilter};
 use crate::monitor::NodeView;
@@ -28,9 +28,7 @@ use crate::writes::{Placement, WriteReceipt};
     responses(
         (status = 201, description = "Stored on its home node (the replica: see `replica`)", body = WriteReceipt),
         (status = 202, description = "Home node unavailable: queued in its Kafka topic, replayed when it is back", body = WriteReceipt),
-        (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
-        (status = 415, description = "Not declared as JSON", body = ErrorBody),
+        JsonBodyErrors,
         (status = 409, description = "Refused for good by the home node (e.g. a unique index); nothing written", body = ErrorBody),
         (status = 422, description = "A field is invalid", body = ErrorBody),
         (status = 503, description = "Neither stored nor queued, nothing written (see the README for the unknown-outcome cases); or server busy (too many writes in progress, nothing done)", body = ErrorBody),
@@ -61,10 +59,7 @@ pub async fn filter_records_query(
     State(state): State<AppState>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<FilterResult>, ApiError> {
-    let Query(params) = query.map_err(|e| ApiError::Body {
-        status: StatusCode::BAD_REQUEST,
-        message: format!("malformed query string: {}", e.body_text()),
-    })?;
+    let Query(params) = query?;
     let filter = RecordFilter::parse(|k| params.get(k).cloned(), &state.regions)?;
     Ok(Json(state.reads.filter(&filter).await))
 }
@@ -75,9 +70,7 @@ pub async fn filter_records_query(
     request_body = FilterBody,
     responses(
         (status = 200, description = "As GET", body = FilterResult),
-        (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
-        (status = 415, description = "Not declared as JSON", body = ErrorBody),
+        JsonBodyErrors,
         (status = 422, description = "A parameter is invalid", body = ErrorBody),
         (status = 503, description = "Server busy (too many reads in progress); retry shortly", body = ErrorBody),
     ))]
@@ -95,9 +88,7 @@ pub async fn filter_records_json(
     request_body = NodeStatusBody,
     responses(
         (status = 200, description = "Saved in Redis and in effect on this instance", body = NodeStatusAnswer),
-        (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
-        (status = 415, description = "Not declared as JSON", body = ErrorBody),
+        JsonBodyErrors,
         (status = 404, description = "Unknown node", body = ErrorBody),
         (status = 422, description = "A field is invalid", body = ErrorBody),
         (status = 503, description = "Redis could not save the status, or server busy", body = ErrorBody),
@@ -255,10 +246,7 @@ pub async fn admin_repair(
     State(state): State<AppState>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<(StatusCode, Json<RepairAnswer>), ApiError> {
-    let Query(params) = query.map_err(|e| ApiError::Body {
-        status: StatusCode::BAD_REQUEST,
-        message: format!("malformed query string: {}", e.body_text()),
-    })?;
+    let Query(params) = query?;
     let only = match params.get("region").map(|r| r.trim()) {
         None | Some("") => None,
         Some(r) => Some(

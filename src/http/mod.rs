@@ -12,12 +12,12 @@ pub mod server;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
-use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -120,7 +120,10 @@ fn api(limits: &HttpLimits) -> (Router<AppState>, utoipa::openapi::OpenApi) {
 pub fn router(state: AppState) -> Router {
     let (api, document) = api(&state.limits);
     let nodes: Vec<&str> = state.nodes.iter().map(NodeId::as_str).collect();
-    let document = Arc::new(openapi::with_regions(&document, &nodes));
+    // Serialized once: every request serves the same bytes.
+    let document = axum::body::Bytes::from(
+        serde_json::to_vec(&openapi::with_regions(&document, &nodes)).unwrap_or_default(),
+    );
     let pages = Router::new()
         .route("/", get(pages::index))
         .route(
@@ -138,9 +141,11 @@ pub fn router(state: AppState) -> Router {
         .merge(pages)
         .route(
             "/openapi.json",
-            get(move || {
-                let document = document.clone();
-                async move { Json(document.as_ref().clone()) }
+            get(move || async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    document,
+                )
             }),
         )
         .route("/static/{name}", get(assets::serve))
@@ -191,4 +196,41 @@ async fn track(req: Request, next: Next) -> Response {
         started.elapsed(),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_operation_with_a_json_body_documents_its_unreadable_body_errors() {
+        let limits = HttpLimits {
+            max_connections: 1,
+            header_timeout: Duration::from_secs(1),
+            max_event_streams: 1,
+            max_requests_per_class: 1,
+        };
+        let (_, document) = api(&limits);
+        let doc = serde_json::to_value(document).expect("document");
+        let mut with_body = 0;
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, op) in item.as_object().expect("operations") {
+                if op.get("requestBody").is_none() {
+                    continue;
+                }
+                with_body += 1;
+                for status in ["400", "413", "415"] {
+                    let schema = &op["responses"][status]["content"]["application/json"]["schema"];
+                    assert_eq!(
+                        schema["$ref"], "#/components/schemas/ErrorBody",
+                        "{method} {path} {status}"
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            with_body, 3,
+            "create-customer, node-status, POST filter-records"
+        );
+    }
 }

@@ -39,6 +39,18 @@ pub struct ErrorBody {
     pub field: Option<String>,
 }
 
+/// How every operation with a JSON body answers a body it cannot read
+/// (see `error::JsonObject`).
+#[derive(Debug, utoipa::IntoResponses)]
+pub enum JsonBodyErrors {
+    #[response(status = 400, description = "Malformed JSON")]
+    Malformed(ErrorBody),
+    #[response(status = 413, description = "Body over 64 KiB")]
+    TooLarge(ErrorBody),
+    #[response(status = 415, description = "Not declared as JSON")]
+    NotJson(ErrorBody),
+}
+
 /// Text fields: 1-200 characters once trimmed, no control characters.
 fn text() -> Object {
     ObjectBuilder::new()

@@ -98,12 +98,7 @@ async fn floods_of_idle_slow_and_streaming_connections_are_bounded() {
     let mut streams = Vec::new();
     let mut refused_streams = 0;
     for _ in 0..STREAMS {
-        let r = app
-            .http
-            .get(format!("{}/events", app.address))
-            .send()
-            .await
-            .expect("events");
+        let r = app.get_response("/events").await;
         match r.status() {
             StatusCode::OK => streams.push(r),
             StatusCode::SERVICE_UNAVAILABLE => refused_streams += 1,
@@ -140,7 +135,7 @@ async fn floods_of_idle_slow_and_streaming_connections_are_bounded() {
     for i in 0..20 {
         let started = std::time::Instant::now();
         let r = quick
-            .post(format!("{}/create-customer", app.address))
+            .post(app.url("/create-customer"))
             .json(&customer(&format!("w{i}"), ZIP_1))
             .send()
             .await
@@ -182,7 +177,7 @@ async fn floods_of_idle_slow_and_streaming_connections_are_bounded() {
     );
     // ...which frees their slots: new clients are served again.
     wait_until("idle slots to be reclaimed", DEADLINE, || async {
-        let r = quick.get(format!("{}/healthz", app.address)).send().await;
+        let r = quick.get(app.url("/healthz")).send().await;
         matches!(r, Ok(r) if r.status() == StatusCode::OK)
     })
     .await;
@@ -201,7 +196,7 @@ async fn past_the_class_limit_a_request_is_shed_with_503_not_queued() {
     app.freeze_mongo("region_1");
     let held = {
         let http = app.http.clone();
-        let url = format!("{}/create-customer", app.address);
+        let url = app.url("/create-customer");
         tokio::spawn(async move {
             loop {
                 let r = http.post(&url).json(&customer("held", ZIP_1)).send().await;
@@ -223,7 +218,7 @@ async fn past_the_class_limit_a_request_is_shed_with_503_not_queued() {
         let id = format!("shed-{attempt}");
         let r = app
             .http
-            .post(format!("{}/create-customer", app.address))
+            .post(app.url("/create-customer"))
             .json(&customer(&id, ZIP_3))
             .send()
             .await

@@ -26,7 +26,7 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
         tool.display()
     );
     let out = tokio::process::Command::new(tool)
-        .args(["run", &format!("{}/openapi.json", app.address)])
+        .args(["run", &app.url("/openapi.json")])
         .args(["--url", &app.address])
         .args(["--exclude-path", "/events"])
         .args(["--checks", "all"])

@@ -589,8 +589,13 @@ impl TestApp {
 
     // ---- HTTP ----
 
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
+    }
+
+    /// A `GET` whose whole response (status, headers, body) the test reads.
+    pub async fn get_response(&self, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).send().await.expect("request")
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {

@@ -22,12 +22,7 @@ fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
 }
 
 async fn scrape(app: &TestApp) -> String {
-    let r = app
-        .http
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .expect("scrape");
+    let r = app.get_response("/metrics").await;
     assert_eq!(r.status(), StatusCode::OK);
     let kind = r.headers()["content-type"].to_str().unwrap().to_owned();
     assert!(kind.starts_with("text/plain; version=0.0.4"), "{kind}");
@@ -123,12 +118,7 @@ async fn metrics_count_writes_nodes_replays_requests_and_backend_calls() {
 #[tokio::test]
 async fn every_request_gets_an_id_that_its_log_lines_carry() {
     let app = TestApp::spawn("request_id").await;
-    let r = app
-        .http
-        .get(format!("{}/node-statuses", app.address))
-        .send()
-        .await
-        .unwrap();
+    let r = app.get_response("/node-statuses").await;
     let made = r.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert_eq!(made.len(), 36, "a UUID: {made}");
 
@@ -137,7 +127,7 @@ async fn every_request_gets_an_id_that_its_log_lines_carry() {
     app.freeze_mongo("region_1");
     let r = app
         .http
-        .post(format!("{}/create-customer", app.address))
+        .post(app.url("/create-customer"))
         .header("x-request-id", "req-frozen-node-1")
         .json(&customer("rid1", ZIP_1))
         .send()

@@ -36,9 +36,7 @@ async fn the_openapi_document_describes_every_route_and_the_readme_mentions_each
             }
             // Served: the router knows this method on this path.
             let method: Method = method.to_uppercase().parse().unwrap();
-            let mut request = app
-                .http
-                .request(method.clone(), format!("{}{path}", app.address));
+            let mut request = app.http.request(method.clone(), app.url(path));
             if method == Method::POST {
                 request = request.json(&serde_json::json!({}));
             }

@@ -58,11 +58,8 @@ async fn home_and_create_pages_show_the_nodes() {
         .expect("versioned css link")
         .to_owned();
     let r = app
-        .http
-        .get(format!("{}/static/app.css?v={version}", app.address))
-        .send()
-        .await
-        .unwrap();
+        .get_response(&format!("/static/app.css?v={version}"))
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()["content-type"], "text/css; charset=utf-8");
     assert!(
@@ -74,7 +71,7 @@ async fn home_and_create_pages_show_the_nodes() {
     let etag = r.headers()["etag"].clone();
     let again = app
         .http
-        .get(format!("{}/static/app.js", app.address))
+        .get(app.url("/static/app.js"))
         .header("if-none-match", etag)
         .send()
         .await

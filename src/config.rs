@@ -28,7 +28,43 @@ pub struct Config {
     pub status_resync: Duration,
     pub log_format: LogFormat,
     pub http: HttpLimits,
+    pub probe: ProbeConfig,
+    /// Shortest time between two automatic repairs (run after a node's
+    /// queue drains); `None`: never automatically.
+    pub auto_repair: Option<Duration>,
+    /// When set, switching nodes and repairs need it (see `http::auth`).
+    pub admin_token: Option<AdminToken>,
 }
+
+/// The failure detector's settings.
+#[derive(Debug, Clone)]
+pub struct ProbeConfig {
+    /// Time between two pings of a node; `None`: no failure detection.
+    pub interval: Option<Duration>,
+    /// Consecutive failures (and, to come back, successes) before a change.
+    pub threshold: u32,
+    /// How long one ping may take before it counts as failed.
+    pub timeout: Duration,
+}
+
+/// The admin token. Never printed: `Debug` hides it.
+#[derive(Clone)]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(..)")
+    }
+}
+
+/// Shorter tokens are too easy to guess.
+pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
 
 /// Bounds that keep the server answering under connection floods.
 #[derive(Debug, Clone)]
@@ -221,6 +257,21 @@ impl Config {
             },
         };
 
+        let admin_token = match var("ADMIN_TOKEN") {
+            None => None,
+            Some(t)
+                if t.len() < MIN_ADMIN_TOKEN_LEN || !t.chars().all(|c| c.is_ascii_graphic()) =>
+            {
+                return Err(ConfigError(format!(
+                    "ADMIN_TOKEN: must be at least {MIN_ADMIN_TOKEN_LEN} printable ASCII characters \
+                     without spaces (e.g. from `openssl rand -hex 32`)"
+                )));
+            }
+            Some(t) => Some(AdminToken(t)),
+        };
+        let probe_interval = millis("PROBE_INTERVAL_MS", 1000, 0)?;
+        let auto_repair = millis("AUTO_REPAIR_MIN_INTERVAL_MS", 60_000, 0)?;
+
         Ok(Config {
             bind: SocketAddr::new(address, port),
             regions,
@@ -252,6 +303,13 @@ impl Config {
                 max_requests_per_class: number("HTTP_MAX_REQUESTS_PER_CLASS", 256, 1, 100_000)?
                     as usize,
             },
+            probe: ProbeConfig {
+                interval: (!probe_interval.is_zero()).then_some(probe_interval),
+                threshold: number("PROBE_FAILURES", 3, 1, 100)? as u32,
+                timeout: millis("PROBE_TIMEOUT_MS", 800, 10)?,
+            },
+            auto_repair: (!auto_repair.is_zero()).then_some(auto_repair),
+            admin_token,
         })
     }
 }
@@ -355,6 +413,27 @@ mod tests {
                 .values()
                 .all(|u| u == "mongodb://localhost:27017")
         );
+        assert_eq!(c.probe.interval, Some(Duration::from_secs(1)));
+        assert_eq!(c.probe.threshold, 3);
+        assert_eq!(c.auto_repair, Some(Duration::from_secs(60)));
+        assert!(c.admin_token.is_none());
+    }
+
+    #[test]
+    fn zero_turns_detection_and_auto_repair_off_and_the_token_is_never_printed() {
+        let c = config(&[
+            ("PROBE_INTERVAL_MS", "0"),
+            ("AUTO_REPAIR_MIN_INTERVAL_MS", "0"),
+            ("ADMIN_TOKEN", "0123456789abcdef-secret"),
+        ])
+        .unwrap();
+        assert_eq!(c.probe.interval, None);
+        assert_eq!(c.auto_repair, None);
+        assert_eq!(
+            c.admin_token.as_ref().map(AdminToken::expose),
+            Some("0123456789abcdef-secret")
+        );
+        assert!(!format!("{c:?}").contains("secret"));
     }
 
     #[test]
@@ -397,6 +476,12 @@ mod tests {
             ),
             (vec![("BIND_ADDRESS", "everywhere")], "BIND_ADDRESS"),
             (vec![("MONGO_TIMEOUT_MS", "fast")], "MONGO_TIMEOUT_MS"),
+            (vec![("ADMIN_TOKEN", "short")], "ADMIN_TOKEN"),
+            (
+                vec![("ADMIN_TOKEN", "with a space in it ok")],
+                "ADMIN_TOKEN",
+            ),
+            (vec![("PROBE_FAILURES", "0")], "PROBE_FAILURES"),
             (vec![("KAFKA_RETENTION_MS", "1000")], "KAFKA_RETENTION_MS"),
             (
                 vec![

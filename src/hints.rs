@@ -44,6 +44,17 @@ pub enum HintError {
     UnknownNode(NodeId),
 }
 
+impl HintError {
+    /// For clients: no broker addresses or client internals (those are
+    /// logged).
+    pub fn short_reason(&self) -> String {
+        match self {
+            HintError::Kafka(_) | HintError::Join(_) => "kafka could not be reached".into(),
+            other => other.to_string(),
+        }
+    }
+}
+
 /// The producer side plus the admin and offset queries, shared by the whole
 /// process.
 pub struct HintLog {

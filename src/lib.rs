@@ -13,6 +13,7 @@ pub mod http;
 pub mod metrics;
 pub mod monitor;
 pub mod nodes;
+pub mod prober;
 pub mod reads;
 pub mod repair;
 pub mod replay;

@@ -8,6 +8,9 @@
 //! - `regiondb_http_requests_total{method, route, status}` and
 //!   `regiondb_http_request_duration_seconds{method, route, status}`
 //! - `regiondb_backend_call_duration_seconds{backend="mongodb|kafka|redis", call, outcome}`
+//! - `regiondb_probes_total{node, outcome="ok|failed"}`: the failure detector's pings
+//! - `regiondb_status_changes_total{node, status, source="probe"}`: statuses it changed
+//! - `regiondb_repairs_total{trigger="auto|api", outcome="complete|incomplete"}`
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -62,6 +65,25 @@ pub fn hints_replayed(node: &str, n: usize) {
 
 pub fn dead_lettered(node: &str) {
     counter!("regiondb_dead_letters_total", "node" => node.to_owned()).increment(1);
+}
+
+/// One ping of the failure detector.
+pub fn probe(node: &str, ok: bool) {
+    let outcome = if ok { "ok" } else { "failed" };
+    counter!("regiondb_probes_total", "node" => node.to_owned(), "outcome" => outcome).increment(1);
+}
+
+/// A status the failure detector changed.
+pub fn probe_changed(node: &str, status: &'static str) {
+    counter!("regiondb_status_changes_total", "node" => node.to_owned(),
+        "status" => status, "source" => "probe")
+    .increment(1);
+}
+
+/// A repair run, and whether every region could be compared.
+pub fn repair(trigger: &'static str, complete: bool) {
+    let outcome = if complete { "complete" } else { "incomplete" };
+    counter!("regiondb_repairs_total", "trigger" => trigger, "outcome" => outcome).increment(1);
 }
 
 /// Node gauges, from the overview read for a scrape.

@@ -17,7 +17,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::{NodeId, NodeStatus, RegionMap};
+use crate::domain::{NodeId, NodeStatus, RegionMap, StatusSource};
 use crate::hints::HintLog;
 use crate::nodes::NodeStatuses;
 
@@ -31,12 +31,49 @@ const QUEUE_SIZE_WAIT: Duration = Duration::from_secs(1);
 pub struct NodeView {
     pub node_id: NodeId,
     pub status: NodeStatus,
+    /// Who set the status: an operator (`manual`: API, page or redis-cli)
+    /// or the failure detector (`probe`).
+    pub source: StatusSource,
+    /// When the status was set (RFC 3339, UTC); null when unknown (set
+    /// before regiondb recorded it, or with redis-cli).
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub since: Option<String>,
     /// Records waiting in Kafka; `None` (null) when Kafka cannot be asked.
     pub queued: Option<u64>,
     /// Hints moved to the node's dead-letter topic because they can never
     /// be applied; `None` (null) when Kafka cannot be asked.
     pub dead_letters: Option<u64>,
     pub hosts_replicas_of: Vec<NodeId>,
+}
+
+impl NodeView {
+    /// The status in words, with who set it: "unavailable — detected
+    /// 14:02:11 UTC" (the failure detector) or "switched off" (an
+    /// operator). `static/app.js` says the same for live updates.
+    pub fn status_note(&self) -> String {
+        let at = self.since.as_deref().and_then(|s| s.get(11..19));
+        match (self.status, self.source, at) {
+            (NodeStatus::Unavailable, StatusSource::Probe, Some(t)) => {
+                format!("unavailable — detected {t} UTC")
+            }
+            (NodeStatus::Unavailable, StatusSource::Probe, None) => "unavailable — detected".into(),
+            (NodeStatus::Unavailable, StatusSource::Manual, Some(t)) => {
+                format!("switched off at {t} UTC")
+            }
+            (NodeStatus::Unavailable, StatusSource::Manual, None) => "switched off".into(),
+            (NodeStatus::Available, StatusSource::Probe, Some(t)) => {
+                format!("available — answering again since {t} UTC")
+            }
+            (NodeStatus::Available, _, _) => "available".into(),
+        }
+    }
+}
+
+/// Unix milliseconds as RFC 3339 (UTC, milliseconds).
+pub fn rfc3339(ms: i64) -> Option<String> {
+    mongodb::bson::DateTime::from_millis(ms)
+        .try_to_rfc3339_string()
+        .ok()
 }
 
 /// A count read from Kafka, or `None` if it could not be read within
@@ -84,7 +121,7 @@ impl Monitor {
         cached
             .into_iter()
             .map(|mut view| {
-                view.status = self.statuses.status(&view.node_id);
+                self.overlay_status(&mut view);
                 view
             })
             .collect()
@@ -95,10 +132,20 @@ impl Monitor {
         join_all(self.regions.nodes().map(|node| self.view(node))).await
     }
 
+    /// Sets the view's status, source and time from the registry's view.
+    fn overlay_status(&self, view: &mut NodeView) {
+        let (source, since) = self.statuses.source(&view.node_id);
+        view.status = self.statuses.status(&view.node_id);
+        view.source = source;
+        view.since = since.and_then(rfc3339);
+    }
+
     pub async fn view(&self, node: &NodeId) -> NodeView {
-        NodeView {
+        let mut view = NodeView {
             node_id: node.clone(),
-            status: self.statuses.status(node),
+            status: NodeStatus::Available,
+            source: StatusSource::Manual,
+            since: None,
             queued: self.queued(node).await,
             dead_letters: self.dead_letters(node).await,
             hosts_replicas_of: self
@@ -106,7 +153,9 @@ impl Monitor {
                 .replicas_hosted_by(node)
                 .map(|r| r.id.clone())
                 .collect(),
-        }
+        };
+        self.overlay_status(&mut view);
+        view
     }
 
     pub async fn queued(&self, node: &NodeId) -> Option<u64> {
@@ -144,5 +193,31 @@ impl Monitor {
                 _ = tokio::time::sleep(QUEUE_POLL) => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_note_says_who_set_the_status() {
+        let mut v = NodeView {
+            node_id: NodeId::parse("region_2").unwrap(),
+            status: NodeStatus::Unavailable,
+            source: StatusSource::Probe,
+            since: rfc3339(1_764_338_531_123),
+            queued: None,
+            dead_letters: None,
+            hosts_replicas_of: Vec::new(),
+        };
+        assert_eq!(v.since.as_deref(), Some("2025-11-28T14:02:11.123Z"));
+        assert_eq!(v.status_note(), "unavailable — detected 14:02:11 UTC");
+        v.source = StatusSource::Manual;
+        assert_eq!(v.status_note(), "switched off at 14:02:11 UTC");
+        v.since = None;
+        assert_eq!(v.status_note(), "switched off");
+        v.status = NodeStatus::Available;
+        assert_eq!(v.status_note(), "available");
     }
 }

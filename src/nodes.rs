@@ -9,8 +9,15 @@
 //! the replay tasks wake the moment their node changes. A node seen
 //! unavailable is marked as behind on its backlog at once (see `backlog`).
 //!
+//! Next to each status, the hash `node_status_source` records who set it
+//! (`manual` or `probe`), to what, and when. Status and record are always
+//! written together, atomically. The failure detector's changes go through
+//! one Lua script that also holds its per-node lease, so of several
+//! instances only the lease holder decides a node's status (see `prober`).
+//!
 //! Redis also keeps the version clock's two facts: the instance slot counter
-//! and the version floor (see `domain::VersionClock`).
+//! and the version floor (see `domain::VersionClock`), and the last repair's
+//! report.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -23,10 +30,19 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::backlog::Backlogs;
-use crate::domain::{NodeId, NodeStatus};
+use crate::domain::{NodeId, NodeStatus, StatusRecord, StatusSource, now_micros};
 
 /// The hash holding every node's status (the seed's name).
 pub const STATUS_HASH: &str = "node_statuses";
+/// Who set each status, to what and when: JSON [`StatusRecord`]s.
+pub const SOURCE_HASH: &str = "node_status_source";
+/// Per node: which instance's failure detector may change its status.
+pub const PROBE_LEASE_PREFIX: &str = "regiondb:probe_lease:";
+/// The last repair's report (JSON), shown on the home page.
+pub const LAST_REPAIR: &str = "regiondb:last_repair";
+/// Held by the instance running an automatic repair; its expiry is the
+/// shortest time between two automatic repairs.
+pub const AUTO_REPAIR_LOCK: &str = "regiondb:auto_repair";
 /// Announces every status write made through regiondb.
 pub const CHANGE_CHANNEL: &str = "regiondb:node_statuses";
 /// Counts instance starts; an instance's version slot is its number.
@@ -39,15 +55,75 @@ const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 /// by the periodic re-read; this keeps the "within 1 s" promise.
 const RESYNC_WITHOUT_NOTIFICATIONS: Duration = Duration::from_millis(400);
 
+/// The failure detector's status change, done only by the lease holder:
+/// renews the lease, then takes the node down (if it is up) or brings it
+/// back (only if the detector is who took it down), writing the status and
+/// its record together. Returns -1 when another instance holds the lease,
+/// 1 when the status changed, 0 otherwise.
+const PROBE_SCRIPT: &str = r#"
+local holder = redis.call('GET', KEYS[3])
+if holder and holder ~= ARGV[2] then return -1 end
+redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[3])
+local verdict = ARGV[4]
+if verdict == '' then return 0 end
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if verdict == 'unavailable' then
+  if current == 'unavailable' then return 0 end
+else
+  if current ~= 'unavailable' then return 0 end
+  local raw = redis.call('HGET', KEYS[2], ARGV[1])
+  if not raw then return 0 end
+  local ok, record = pcall(cjson.decode, raw)
+  if not ok or type(record) ~= 'table' or record.source ~= 'probe'
+     or record.status ~= 'unavailable' then return 0 end
+end
+redis.call('HSET', KEYS[1], ARGV[1], verdict)
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[5])
+return 1
+"#;
+
 #[derive(Debug, thiserror::Error)]
 #[error("redis: {0}")]
 pub struct StatusError(#[from] redis::RedisError);
+
+impl StatusError {
+    /// For clients: no addresses or driver details (those are logged).
+    pub fn short_reason(&self) -> String {
+        if self.0.is_timeout() {
+            "redis did not answer in time".into()
+        } else if self.0.is_io_error()
+            || self.0.is_connection_dropped()
+            || self.0.is_connection_refusal()
+        {
+            "redis could not be reached".into()
+        } else {
+            "redis refused the command".into()
+        }
+    }
+}
+
+/// What the failure detector's report did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeReport {
+    /// Another instance holds this node's lease: its detector decides.
+    NotHolder,
+    /// This instance holds the lease; the status stays as it is.
+    Unchanged,
+    /// This instance changed the status.
+    Changed,
+}
 
 pub struct NodeStatuses {
     client: redis::Client,
     conn: ConnectionManager,
     views: BTreeMap<NodeId, watch::Sender<NodeStatus>>,
+    /// The `node_status_source` records, as last read or written.
+    records: std::sync::RwLock<HashMap<NodeId, StatusRecord>>,
     backlogs: Arc<Backlogs>,
+}
+
+fn now_ms() -> i64 {
+    now_micros() / 1000
 }
 
 impl NodeStatuses {
@@ -75,6 +151,7 @@ impl NodeStatuses {
             client,
             conn,
             views,
+            records: std::sync::RwLock::new(HashMap::new()),
             backlogs,
         };
         statuses.resync().await?;
@@ -107,26 +184,51 @@ impl NodeStatuses {
         self.views.values().map(watch::Sender::subscribe).collect()
     }
 
-    /// Writes a status to Redis, announces it, and applies it locally.
+    /// Who set `node`'s current status, and when (Unix ms) if known.
+    pub fn source(&self, node: &NodeId) -> (StatusSource, Option<i64>) {
+        let records = self.records.read().unwrap_or_else(|e| e.into_inner());
+        StatusRecord::explain(records.get(node), self.status(node))
+    }
+
+    /// An operator's switch: writes the status and its `manual` record to
+    /// Redis, announces it, and applies it locally.
     pub async fn set(&self, node: &NodeId, status: NodeStatus) -> Result<(), StatusError> {
         crate::metrics::timed("redis", "set_status", self.write_status(node, status)).await
     }
 
     async fn write_status(&self, node: &NodeId, status: NodeStatus) -> Result<(), StatusError> {
+        let record = StatusRecord {
+            source: StatusSource::Manual,
+            status,
+            at_ms: now_ms(),
+        };
+        let raw = serde_json::to_string(&record).unwrap_or_default();
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .hset(STATUS_HASH, node.as_str(), status.as_str())
+            .ignore()
+            .hset(SOURCE_HASH, node.as_str(), &raw)
+            .ignore();
         let mut conn = self.conn.clone();
-        let written: Result<i64, _> = conn.hset(STATUS_HASH, node.as_str(), status.as_str()).await;
+        let written: Result<(), _> = pipe.query_async(&mut conn).await;
         if let Err(e) = written {
             // A connection broken by a Redis restart is only noticed on use;
-            // the manager reconnects, and HSET is idempotent: try once more.
+            // the manager reconnects, and the write is idempotent: try once more.
             if !(e.is_io_error() || e.is_connection_dropped()) {
                 return Err(e.into());
             }
             tracing::debug!(error = %e, "redis connection lost; retrying the status write");
-            let _: i64 = conn
-                .hset(STATUS_HASH, node.as_str(), status.as_str())
-                .await?;
+            let () = pipe.query_async(&mut conn).await?;
         }
+        self.record_local(node, record);
         self.apply_local(node, status);
+        self.announce(node, status).await;
+        Ok(())
+    }
+
+    /// Tells every instance to re-read the hash now.
+    async fn announce(&self, node: &NodeId, status: NodeStatus) {
+        let mut conn = self.conn.clone();
         let announced: Result<i64, _> = conn
             .publish(CHANGE_CHANNEL, format!("{node}={status}"))
             .await;
@@ -134,13 +236,85 @@ impl NodeStatuses {
             // The write is in Redis; other instances pick it up on resync.
             tracing::warn!(%node, error = %e, "could not announce status change");
         }
-        Ok(())
     }
 
-    /// Re-reads the whole hash into the local view.
+    fn record_local(&self, node: &NodeId, record: StatusRecord) {
+        let mut records = self.records.write().unwrap_or_else(|e| e.into_inner());
+        records.insert(node.clone(), record);
+    }
+
+    /// The failure detector's report for `node` from instance `me`: renews
+    /// its lease on the node (for `lease`), and, if it holds it, sets the
+    /// status to `verdict` where the rules allow (see [`PROBE_SCRIPT`]).
+    pub async fn probe_report(
+        &self,
+        node: &NodeId,
+        me: &str,
+        lease: Duration,
+        verdict: Option<NodeStatus>,
+    ) -> Result<ProbeReport, StatusError> {
+        let record = verdict.map(|status| StatusRecord {
+            source: StatusSource::Probe,
+            status,
+            at_ms: now_ms(),
+        });
+        let raw = record
+            .map(|r| serde_json::to_string(&r).unwrap_or_default())
+            .unwrap_or_default();
+        let mut conn = self.conn.clone();
+        let lease_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX).max(1);
+        static SCRIPT: std::sync::LazyLock<redis::Script> =
+            std::sync::LazyLock::new(|| redis::Script::new(PROBE_SCRIPT));
+        let report = async {
+            let outcome: i64 = SCRIPT
+                .key(STATUS_HASH)
+                .key(SOURCE_HASH)
+                .key(format!("{PROBE_LEASE_PREFIX}{node}"))
+                .arg(node.as_str())
+                .arg(me)
+                .arg(lease_ms)
+                .arg(verdict.map_or("", NodeStatus::as_str))
+                .arg(&raw)
+                .invoke_async(&mut conn)
+                .await?;
+            Ok::<_, StatusError>(outcome)
+        };
+        let outcome = crate::metrics::timed("redis", "probe_report", report).await?;
+        Ok(match (outcome, verdict, record) {
+            (-1, _, _) => ProbeReport::NotHolder,
+            (1, Some(status), Some(record)) => {
+                self.record_local(node, record);
+                self.apply_local(node, status);
+                self.announce(node, status).await;
+                ProbeReport::Changed
+            }
+            _ => ProbeReport::Unchanged,
+        })
+    }
+
+    /// Re-reads both hashes into the local view.
     pub async fn resync(&self) -> Result<(), StatusError> {
         let mut conn = self.conn.clone();
-        let stored: HashMap<String, String> = conn.hgetall(STATUS_HASH).await?;
+        let (stored, sources): (HashMap<String, String>, HashMap<String, String>) = redis::pipe()
+            .hgetall(STATUS_HASH)
+            .hgetall(SOURCE_HASH)
+            .query_async(&mut conn)
+            .await?;
+        {
+            let mut records = self.records.write().unwrap_or_else(|e| e.into_inner());
+            records.clear();
+            for node in self.views.keys() {
+                let Some(raw) = sources.get(node.as_str()) else {
+                    continue;
+                };
+                match serde_json::from_str::<StatusRecord>(raw) {
+                    Ok(record) => {
+                        records.insert(node.clone(), record);
+                    }
+                    Err(e) => tracing::debug!(%node, error = %e, "unreadable status source record"),
+                }
+            }
+        }
         for node in self.views.keys() {
             let status = match stored.get(node.as_str()) {
                 // Deleted by hand: the start-up default.
@@ -185,6 +359,44 @@ impl NodeStatuses {
             .invoke_async(&mut conn)
             .await?;
         Ok(())
+    }
+
+    /// The last repair's report, as saved by [`NodeStatuses::save_last_repair`].
+    pub async fn last_repair(&self) -> Result<Option<String>, StatusError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.get(LAST_REPAIR).await?)
+    }
+
+    pub async fn save_last_repair(&self, report: &str) -> Result<(), StatusError> {
+        let mut conn = self.conn.clone();
+        let () = conn.set(LAST_REPAIR, report).await?;
+        Ok(())
+    }
+
+    /// Takes the automatic-repair lock for `hold` if no instance holds it;
+    /// otherwise answers how long until it is free.
+    pub async fn claim_auto_repair(
+        &self,
+        me: &str,
+        hold: Duration,
+    ) -> Result<Option<Duration>, StatusError> {
+        let mut conn = self.conn.clone();
+        let hold_ms = u64::try_from(hold.as_millis()).unwrap_or(u64::MAX).max(1);
+        let taken: Option<String> = redis::cmd("SET")
+            .arg(AUTO_REPAIR_LOCK)
+            .arg(me)
+            .arg("NX")
+            .arg("PX")
+            .arg(hold_ms)
+            .query_async(&mut conn)
+            .await?;
+        if taken.is_some() {
+            return Ok(None);
+        }
+        let left: i64 = conn.pttl(AUTO_REPAIR_LOCK).await?;
+        Ok(Some(Duration::from_millis(
+            u64::try_from(left).unwrap_or(0).max(10),
+        )))
     }
 
     pub async fn ping(&self) -> Result<(), StatusError> {

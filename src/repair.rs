@@ -9,21 +9,33 @@
 //!
 //! This heals what hinted handoff cannot: a process that crashed between a
 //! write's home copy and its replica, a replica answered `missing`, a
-//! document deleted by hand.
+//! document deleted by hand, a node restarted empty.
+//!
+//! The service also repairs by itself ([`AutoRepair`]): whenever a node's
+//! replay has drained its queue, the regions that node is home or replica
+//! for are repaired, at most once per configured interval across every
+//! instance (a lock in Redis whose expiry is the interval).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
-use crate::domain::{CopyTarget, Customer, CustomerCopy, NodeId, Region, RegionMap, Version};
+use crate::domain::{
+    CopyTarget, Customer, CustomerCopy, NodeId, Region, RegionMap, Version, now_micros,
+};
+use crate::nodes::NodeStatuses;
 use crate::store::{NodeStore, StoreError, StoredCustomer, Stores};
 
 /// Ids compared per page.
 const PAGE: usize = 500;
 
 /// What a repair found and did for one region.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct RegionRepair {
     pub region: String,
     /// Distinct ids seen in either copy.
@@ -217,6 +229,177 @@ fn rebuild(region: &Region, record: &StoredCustomer, target: CopyTarget) -> Opti
         version: Version::new(record.version.unwrap_or(0)),
         customer,
     })
+}
+
+/// A finished repair (not a dry run), kept in Redis for the home page.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RepairRecord {
+    /// When it finished (Unix ms).
+    pub at_ms: i64,
+    /// `auto` (after a queue drained) or `api` (`POST /admin/repair`).
+    pub trigger: String,
+    /// For `auto`: the nodes whose drained queues started it.
+    pub after: Vec<String>,
+    pub regions: Vec<RegionRepair>,
+}
+
+impl RepairRecord {
+    pub fn new(trigger: &str, after: Vec<String>, regions: Vec<RegionRepair>) -> RepairRecord {
+        RepairRecord {
+            at_ms: now_micros() / 1000,
+            trigger: trigger.to_owned(),
+            after,
+            regions,
+        }
+    }
+
+    pub fn complete(&self) -> bool {
+        self.regions.iter().all(|r| r.unreachable.is_none())
+    }
+
+    /// Saves it as the last repair; a failure only costs the home page's
+    /// line, so it is logged, not returned.
+    pub async fn save(&self, statuses: &NodeStatuses) {
+        crate::metrics::repair(
+            if self.trigger == "auto" {
+                "auto"
+            } else {
+                "api"
+            },
+            self.complete(),
+        );
+        let raw = serde_json::to_string(self).unwrap_or_default();
+        if let Err(e) = statuses.save_last_repair(&raw).await {
+            tracing::warn!(error = %e, "cannot save the repair report");
+        }
+    }
+
+    /// The last repair saved by any instance, if any.
+    pub async fn last(statuses: &NodeStatuses) -> Option<RepairRecord> {
+        match statuses.last_repair().await {
+            Ok(raw) => serde_json::from_str(&raw?).ok(),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read the last repair");
+                None
+            }
+        }
+    }
+}
+
+/// Where replays say that a node's queue drained.
+#[derive(Clone)]
+pub struct DrainedQueues(mpsc::UnboundedSender<NodeId>);
+
+impl DrainedQueues {
+    pub fn node_drained(&self, node: &NodeId) {
+        // Closed only at shutdown, when no repair should start anyway.
+        let _ = self.0.send(node.clone());
+    }
+}
+
+/// Runs a repair after queues drain, throttled across every instance.
+pub struct AutoRepair {
+    pub regions: RegionMap,
+    pub stores: Arc<Stores>,
+    pub statuses: Arc<NodeStatuses>,
+    /// This instance's name in the lock.
+    pub instance: String,
+    /// Shortest time between two automatic repairs.
+    pub every: Duration,
+    drained: mpsc::UnboundedReceiver<NodeId>,
+}
+
+impl AutoRepair {
+    pub fn new(
+        regions: RegionMap,
+        stores: Arc<Stores>,
+        statuses: Arc<NodeStatuses>,
+        instance: String,
+        every: Duration,
+    ) -> (AutoRepair, DrainedQueues) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let auto = AutoRepair {
+            regions,
+            stores,
+            statuses,
+            instance,
+            every,
+            drained: rx,
+        };
+        (auto, DrainedQueues(tx))
+    }
+
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut after: BTreeSet<NodeId> = BTreeSet::new();
+        loop {
+            let Some(Some(node)) = shutdown.run_until_cancelled(self.drained.recv()).await else {
+                return;
+            };
+            after.insert(node);
+            // Wait for our turn: at most one automatic repair per interval,
+            // across instances. Drains meanwhile join this repair.
+            loop {
+                match self
+                    .statuses
+                    .claim_auto_repair(&self.instance, self.every)
+                    .await
+                {
+                    Ok(None) => break,
+                    Ok(Some(wait)) => {
+                        if shutdown
+                            .run_until_cancelled(tokio::time::sleep(wait))
+                            .await
+                            .is_none()
+                        {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot take the repair lock; retrying");
+                        if shutdown
+                            .run_until_cancelled(tokio::time::sleep(Duration::from_secs(1)))
+                            .await
+                            .is_none()
+                        {
+                            return;
+                        }
+                    }
+                }
+            }
+            while let Ok(node) = self.drained.try_recv() {
+                after.insert(node);
+            }
+            let after: Vec<NodeId> = std::mem::take(&mut after).into_iter().collect();
+            let mut reports = Vec::new();
+            for region in self.repairable(&after) {
+                reports.extend(repair(&self.regions, &self.stores, Some(&region), false).await);
+            }
+            if reports.is_empty() {
+                continue;
+            }
+            tracing::info!(after = ?after, regions = reports.len(), "automatic repair done");
+            let after = after.iter().map(ToString::to_string).collect();
+            RepairRecord::new("auto", after, reports)
+                .save(&self.statuses)
+                .await;
+        }
+    }
+
+    /// The regions `nodes` are home or replica for, whose two nodes are
+    /// both available now: a node an operator switched off is not written
+    /// behind their back (its repair waits for the next drain, or the API).
+    fn repairable(&self, nodes: &[NodeId]) -> Vec<NodeId> {
+        self.regions
+            .regions()
+            .iter()
+            .filter(|r| nodes.contains(&r.id) || nodes.contains(&r.replica))
+            .filter(|r| {
+                self.statuses.status(&r.id).is_available()
+                    && self.statuses.status(&r.replica).is_available()
+            })
+            .map(|r| r.id.clone())
+            .collect()
+    }
 }
 
 /// `regiondb repair`: connects to every node's MongoDB (nothing else),

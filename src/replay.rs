@@ -37,6 +37,8 @@ pub struct Replay {
     pub backlogs: std::sync::Arc<Backlogs>,
     pub status: watch::Receiver<NodeStatus>,
     pub config: ReplayConfig,
+    /// Told when this node's queue drained after a replay (automatic repair).
+    pub drained: Option<crate::repair::DrainedQueues>,
 }
 
 /// What became of the head of `pending`.
@@ -68,12 +70,19 @@ impl Replay {
         let mut refresh = tokio::time::interval(self.log.partition_refresh());
         refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         refresh.reset();
+        // Whether hints were applied since the queue was last seen empty.
+        let mut replayed = false;
         loop {
             if !self.wait_until_available(&shutdown).await {
                 break;
             }
             if pending.is_empty() {
-                self.confirm_if_caught_up().await;
+                if self.confirm_if_caught_up().await && replayed {
+                    replayed = false;
+                    if let Some(drained) = &self.drained {
+                        drained.node_drained(&node);
+                    }
+                }
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     // Paused: whatever `fill` already took stays in `pending`.
@@ -104,6 +113,7 @@ impl Replay {
             match step {
                 Step::Done => {
                     pending.drain(..take);
+                    replayed = true;
                     delays = backoff();
                     chunk = chunk.saturating_mul(2).min(max);
                 }
@@ -222,19 +232,24 @@ impl Replay {
     }
 
     /// With nothing pending: if the topic holds nothing uncommitted, the
-    /// node has caught up as of the epoch read before looking.
-    async fn confirm_if_caught_up(&self) {
+    /// node has caught up as of the epoch read before looking. True when it
+    /// is caught up.
+    async fn confirm_if_caught_up(&self) -> bool {
         if self.backlogs.caught_up(&self.node) {
-            return;
+            return true;
         }
         let epoch = self.backlogs.epoch(&self.node);
         match self.hints.backlog().await {
             Ok(0) => {
                 self.backlogs.confirm(&self.node, epoch);
                 tracing::debug!(node = %self.node, "caught up");
+                true
             }
-            Ok(_) => {}
-            Err(e) => tracing::debug!(node = %self.node, error = %e, "cannot read the backlog"),
+            Ok(_) => false,
+            Err(e) => {
+                tracing::debug!(node = %self.node, error = %e, "cannot read the backlog");
+                false
+            }
         }
     }
 

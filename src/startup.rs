@@ -17,7 +17,9 @@ use crate::hints::HintLog;
 use crate::http::{self, AppState};
 use crate::monitor::Monitor;
 use crate::nodes::NodeStatuses;
+use crate::prober::Prober;
 use crate::reads::ReadPath;
+use crate::repair::{AutoRepair, DrainedQueues};
 use crate::replay::Replay;
 use crate::retry;
 use crate::store::{NodeStore, Stores};
@@ -58,6 +60,9 @@ pub struct Application {
     config: Config,
     listener: TcpListener,
     state: AppState,
+    /// This instance's name in Redis leases and locks.
+    instance: String,
+    auto_repair: Option<(AutoRepair, DrainedQueues)>,
 }
 
 impl Application {
@@ -102,6 +107,21 @@ impl Application {
             Stores::connect(&config.regions, &config.mongo.uris, config.mongo.timeout).await?,
         );
         let hints = Arc::new(HintLog::new(&config.kafka, &nodes)?);
+        let instance = format!("{}-{:08x}", std::process::id(), rand::random::<u32>());
+        let auto_repair = config.auto_repair.map(|every| {
+            AutoRepair::new(
+                config.regions.clone(),
+                stores.clone(),
+                statuses.clone(),
+                instance.clone(),
+                every,
+            )
+        });
+        if config.admin_token.is_none() {
+            tracing::warn!(
+                "ADMIN_TOKEN is not set: anyone who can reach this port can switch nodes and run repairs"
+            );
+        }
 
         let state = AppState {
             regions: config.regions.clone(),
@@ -134,11 +154,14 @@ impl Application {
             limits: config.http.clone(),
             event_streams: Arc::new(tokio::sync::Semaphore::new(config.http.max_event_streams)),
             stopping: CancellationToken::new(),
+            admin_token: config.admin_token.clone(),
         };
         Ok(Application {
             config,
             listener,
             state,
+            instance,
+            auto_repair,
         })
     }
 
@@ -157,6 +180,8 @@ impl Application {
             config,
             listener,
             state,
+            instance,
+            auto_repair,
         } = self;
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
@@ -181,9 +206,28 @@ impl Application {
                 shutdown.clone(),
             ));
         }
+        if let Some(interval) = config.probe.interval {
+            for store in state.stores.iter() {
+                let prober = Prober {
+                    store: store.clone(),
+                    statuses: state.statuses.clone(),
+                    instance: instance.clone(),
+                    interval,
+                    config: config.probe.clone(),
+                };
+                tasks.spawn(prober.run(shutdown.clone()));
+            }
+        } else {
+            tracing::warn!("PROBE_INTERVAL_MS=0: failure detection is off");
+        }
+        let drained = auto_repair.map(|(auto, drained)| {
+            tasks.spawn(auto.run(shutdown.clone()));
+            drained
+        });
         tasks.spawn(start_replays(
             state.clone(),
             config.replay.clone(),
+            drained,
             tasks.clone(),
             shutdown.clone(),
         ));
@@ -291,6 +335,7 @@ async fn prepare_indexes(
 async fn start_replays(
     state: AppState,
     config: crate::config::ReplayConfig,
+    drained: Option<DrainedQueues>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 ) {
@@ -322,6 +367,7 @@ async fn start_replays(
             backlogs: state.backlogs.clone(),
             status,
             config: config.clone(),
+            drained: drained.clone(),
         };
         tasks.spawn(replay.run(shutdown.clone()));
     }

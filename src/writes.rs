@@ -184,7 +184,10 @@ impl WritePath {
                 self.backlogs.mark_behind(node);
                 Ok(Placement::Queued)
             }
-            Err(e) => Err(PlaceError::Unplaced(e.to_string())),
+            Err(e) => {
+                tracing::warn!(%node, error = %e, "hint not queued");
+                Err(PlaceError::Unplaced(e.short_reason()))
+            }
         }
     }
 }

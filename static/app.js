@@ -11,10 +11,23 @@
     });
   }
 
+  // The status in words, with who set it: as the server renders it
+  // (NodeView::status_note in src/monitor.rs).
+  function statusNote(node) {
+    var at = node.since ? node.since.slice(11, 19) : null;
+    if (node.status === "unavailable") {
+      if (node.source === "probe") return at ? "unavailable — detected " + at + " UTC" : "unavailable — detected";
+      return at ? "switched off at " + at + " UTC" : "switched off";
+    }
+    if (node.source === "probe" && at) return "available — answering again since " + at + " UTC";
+    return "available";
+  }
+
   function showNode(node) {
     document.querySelectorAll('[data-node="' + node.node_id + '"]').forEach(function (root) {
       var available = node.status === "available";
       setText(root, "status", node.status);
+      if (node.source) setText(root, "status-note", statusNote(node));
       setText(root, "queued", node.queued === null ? "unknown" : String(node.queued));
       root.querySelectorAll('[data-field="dot"]').forEach(function (dot) {
         dot.className = "dot dot-" + node.status;
@@ -68,19 +81,24 @@
         var message = card.querySelector('[data-field="message"]');
         var nodeId = form.elements.node_id.value;
         var wanted = form.elements.status.value;
+        var headers = { "content-type": "application/json" };
+        // Signed in (ADMIN_TOKEN set): the API takes the session cookie
+        // with this page's CSRF token.
+        if (form.elements.csrf) headers["x-csrf-token"] = form.elements.csrf.value;
         var before = sw.getAttribute("aria-checked");
         sw.setAttribute("aria-busy", "true");
         sw.setAttribute("aria-checked", wanted === "available" ? "true" : "false");
         message.textContent = "";
         fetch("/node-status", {
           method: "POST",
-          headers: { "content-type": "application/json" },
+          headers: headers,
           body: JSON.stringify({ node_id: nodeId, status: wanted })
         }).then(function (r) {
           return r.json().catch(function () { return {}; }).then(function (body) {
+            if (r.status === 401) throw new Error("sign in with the admin token first");
             if (!r.ok) throw new Error(body.error || ("HTTP " + r.status));
             sw.removeAttribute("aria-busy");
-            showNode({ node_id: body.node_id, status: body.status, queued: body.queued });
+            showNode(body);
           });
         }).catch(function (err) {
           sw.removeAttribute("aria-busy");

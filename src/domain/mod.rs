@@ -15,7 +15,7 @@ pub use copy::{CopyTarget, CustomerCopy};
 pub use customer::{Customer, CustomerId, Text, ZipPrefix};
 pub use filter::{MAX_PAGE_SIZE, RecordFilter};
 pub use region::{NodeId, Region, RegionMap, RegionMapError, ZipRange};
-pub use status::{BadStatus, NodeStatus};
+pub use status::{BadStatus, NodeStatus, StatusRecord, StatusSource};
 pub use version::{INSTANCE_SLOTS, MAX_FUTURE_MICROS, Version, VersionClock, now_micros};
 
 /// A problem with one input field, reported to clients as

@@ -35,6 +35,51 @@ impl fmt::Display for NodeStatus {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for NodeStatus {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let word = String::deserialize(deserializer)?;
+        word.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Who set a node's status: an operator (the API, a page, `redis-cli`) or
+/// the failure detector.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum StatusSource {
+    Manual,
+    Probe,
+}
+
+/// What is recorded next to a status (hash `node_status_source`): who set
+/// it, to what, and when (Unix milliseconds). The status is kept so that a
+/// change made behind regiondb's back (`redis-cli HSET node_statuses ...`)
+/// is recognised: the record then no longer matches the status, and the
+/// status counts as an operator's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StatusRecord {
+    pub source: StatusSource,
+    pub status: NodeStatus,
+    pub at_ms: i64,
+}
+
+impl StatusRecord {
+    /// Who set `status` and when (if known), given the record found next to
+    /// it. No record, or one for another status: an operator, at an
+    /// unknown time.
+    pub fn explain(
+        record: Option<&StatusRecord>,
+        status: NodeStatus,
+    ) -> (StatusSource, Option<i64>) {
+        match record {
+            Some(r) if r.status == status => (r.source, Some(r.at_ms)),
+            _ => (StatusSource::Manual, None),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("status must be \"available\" or \"unavailable\", got {0:?}")]
 pub struct BadStatus(pub String);
@@ -64,5 +109,33 @@ mod tests {
         }
         assert!("Available".parse::<NodeStatus>().is_err());
         assert!("".parse::<NodeStatus>().is_err());
+    }
+
+    #[test]
+    fn a_record_explains_only_the_status_it_was_written_for() {
+        let record = StatusRecord {
+            source: StatusSource::Probe,
+            status: NodeStatus::Unavailable,
+            at_ms: 42,
+        };
+        let json = serde_json::to_string(&record).unwrap();
+        assert_eq!(
+            json,
+            r#"{"source":"probe","status":"unavailable","at_ms":42}"#
+        );
+        assert_eq!(serde_json::from_str::<StatusRecord>(&json).unwrap(), record);
+        assert_eq!(
+            StatusRecord::explain(Some(&record), NodeStatus::Unavailable),
+            (StatusSource::Probe, Some(42))
+        );
+        // Switched back on with redis-cli: the record is stale.
+        assert_eq!(
+            StatusRecord::explain(Some(&record), NodeStatus::Available),
+            (StatusSource::Manual, None)
+        );
+        assert_eq!(
+            StatusRecord::explain(None, NodeStatus::Available),
+            (StatusSource::Manual, None)
+        );
     }
 }

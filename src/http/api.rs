@@ -86,9 +86,12 @@ pub async fn filter_records_json(
 /// node's replay in the background; this returns at once.
 #[utoipa::path(post, path = "/node-status", tag = "nodes",
     request_body = NodeStatusBody,
+    security((), ("admin_token" = [])),
     responses(
-        (status = 200, description = "Saved in Redis and in effect on this instance", body = NodeStatusAnswer),
+        (status = 200, description = "Saved in Redis (source `manual`) and in effect on this instance", body = NodeStatusAnswer),
         JsonBodyErrors,
+        (status = 401, description = "ADMIN_TOKEN is set and the request has no valid `Authorization: Bearer` token", body = ErrorBody),
+        (status = 403, description = "A signed-in page's call without its CSRF token", body = ErrorBody),
         (status = 404, description = "Unknown node", body = ErrorBody),
         (status = 422, description = "A field is invalid", body = ErrorBody),
         (status = 503, description = "Redis could not save the status, or server busy", body = ErrorBody),
@@ -108,16 +111,18 @@ pub async fn set_node_status(
         .trim()
         .parse()
         .map_err(|e: crate::domain::BadStatus| FieldError::new("status", e.to_string()))?;
-    state
-        .statuses
-        .set(&node, status)
-        .await
-        .map_err(|e| ApiError::Unavailable(format!("could not save the status: {e}")))?;
+    state.statuses.set(&node, status).await.map_err(|e| {
+        tracing::warn!(%node, error = %e, "status not saved");
+        ApiError::Unavailable(format!("could not save the status: {}", e.short_reason()))
+    })?;
     let queued = state.monitor.queued(&node).await;
+    let (source, since) = state.statuses.source(&node);
     Ok(Json(NodeStatusAnswer {
         node_id: node,
         status,
         queued,
+        source,
+        since: since.and_then(crate::monitor::rfc3339),
     }))
 }
 
@@ -132,7 +137,8 @@ pub async fn node_statuses(State(state): State<AppState>) -> Json<BTreeMap<NodeI
     Json(state.statuses.all().into_iter().collect())
 }
 
-/// `GET /nodes`: every node with its status, queue size and hosted replicas.
+/// `GET /nodes`: every node with its status (and who set it, when), queue
+/// size and hosted replicas.
 #[utoipa::path(get, path = "/nodes", tag = "nodes",
     responses((status = 200, description = "Every node, in region order", body = Vec<NodeView>),
         (status = 503, description = "Server busy (too many reads in progress); retry shortly", body = ErrorBody),
@@ -181,8 +187,14 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
         .collect();
     let body = Readiness {
         status: if ready { "ready" } else { "not ready" }.into(),
-        redis: word(redis.map_err(|e| e.to_string())),
-        kafka: word(kafka.map_err(|e| e.to_string())),
+        redis: word(redis.map_err(|e| {
+            tracing::warn!(error = %e, "readiness: redis");
+            e.short_reason()
+        })),
+        kafka: word(kafka.map_err(|e| {
+            tracing::warn!(error = %e, "readiness: kafka");
+            e.short_reason()
+        })),
         nodes,
     };
     let code = if ready {
@@ -236,9 +248,12 @@ fn string_field(body: &serde_json::Map<String, Value>, field: &str) -> Result<St
 /// compared.
 #[utoipa::path(post, path = "/admin/repair", tag = "nodes",
     params(RepairParams),
+    security((), ("admin_token" = [])),
     responses(
         (status = 200, description = "Every region compared (and fixed unless dry_run)", body = RepairAnswer),
         (status = 400, description = "Malformed query string", body = ErrorBody),
+        (status = 401, description = "ADMIN_TOKEN is set and the request has no valid `Authorization: Bearer` token", body = ErrorBody),
+        (status = 403, description = "A signed-in page's call without its CSRF token", body = ErrorBody),
         (status = 422, description = "Unknown region or bad dry_run", body = ErrorBody),
         (status = 503, description = "A node could not be read (the report says which), or the server is busy (an error)", body = RepairUnavailable),
     ))]
@@ -270,6 +285,11 @@ pub async fn admin_repair(
     };
     let reports =
         crate::repair::repair(&state.regions, &state.stores, only.as_ref(), dry_run).await;
+    if !dry_run {
+        crate::repair::RepairRecord::new("api", Vec::new(), reports.clone())
+            .save(&state.statuses)
+            .await;
+    }
     let code = if reports.iter().any(|r| r.unreachable.is_some()) {
         StatusCode::SERVICE_UNAVAILABLE
     } else {

@@ -31,6 +31,12 @@ pub enum ApiError {
     /// Too much in progress; retry shortly (503 with `retry-after`).
     #[error("{0}")]
     Busy(String),
+    /// No valid admin token (401 with `www-authenticate`).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Signed in, but the request lacks its CSRF token (403).
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 impl ApiError {
@@ -41,6 +47,8 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Unavailable(_) | ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
         }
     }
 }
@@ -67,8 +75,15 @@ impl IntoResponse for ApiError {
             | ApiError::NotFound(m)
             | ApiError::Unavailable(m)
             | ApiError::Conflict(m)
-            | ApiError::Busy(m) => json!({"error": m}),
+            | ApiError::Busy(m)
+            | ApiError::Unauthorized(m)
+            | ApiError::Forbidden(m) => json!({"error": m}),
         };
+        if let ApiError::Unauthorized(_) = self {
+            tracing::info!(error = %self, "admin call refused");
+            let challenge = (header::WWW_AUTHENTICATE, r#"Bearer realm="regiondb""#);
+            return (status, [challenge], Json(body)).into_response();
+        }
         if let ApiError::Busy(_) = self {
             tracing::debug!(error = %self, "request shed");
             return (status, [(header::RETRY_AFTER, "1")], Json(body)).into_response();

@@ -3,6 +3,7 @@
 
 mod api;
 mod assets;
+pub mod auth;
 mod error;
 mod events;
 pub mod openapi;
@@ -35,7 +36,7 @@ use tokio::sync::Semaphore;
 use tower::limit::GlobalConcurrencyLimitLayer;
 
 use crate::backlog::Backlogs;
-use crate::config::HttpLimits;
+use crate::config::{AdminToken, HttpLimits};
 use crate::domain::{NodeId, RegionMap};
 use crate::hints::HintLog;
 use crate::monitor::Monitor;
@@ -69,6 +70,8 @@ pub struct AppState {
     /// Fires when shutdown begins, so long-lived responses (the event
     /// stream) end and in-flight requests can drain.
     pub stopping: CancellationToken,
+    /// When set, switches and repairs need it (see `auth`).
+    pub admin_token: Option<AdminToken>,
 }
 
 /// A `route_layer` that sheds past `max` requests in progress in a class:
@@ -95,13 +98,23 @@ macro_rules! class_limit {
 /// The JSON API's routes, each registered through its `#[utoipa::path]`
 /// (which also describes it in `/openapi.json`), and the document. Writes
 /// and reads are limited as classes; health, readiness and the event
-/// stream (capped on its own) are not.
-fn api(limits: &HttpLimits) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+/// stream (capped on its own) are not. The admin calls check the token
+/// before anything else.
+fn api(
+    limits: &HttpLimits,
+    admin_token: Option<AdminToken>,
+) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let writes = OpenApiRouter::new()
         .routes(routes!(api::create_customer))
+        .route_layer(class_limit!(limits.max_requests_per_class, "writes"));
+    let admin = OpenApiRouter::new()
         .routes(routes!(api::set_node_status))
         .routes(routes!(api::admin_repair))
-        .route_layer(class_limit!(limits.max_requests_per_class, "writes"));
+        .route_layer(class_limit!(limits.max_requests_per_class, "admin calls"))
+        .route_layer(middleware::from_fn_with_state(
+            admin_token,
+            auth::require_admin,
+        ));
     let reads = OpenApiRouter::new()
         .routes(routes!(api::filter_records_query, api::filter_records_json))
         .routes(routes!(api::node_statuses))
@@ -110,6 +123,7 @@ fn api(limits: &HttpLimits) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .route_layer(class_limit!(limits.max_requests_per_class, "reads"));
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(writes)
+        .merge(admin)
         .merge(reads)
         .routes(routes!(api::healthz))
         .routes(routes!(api::readyz))
@@ -118,7 +132,7 @@ fn api(limits: &HttpLimits) -> (Router<AppState>, utoipa::openapi::OpenApi) {
 }
 
 pub fn router(state: AppState) -> Router {
-    let (api, document) = api(&state.limits);
+    let (api, document) = api(&state.limits, state.admin_token.clone());
     let nodes: Vec<&str> = state.nodes.iter().map(NodeId::as_str).collect();
     // Serialized once: every request serves the same bytes.
     let document = axum::body::Bytes::from(
@@ -135,6 +149,8 @@ pub fn router(state: AppState) -> Router {
             post(pages::node_status_submit),
         )
         .route("/view-records", get(pages::view))
+        .route("/sign-in", get(pages::sign_in_form).post(pages::sign_in))
+        .route("/sign-out", post(pages::sign_out))
         .route_layer(class_limit!(state.limits.max_requests_per_class, "pages"));
     Router::new()
         .merge(api)
@@ -210,7 +226,7 @@ mod tests {
             max_event_streams: 1,
             max_requests_per_class: 1,
         };
-        let (_, document) = api(&limits);
+        let (_, document) = api(&limits, None);
         let doc = serde_json::to_value(document).expect("document");
         let mut with_body = 0;
         for (path, item) in doc["paths"].as_object().expect("paths") {

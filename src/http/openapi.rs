@@ -12,10 +12,33 @@ use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::{Object, ObjectBuilder, OneOfBuilder, Schema, Type};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
-use crate::domain::{NodeId, NodeStatus};
+use crate::domain::{NodeId, NodeStatus, StatusSource};
+
+/// The admin token's scheme (`Authorization: Bearer <ADMIN_TOKEN>`), named
+/// by the operations that need it when `ADMIN_TOKEN` is set.
+struct AdminSecurity;
+
+impl utoipa::Modify for AdminSecurity {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The ADMIN_TOKEN the service runs with; not needed when it has none",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
 
 #[derive(OpenApi)]
 #[openapi(
+    modifiers(&AdminSecurity),
     info(
         title = "regiondb",
         description = "Customer records in their home region's MongoDB, with hinted handoff \
@@ -119,6 +142,11 @@ pub struct NodeStatusAnswer {
     /// Records waiting in the node's Kafka topic; null if Kafka could not
     /// be asked.
     pub queued: Option<u64>,
+    /// Always `manual`: an operator's switch.
+    pub source: StatusSource,
+    /// When it was set (RFC 3339, UTC).
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub since: Option<String>,
 }
 
 /// `GET /filter-records` query parameters (empty means "not given").

@@ -8,14 +8,16 @@ use std::collections::HashMap;
 use askama::Template;
 use axum::Form;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 
 use super::AppState;
 use super::assets;
+use super::auth::{self, PageAuth};
 use crate::domain::{Customer, FieldError, NodeId, NodeStatus, RecordFilter, RegionMap};
-use crate::monitor::NodeView;
+use crate::monitor::{NodeView, rfc3339};
 use crate::reads::FilterResult;
+use crate::repair::RepairRecord;
 use crate::writes::{Placement, WriteError, WriteReceipt};
 
 fn render(status: StatusCode, page: impl Template) -> Response {
@@ -39,16 +41,114 @@ fn render(status: StatusCode, page: impl Template) -> Response {
 struct IndexPage {
     page: &'static str,
     asset_version: &'static str,
+    auth: PageAuth,
     nodes: Vec<NodeView>,
+    last_repair: Option<RepairLine>,
 }
 
-pub async fn index(State(state): State<AppState>) -> Response {
+/// The last repair, in words.
+struct RepairLine {
+    when: String,
+    why: String,
+    complete: bool,
+    regions: Vec<crate::repair::RegionRepair>,
+}
+
+impl RepairLine {
+    fn of(record: RepairRecord) -> RepairLine {
+        let when = rfc3339(record.at_ms)
+            .map(|t| format!("{} {} UTC", &t[..10], &t[11..19]))
+            .unwrap_or_default();
+        let why = match record.trigger.as_str() {
+            "auto" if record.after.is_empty() => "automatic".to_owned(),
+            "auto" => format!(
+                "automatic, after {}'s queue drained",
+                record.after.join(", ")
+            ),
+            _ => "requested through POST /admin/repair".to_owned(),
+        };
+        RepairLine {
+            when,
+            why,
+            complete: record.complete(),
+            regions: record.regions,
+        }
+    }
+}
+
+pub async fn index(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let (nodes, last) = tokio::join!(state.monitor.current(), RepairRecord::last(&state.statuses));
     let page = IndexPage {
         page: "home",
         asset_version: assets::version(),
-        nodes: state.monitor.current().await,
+        auth: PageAuth::of(state.admin_token.as_ref(), &headers),
+        nodes,
+        last_repair: last.map(RepairLine::of),
     };
     render(StatusCode::OK, page)
+}
+
+// ---- /sign-in, /sign-out ----
+
+#[derive(Template)]
+#[template(path = "sign_in.html")]
+struct SignInPage {
+    page: &'static str,
+    asset_version: &'static str,
+    auth: PageAuth,
+    next: String,
+    error: Option<String>,
+}
+
+pub async fn sign_in_form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let page = SignInPage {
+        page: "sign-in",
+        asset_version: assets::version(),
+        auth: PageAuth::of(state.admin_token.as_ref(), &headers),
+        next: auth::safe_next(params.get("next").map(String::as_str)),
+        error: None,
+    };
+    render(StatusCode::OK, page)
+}
+
+/// `POST /sign-in` (`token`, `next`): a session cookie and back to `next`,
+/// or the form again with 401.
+pub async fn sign_in(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(values): Form<HashMap<String, String>>,
+) -> Response {
+    let next = auth::safe_next(values.get("next").map(String::as_str));
+    let given = values.get("token").map(|t| t.trim()).unwrap_or_default();
+    let Some(token) = state.admin_token.as_ref() else {
+        return Redirect::to(&next).into_response();
+    };
+    if auth::token_matches(token, given) {
+        let cookie = auth::session_cookie(auth::Session::issue(token), &headers);
+        tracing::info!("admin signed in on a page");
+        return ([(header::SET_COOKIE, cookie)], Redirect::to(&next)).into_response();
+    }
+    tracing::info!("page sign-in refused: wrong token");
+    let page = SignInPage {
+        page: "sign-in",
+        asset_version: assets::version(),
+        auth: PageAuth::of(Some(token), &headers),
+        next,
+        error: Some("That is not the admin token.".into()),
+    };
+    render(StatusCode::UNAUTHORIZED, page)
+}
+
+pub async fn sign_out() -> Response {
+    (
+        [(header::SET_COOKIE, auth::cleared_cookie())],
+        Redirect::to("/"),
+    )
+        .into_response()
 }
 
 // ---- /create-records ----
@@ -75,6 +175,7 @@ pub struct Outcome {
 struct CreatePage {
     page: &'static str,
     asset_version: &'static str,
+    auth: PageAuth,
     nodes: Vec<NodeView>,
     fields: Vec<FormField>,
     outcome: Option<Outcome>,
@@ -119,10 +220,11 @@ fn form_fields(
 }
 
 impl CreatePage {
-    async fn new(state: &AppState) -> CreatePage {
+    async fn new(state: &AppState, headers: &HeaderMap) -> CreatePage {
         CreatePage {
             page: "create",
             asset_version: assets::version(),
+            auth: PageAuth::of(state.admin_token.as_ref(), headers),
             nodes: state.monitor.current().await,
             fields: form_fields(&state.regions, &HashMap::new(), None),
             outcome: None,
@@ -131,13 +233,14 @@ impl CreatePage {
     }
 }
 
-pub async fn create_form(State(state): State<AppState>) -> Response {
-    render(StatusCode::OK, CreatePage::new(&state).await)
+pub async fn create_form(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    render(StatusCode::OK, CreatePage::new(&state, &headers).await)
 }
 
 /// `POST /create-records` (the form, urlencoded).
 pub async fn create_submit(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Form(values): Form<HashMap<String, String>>,
 ) -> Response {
     let parsed = Customer::parse_form(|f| values.get(f).cloned());
@@ -155,8 +258,9 @@ pub async fn create_submit(
                 }
                 Err(WriteError::Invalid(e)) => (StatusCode::UNPROCESSABLE_ENTITY, None, Some(e)),
                 Err(e) => {
-                    let reason = e.to_string();
-                    let status = super::ApiError::from(e).status();
+                    let error = super::ApiError::from(e);
+                    let reason = error.to_string();
+                    let status = error.status();
                     let advice = if status == StatusCode::CONFLICT {
                         "Nothing was written. Change the conflicting value and try again."
                     } else {
@@ -173,7 +277,7 @@ pub async fn create_submit(
         }
     };
     // Built after the write: its queue sizes include this record.
-    let mut page = CreatePage::new(&state).await;
+    let mut page = CreatePage::new(&state, &headers).await;
     // Keep what the user typed when something is wrong; clear it on success.
     let keep = error.is_some() || status.is_client_error() || status.is_server_error();
     let empty = HashMap::new();
@@ -225,27 +329,57 @@ pub fn describe(customer_id: &str, r: &WriteReceipt) -> Outcome {
 }
 
 /// `POST /create-records/node-status`: the switches without JavaScript.
+/// With an admin token: only from a signed-in page, with its CSRF token.
 pub async fn node_status_submit(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Form(values): Form<HashMap<String, String>>,
 ) -> Response {
     let node = values.get("node_id").map(|s| s.trim()).unwrap_or_default();
     let status = values.get("status").map(|s| s.trim()).unwrap_or_default();
-    let problem = match (state.regions.get(node), status.parse::<NodeStatus>()) {
-        (None, _) => (StatusCode::NOT_FOUND, format!("Unknown node {node:?}.")),
-        (_, Err(e)) => (StatusCode::UNPROCESSABLE_ENTITY, format!("{e}.")),
-        (Some(region), Ok(status)) => match state.statuses.set(&region.id, status).await {
+    let allowed = match state.admin_token.as_ref() {
+        None => Ok(()),
+        Some(token) => match auth::session(token, &headers) {
+            None => Err((
+                StatusCode::UNAUTHORIZED,
+                "Sign in with the admin token to switch nodes.".to_owned(),
+            )),
+            Some(session) => {
+                let csrf = values.get(auth::CSRF_FIELD).map(String::as_str);
+                if csrf.is_some_and(|c| session.csrf_matches(token, c)) {
+                    Ok(())
+                } else {
+                    Err((
+                        StatusCode::FORBIDDEN,
+                        "This form is out of date; nothing was changed. Try again.".to_owned(),
+                    ))
+                }
+            }
+        },
+    };
+    let problem = match (
+        allowed,
+        state.regions.get(node),
+        status.parse::<NodeStatus>(),
+    ) {
+        (Err(refused), _, _) => refused,
+        (_, None, _) => (StatusCode::NOT_FOUND, format!("Unknown node {node:?}.")),
+        (_, _, Err(e)) => (StatusCode::UNPROCESSABLE_ENTITY, format!("{e}.")),
+        (Ok(()), Some(region), Ok(status)) => match state.statuses.set(&region.id, status).await {
             Ok(()) => {
                 return Redirect::to(&format!("/create-records#node-{}", region.id))
                     .into_response();
             }
-            Err(e) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("Could not change {node}: {e}."),
-            ),
+            Err(e) => {
+                tracing::warn!(%node, error = %e, "status not saved");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("Could not change {node}: {}.", e.short_reason()),
+                )
+            }
         },
     };
-    let mut page = CreatePage::new(&state).await;
+    let mut page = CreatePage::new(&state, &headers).await;
     page.banner = Some(problem.1);
     render(problem.0, page)
 }
@@ -273,6 +407,7 @@ pub struct Note {
 struct ViewPage {
     page: &'static str,
     asset_version: &'static str,
+    auth: PageAuth,
     regions: Vec<NodeId>,
     page_sizes: [u32; 4],
     q: FilterForm,
@@ -291,6 +426,7 @@ const DEFAULT_PAGE_SIZE: u32 = 25;
 
 pub async fn view(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
     let get = |k: &str| params.get(k).cloned().unwrap_or_default();
@@ -308,6 +444,7 @@ pub async fn view(
     let mut page = ViewPage {
         page: "view",
         asset_version: assets::version(),
+        auth: PageAuth::of(state.admin_token.as_ref(), &headers),
         regions: state.regions.nodes().cloned().collect(),
         page_sizes: PAGE_SIZES,
         q,

@@ -309,3 +309,63 @@ async fn a_city_named_like_a_script_is_shown_as_text() {
     assert_eq!(scripts, json!(0));
     b.client.clone().close().await.ok();
 }
+
+#[tokio::test]
+async fn a_detected_node_shows_who_took_it_down_and_a_signed_in_page_switches() {
+    let token = "browser-admin-token-0123456789";
+    let app = TestApp::spawn_with(
+        "browser_admin",
+        Options::default().env("ADMIN_TOKEN", token),
+    )
+    .await;
+    if !app.controls_processes() {
+        return;
+    }
+    let b = Browser::start(&app.dir).await;
+    b.goto(&format!("{}/create-records", app.address)).await;
+    b.wait_text("live updates", DEADLINE, "[data-live-text]", "Live")
+        .await;
+    assert_eq!(
+        b.attr(&card("region_1", "switch"), "disabled")
+            .await
+            .as_deref(),
+        Some("true")
+    );
+
+    // The failure detector takes a frozen node down; the open page says so.
+    app.freeze_mongo("region_2");
+    wait_until(
+        "the page to say region_2 was detected",
+        DEADLINE,
+        || async {
+            b.text(&card("region_2", "status-note"))
+                .await
+                .is_some_and(|t| t.starts_with("unavailable — detected ") && t.ends_with(" UTC"))
+        },
+    )
+    .await;
+    b.wait_card_status("region_2", "unavailable").await;
+    app.thaw_mongo("region_2");
+
+    // Sign in, come back, and switch with the page's script (the API call
+    // carries the session cookie and the CSRF token).
+    b.click(".session a").await;
+    b.fill("token", token).await;
+    b.click(".sign-in button[type=submit]").await;
+    wait_until("the create page after sign-in", DEADLINE, || async {
+        b.attr(&card("region_1", "switch"), "disabled")
+            .await
+            .is_none()
+    })
+    .await;
+    b.click(&card("region_1", "switch")).await;
+    b.wait_card_status("region_1", "unavailable").await;
+    wait_until("the note to say switched off", LIVE, || async {
+        b.text(&card("region_1", "status-note"))
+            .await
+            .is_some_and(|t| t.starts_with("switched off at "))
+    })
+    .await;
+    assert_eq!(app.get("/node-statuses").await.1["region_1"], "unavailable");
+    b.client.clone().close().await.ok();
+}

@@ -221,6 +221,52 @@ where
     }
 }
 
+/// Another instance of the app (see [`TestApp::spawn_instance`]).
+pub struct Instance {
+    pub address: String,
+    proc: Option<Proc>,
+}
+
+impl Instance {
+    /// SIGKILL.
+    pub fn crash(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.signal(Signal::SIGKILL);
+            p.kill();
+        }
+    }
+}
+
+/// The value of the sample of `name` whose labels include every one of
+/// `labels` (`key="value"`), if there is one.
+pub fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let rest = line.strip_prefix(name)?;
+        let (labels_part, value) = match rest.strip_prefix('{') {
+            Some(r) => r.split_once("} ")?,
+            None => ("", rest.strip_prefix(' ')?),
+        };
+        let have: Vec<&str> = labels_part.split(',').collect();
+        labels
+            .iter()
+            .all(|l| have.contains(l))
+            .then(|| value.trim().parse().ok())?
+    })
+}
+
+/// A sample of the `/metrics` of the instance at `address` (0 if absent).
+pub async fn metric_at(http: &reqwest::Client, address: &str, name: &str, labels: &[&str]) -> f64 {
+    let text = http
+        .get(format!("{address}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    sample(&text, name, labels).unwrap_or(0.0)
+}
+
 /// How the app is configured beyond the service addresses.
 #[derive(Clone, Default)]
 pub struct Options {
@@ -522,6 +568,75 @@ impl TestApp {
         self.mongo[node_index(node)]
             .as_ref()
             .expect("local mongo process")
+    }
+
+    /// SIGKILL: the node's in-memory data is gone with it.
+    pub fn kill_mongo(&mut self, node: &str) {
+        self.mongo[node_index(node)]
+            .as_mut()
+            .expect("local mongo process")
+            .kill();
+    }
+
+    /// Starts a node's MongoDB again on its port: empty (jongodb keeps
+    /// nothing on disk), like a node rebuilt after losing its disk.
+    pub async fn restart_mongo(&mut self, node: &str) {
+        let i = node_index(node);
+        let port: u16 = self.mongo_uris[i]
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port in the mongo uri");
+        let log =
+            std::fs::File::create(self.dir.join(format!("jongodb-{node}-2.log"))).expect("log");
+        let child = Command::new(tool("jongodb"))
+            .args(["--host=127.0.0.1", &format!("--port={port}")])
+            .current_dir(&self.dir)
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("restart jongodb");
+        self.mongo[i] = Some(Proc {
+            child,
+            name: format!("jongodb-{node}"),
+        });
+        wait_until("mongo to restart", DEADLINE, || port_open(port)).await;
+    }
+
+    /// Starts another instance of the app on the same services and waits
+    /// until it is ready.
+    pub async fn spawn_instance(&self, name: &str) -> Instance {
+        let (proc, port) = start_server(name, &self.dir, |port| {
+            let mut c = Command::new(env!("CARGO_BIN_EXE_regiondb"));
+            c.env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .env("PORT", port.to_string());
+            for (k, v) in &self.app_env {
+                c.env(k, v);
+            }
+            c
+        })
+        .await;
+        let address = format!("http://127.0.0.1:{port}");
+        let url = format!("{address}/readyz");
+        let http = self.http.clone();
+        wait_until("the second instance to be ready", DEADLINE, || {
+            let http = http.clone();
+            let url = url.clone();
+            async move {
+                matches!(http.get(&url).send().await, Ok(r) if r.status() == StatusCode::OK)
+            }
+        })
+        .await;
+        Instance {
+            address,
+            proc: Some(proc),
+        }
+    }
+
+    /// A Prometheus sample of this instance's `/metrics` (0 if absent).
+    pub async fn metric(&self, name: &str, labels: &[&str]) -> f64 {
+        metric_at(&self.http, &self.address, name, labels).await
     }
 
     /// Kills Redis: status changes can no longer be saved.

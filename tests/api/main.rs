@@ -1,9 +1,11 @@
 //! Integration tests against real Redis, Kafka (tansu) and MongoDB-wire
 //! (jongodb) servers; see `helpers.rs`.
 
+mod admin;
 mod browser;
 mod config;
 mod demo;
+mod detection;
 mod errors;
 mod faults;
 mod flood;

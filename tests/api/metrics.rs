@@ -4,23 +4,6 @@ use reqwest::StatusCode;
 
 use crate::helpers::*;
 
-/// The value of the sample of `name` whose labels include every one of
-/// `labels` (`key="value"`), if there is one.
-fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
-    text.lines().find_map(|line| {
-        let rest = line.strip_prefix(name)?;
-        let (labels_part, value) = match rest.strip_prefix('{') {
-            Some(r) => r.split_once("} ")?,
-            None => ("", rest.strip_prefix(' ')?),
-        };
-        let have: Vec<&str> = labels_part.split(',').collect();
-        labels
-            .iter()
-            .all(|l| have.contains(l))
-            .then(|| value.trim().parse().ok())?
-    })
-}
-
 async fn scrape(app: &TestApp) -> String {
     let r = app.get_response("/metrics").await;
     assert_eq!(r.status(), StatusCode::OK);

@@ -22,9 +22,12 @@ async fn node_endpoints_report_status_queue_and_replica_placement() {
         )
         .await;
     assert_eq!(code, StatusCode::OK);
+    let since = body["since"].as_str().unwrap_or_default().to_owned();
+    assert!(since.starts_with("20") && since.ends_with('Z'), "{body}");
     assert_eq!(
         body,
-        json!({"node_id": "region_3", "status": "unavailable", "queued": 0})
+        json!({"node_id": "region_3", "status": "unavailable", "queued": 0,
+               "source": "manual", "since": since})
     );
     app.create(&customer("c1", ZIP_3)).await;
 
@@ -32,9 +35,9 @@ async fn node_endpoints_report_status_queue_and_replica_placement() {
     assert_eq!(
         nodes,
         json!([
-            {"node_id": "region_1", "status": "available", "queued": 0, "dead_letters": 0, "hosts_replicas_of": ["region_2"]},
-            {"node_id": "region_2", "status": "available", "queued": 0, "dead_letters": 0, "hosts_replicas_of": ["region_3"]},
-            {"node_id": "region_3", "status": "unavailable", "queued": 1, "dead_letters": 0, "hosts_replicas_of": ["region_1"]},
+            {"node_id": "region_1", "status": "available", "source": "manual", "since": null, "queued": 0, "dead_letters": 0, "hosts_replicas_of": ["region_2"]},
+            {"node_id": "region_2", "status": "available", "source": "manual", "since": null, "queued": 0, "dead_letters": 0, "hosts_replicas_of": ["region_3"]},
+            {"node_id": "region_3", "status": "unavailable", "source": "manual", "since": since, "queued": 1, "dead_letters": 0, "hosts_replicas_of": ["region_1"]},
         ])
     );
 
@@ -47,6 +50,16 @@ async fn node_endpoints_report_status_queue_and_replica_placement() {
         .await
         .unwrap();
     assert_eq!(stored, "unavailable");
+    // With who set it, and when.
+    let record: String = redis::cmd("HGET")
+        .arg(&["node_status_source", "region_3"][..])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let record: serde_json::Value = serde_json::from_str(&record).unwrap();
+    assert_eq!(record["source"], "manual");
+    assert_eq!(record["status"], "unavailable");
+    assert!(record["at_ms"].as_i64().is_some(), "{record}");
 }
 
 #[tokio::test]

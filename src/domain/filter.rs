@@ -50,13 +50,13 @@ impl RecordFilter {
                 .transpose()
         };
         let text = |name: &str| param(name).map(|v| Text::parse(name, &v)).transpose();
-        let number = |name: &str, max: u64| -> Result<Option<u64>, FieldError> {
+        let number = |name: &str, min: u64, max: u64| -> Result<Option<u64>, FieldError> {
             param(name)
                 .map(|v| match v.trim().parse::<u64>() {
-                    Ok(n) if n <= max => Ok(n),
+                    Ok(n) if (min..=max).contains(&n) => Ok(n),
                     _ => Err(FieldError::new(
                         name,
-                        format!("{name} must be a whole number from 0 to {max}"),
+                        format!("{name} must be a whole number from {min} to {max}"),
                     )),
                 })
                 .transpose()
@@ -82,16 +82,8 @@ impl RecordFilter {
                 )
             })?),
         };
-        let limit = match number("limit", u64::from(MAX_PAGE_SIZE))? {
-            None => DEFAULT_PAGE_SIZE,
-            Some(0) => {
-                return Err(FieldError::new(
-                    "limit",
-                    format!("limit must be from 1 to {MAX_PAGE_SIZE}"),
-                ));
-            }
-            Some(n) => n as u32,
-        };
+        let limit =
+            number("limit", 1, u64::from(MAX_PAGE_SIZE))?.map_or(DEFAULT_PAGE_SIZE, |n| n as u32);
         Ok(RecordFilter {
             zip_min,
             zip_max,
@@ -99,7 +91,7 @@ impl RecordFilter {
             state: text("state")?,
             region,
             limit,
-            offset: number("offset", MAX_OFFSET)?.unwrap_or(0),
+            offset: number("offset", 0, MAX_OFFSET)?.unwrap_or(0),
         })
     }
 

@@ -17,14 +17,7 @@ const DETECT: Duration = Duration::from_secs(5);
 const QUEUED_WRITE: Duration = Duration::from_millis(500);
 
 async fn node_view(http: &reqwest::Client, address: &str, node: &str) -> Value {
-    let nodes: Value = http
-        .get(format!("{address}/nodes"))
-        .send()
-        .await
-        .expect("nodes")
-        .json()
-        .await
-        .expect("nodes json");
+    let nodes = get_json_at(http, address, "/nodes").await;
     nodes
         .as_array()
         .expect("array")
@@ -36,14 +29,7 @@ async fn node_view(http: &reqwest::Client, address: &str, node: &str) -> Value {
 
 /// This instance's status of `node`, as `GET /node-statuses` says.
 async fn status_at(http: &reqwest::Client, address: &str, node: &str) -> String {
-    let all: Value = http
-        .get(format!("{address}/node-statuses"))
-        .send()
-        .await
-        .expect("node-statuses")
-        .json()
-        .await
-        .expect("json");
+    let all = get_json_at(http, address, "/node-statuses").await;
     all[node].as_str().unwrap_or_default().to_owned()
 }
 

@@ -254,16 +254,27 @@ pub fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
     })
 }
 
-/// A sample of the `/metrics` of the instance at `address` (0 if absent).
-pub async fn metric_at(http: &reqwest::Client, address: &str, name: &str, labels: &[&str]) -> f64 {
-    let text = http
-        .get(format!("{address}/metrics"))
+/// The body of `GET address+path`, as text.
+pub async fn get_text_at(http: &reqwest::Client, address: &str, path: &str) -> String {
+    http.get(format!("{address}{path}"))
         .send()
         .await
-        .expect("metrics")
+        .and_then(reqwest::Response::error_for_status)
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
         .text()
         .await
-        .expect("metrics text");
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+/// The JSON body of `GET address+path`.
+pub async fn get_json_at(http: &reqwest::Client, address: &str, path: &str) -> Value {
+    let text = get_text_at(http, address, path).await;
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("GET {path}: {e}: {text}"))
+}
+
+/// A sample of the `/metrics` of the instance at `address` (0 if absent).
+pub async fn metric_at(http: &reqwest::Client, address: &str, name: &str, labels: &[&str]) -> f64 {
+    let text = get_text_at(http, address, "/metrics").await;
     sample(&text, name, labels).unwrap_or(0.0)
 }
 
@@ -476,11 +487,10 @@ impl TestApp {
         self.regions.iter().map(|r| r.id.as_str()).collect()
     }
 
-    /// Starts (or restarts) the regiondb binary and waits until it is ready.
-    pub async fn start_app(&mut self) {
-        self.app_runs += 1;
-        let log_path = self.dir.join(format!("regiondb-{}.log", self.app_runs));
-        let (proc, port) = start_server("regiondb", &self.dir, |port| {
+    /// Starts a regiondb process (log `<name>.log`) with the app's settings
+    /// and waits until it is ready; answers it and its address.
+    async fn start_instance(&self, name: &str) -> (Proc, String) {
+        let (proc, port) = start_server(name, &self.dir, |port| {
             let mut c = Command::new(env!("CARGO_BIN_EXE_regiondb"));
             c.env_clear()
                 .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -491,12 +501,10 @@ impl TestApp {
             c
         })
         .await;
-        let _ = std::fs::rename(self.dir.join("regiondb.log"), &log_path);
-        self.address = format!("http://127.0.0.1:{port}");
-        self.app = Some(proc);
+        let address = format!("http://127.0.0.1:{port}");
         let http = self.http.clone();
-        let url = format!("{}/readyz", self.address);
-        wait_until("the app to be ready", DEADLINE, || {
+        let url = format!("{address}/readyz");
+        wait_until(&format!("{name} to be ready"), DEADLINE, || {
             let http = http.clone();
             let url = url.clone();
             async move {
@@ -504,6 +512,17 @@ impl TestApp {
             }
         })
         .await;
+        (proc, address)
+    }
+
+    /// Starts (or restarts) the regiondb binary and waits until it is ready.
+    pub async fn start_app(&mut self) {
+        self.app_runs += 1;
+        let log_path = self.dir.join(format!("regiondb-{}.log", self.app_runs));
+        let (proc, address) = self.start_instance("regiondb").await;
+        let _ = std::fs::rename(self.dir.join("regiondb.log"), &log_path);
+        self.address = address;
+        self.app = Some(proc);
     }
 
     /// A line of the app process's `/proc/<pid>/status` (e.g. `VmRSS`,
@@ -606,28 +625,7 @@ impl TestApp {
     /// Starts another instance of the app on the same services and waits
     /// until it is ready.
     pub async fn spawn_instance(&self, name: &str) -> Instance {
-        let (proc, port) = start_server(name, &self.dir, |port| {
-            let mut c = Command::new(env!("CARGO_BIN_EXE_regiondb"));
-            c.env_clear()
-                .env("PATH", std::env::var("PATH").unwrap_or_default())
-                .env("PORT", port.to_string());
-            for (k, v) in &self.app_env {
-                c.env(k, v);
-            }
-            c
-        })
-        .await;
-        let address = format!("http://127.0.0.1:{port}");
-        let url = format!("{address}/readyz");
-        let http = self.http.clone();
-        wait_until("the second instance to be ready", DEADLINE, || {
-            let http = http.clone();
-            let url = url.clone();
-            async move {
-                matches!(http.get(&url).send().await, Ok(r) if r.status() == StatusCode::OK)
-            }
-        })
-        .await;
+        let (proc, address) = self.start_instance(name).await;
         Instance {
             address,
             proc: Some(proc),

@@ -107,6 +107,9 @@ pub struct KafkaConfig {
     pub min_insync_replicas: Option<i32>,
     /// How often each replay looks for partitions added to its topic.
     pub partition_refresh: Duration,
+    /// How long the handoff group waits for a silent member before moving
+    /// its partitions to the others.
+    pub session_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -284,11 +287,12 @@ impl Config {
                 bootstrap,
                 topic_prefix,
                 timeout: millis("KAFKA_TIMEOUT_MS", 5000, 100)?,
-                partitions: number("KAFKA_PARTITIONS", 1, 1, 1000)? as i32,
+                partitions: number("KAFKA_PARTITIONS", 6, 1, 1000)? as i32,
                 replication_factor,
                 retention_ms,
                 min_insync_replicas,
                 partition_refresh: millis("KAFKA_PARTITION_REFRESH_MS", 30_000, 100)?,
+                session_timeout: millis("KAFKA_SESSION_TIMEOUT_MS", 6000, 1000)?,
             },
             replay: ReplayConfig {
                 batch_size: number("REPLAY_BATCH_SIZE", 500, 1, 100_000)? as usize,

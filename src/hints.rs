@@ -1,17 +1,21 @@
 //! Kafka: the hint log. A write meant for an unavailable node is appended to
 //! that node's topic (key = customer_id, value = the copy as JSON) and only
 //! acknowledged once the broker has it (acks=all, idempotent producer). Each
-//! node's replay reads its topic as consumer group `regiondb-handoff-<node>`
-//! and commits offsets only after MongoDB took the batch.
+//! node's replay reads its topic as a member of consumer group
+//! `regiondb-handoff-<node>` (Kafka spreads the topic's partitions over the
+//! running instances) and commits offsets only after MongoDB took the batch.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -96,11 +100,6 @@ impl HintLog {
 
     pub fn topic(&self, node: &NodeId) -> String {
         topic_name(&self.config, node)
-    }
-
-    /// How often each replay looks for partitions added to its topic.
-    pub fn partition_refresh(&self) -> Duration {
-        self.config.partition_refresh
     }
 
     pub fn group(&self, node: &NodeId) -> String {
@@ -242,12 +241,19 @@ impl HintLog {
         let topic = self.dead_letter_topic(node);
         let timeout = self.config.timeout;
         self.blocking(move || {
-            let mut total = 0u64;
-            for p in partitions(consumer.client(), &topic, timeout)? {
-                let (low, high) = consumer.fetch_watermarks(&topic, p, timeout)?;
-                total += u64::try_from(high - low).unwrap_or(0);
-            }
-            Ok(total)
+            let ids = partitions(consumer.client(), &topic, timeout)?;
+            let low = log_offsets(consumer.as_ref(), &topic, &ids, Offset::Beginning, timeout)?;
+            let high = log_offsets(consumer.as_ref(), &topic, &ids, Offset::End, timeout)?;
+            Ok(ids
+                .iter()
+                .map(|p| {
+                    let (l, h) = (
+                        low.get(p).copied().unwrap_or(0),
+                        high.get(p).copied().unwrap_or(0),
+                    );
+                    u64::try_from(h - l).unwrap_or(0)
+                })
+                .sum())
         })
         .await
     }
@@ -329,40 +335,65 @@ impl HintLog {
         .await
     }
 
-    /// A consumer of every partition of `node`'s topic, starting at the
-    /// handoff group's committed offsets.
+    /// A member of `node`'s handoff group, subscribed to its topic: Kafka
+    /// gives it a share of the topic's partitions (all of them when it is
+    /// the only instance), each from the group's committed offset, and moves
+    /// partitions between instances as they come and go. Partitions added to
+    /// the topic are picked up at the next metadata refresh.
     ///
-    /// Partitions are assigned directly rather than through group
-    /// membership: a replay then starts the moment the process does, instead
-    /// of waiting for a crashed predecessor's session to expire and the
-    /// group to rebalance. Offsets are still committed under the group, which
-    /// is what "queued" and a restart read. (Several instances would each
-    /// replay every topic; last-writer-wins makes the overlap harmless.)
-    /// Partitions added later are picked up by
-    /// [`HintConsumer::assign_new_partitions`].
+    /// Assignment is cooperative-sticky, so a rebalance revokes only the
+    /// partitions that move; the session timeout is short
+    /// (`KAFKA_SESSION_TIMEOUT_MS`, 6 s), so the partitions of a crashed
+    /// instance move to the others within seconds: measured here, a replay
+    /// finished about 8.5 s after one of two instances was SIGKILLed in the
+    /// middle of it. (With the eager `roundrobin` strategy the test broker
+    /// handed the dead member's partitions to nobody; static membership
+    /// would need a stable id per instance, which a crashed-and-replaced
+    /// container does not have.)
     pub async fn consumer(&self, node: &NodeId) -> Result<HintConsumer, HintError> {
         let topic = self.topic(node);
-        let consumer: StreamConsumer = base_config(&self.config)
+        // The topic must exist: a subscription to a missing topic waits
+        // silently.
+        let offsets = self.offsets_consumer(node)?;
+        let check_topic = topic.clone();
+        let timeout = self.config.timeout;
+        self.blocking(move || partitions(offsets.client(), &check_topic, timeout).map(|_| ()))
+            .await?;
+        let session = self.config.session_timeout.as_millis();
+        let context = ReplayContext {
+            topic: topic.clone(),
+            state: Arc::new(Mutex::new(Ownership::default())),
+            epoch: Arc::new(AtomicU64::new(0)),
+        };
+        let state = context.state.clone();
+        let epoch = context.epoch.clone();
+        let consumer: StreamConsumer<ReplayContext> = base_config(&self.config)
             .set("group.id", self.group(node))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .set("session.timeout.ms", session.to_string())
+            .set("heartbeat.interval.ms", (session / 3).max(100).to_string())
+            // A replay waiting for its node does not poll; it must not be
+            // dropped from the group for that (heartbeats go on by
+            // themselves; a dead process still loses its session).
+            .set("max.poll.interval.ms", "86400000")
+            .set(
+                "topic.metadata.refresh.interval.ms",
+                self.config.partition_refresh.as_millis().to_string(),
+            )
             // Bounds what is prefetched while the node is unavailable.
             .set("queued.max.messages.kbytes", "4096")
-            .create()?;
-        let hints = HintConsumer {
+            .create_with_context(context)?;
+        consumer.subscribe(&[&topic])?;
+        Ok(HintConsumer {
             consumer: Arc::new(consumer),
             topic,
             timeout: self.config.timeout,
-            assigned: std::sync::Mutex::new(Vec::new()),
-        };
-        if hints.assign_new_partitions().await? == 0 {
-            return Err(HintError::Topic {
-                topic: hints.topic.clone(),
-                code: RDKafkaErrorCode::UnknownTopicOrPartition,
-            });
-        }
-        Ok(hints)
+            state,
+            epoch,
+        })
     }
 
     /// Waits until every acknowledged-to-be hint in flight is delivered.
@@ -394,6 +425,9 @@ impl HintLog {
 pub struct ParkedHint {
     pub partition: i32,
     pub offset: i64,
+    /// The consumer's assignment epoch when it was read (see
+    /// [`HintConsumer::still_ours`]).
+    pub epoch: u64,
     /// The copy, or why it could not be read.
     pub copy: Result<CustomerCopy, String>,
     /// The message as it was, for the dead-letter topic.
@@ -404,18 +438,82 @@ pub struct ParkedHint {
     pub dead_lettered: bool,
 }
 
-/// Reads one node's topic in its handoff group.
+/// Which partitions this member holds, and when each was last taken away.
+#[derive(Debug, Default)]
+struct Ownership {
+    owned: std::collections::BTreeSet<i32>,
+    /// Partition -> the epoch in which it was last revoked.
+    revoked_in: HashMap<i32, u64>,
+}
+
+/// Follows the group's rebalances. Kafka calls it from inside the
+/// consumer's poll, which only the replay task does, between batches: so
+/// whatever the replay applied has been committed by then, and what it read
+/// but did not apply is dropped here (by epoch) and read again by the new
+/// owner from the committed offset.
+pub struct ReplayContext {
+    topic: String,
+    state: Arc<Mutex<Ownership>>,
+    /// Bumped by every revocation.
+    epoch: Arc<AtomicU64>,
+}
+
+impl ClientContext for ReplayContext {}
+
+impl ConsumerContext for ReplayContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let revoked: Vec<i32> = match rebalance {
+            Rebalance::Revoke(tpl) => tpl
+                .elements_for_topic(&self.topic)
+                .iter()
+                .map(|e| e.partition())
+                .collect(),
+            // On an error the client gives up its whole assignment.
+            Rebalance::Error(e) => {
+                tracing::warn!(topic = %self.topic, error = %e, "rebalance failed");
+                let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                state.owned.iter().copied().collect()
+            }
+            Rebalance::Assign(_) => return,
+        };
+        let epoch = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        for p in &revoked {
+            state.owned.remove(p);
+            state.revoked_in.insert(*p, epoch);
+        }
+        tracing::info!(topic = %self.topic, partitions = ?revoked, "partitions revoked");
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            let assigned: Vec<i32> = tpl
+                .elements_for_topic(&self.topic)
+                .iter()
+                .map(|e| e.partition())
+                .collect();
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            state.owned.extend(assigned.iter().copied());
+            tracing::info!(topic = %self.topic, partitions = ?assigned,
+                owned = ?state.owned, "partitions assigned");
+        }
+    }
+}
+
+/// Reads one node's topic as a member of its handoff group.
 pub struct HintConsumer {
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<StreamConsumer<ReplayContext>>,
     topic: String,
     timeout: Duration,
-    /// The partitions assigned so far.
-    assigned: std::sync::Mutex<Vec<i32>>,
+    state: Arc<Mutex<Ownership>>,
+    epoch: Arc<AtomicU64>,
 }
 
 impl HintConsumer {
     /// Waits for at least one hint, then takes whatever else is already
-    /// there, until `into` holds `max`.
+    /// there, until `into` holds `max`. Rebalances happen in here (and only
+    /// here): afterwards the caller drops what [`HintConsumer::still_ours`]
+    /// rejects.
     ///
     /// Cancel-safe: every message taken from the consumer is pushed into
     /// `into` at once, so dropping this future (a pause, a shutdown) never
@@ -425,11 +523,11 @@ impl HintConsumer {
             return Ok(());
         }
         let first = self.consumer.recv().await?;
-        into.push(parked(&first));
+        into.push(self.parked(&first));
         drop(first);
         while into.len() < max {
             match tokio::time::timeout(Duration::from_millis(20), self.consumer.recv()).await {
-                Ok(Ok(msg)) => into.push(parked(&msg)),
+                Ok(Ok(msg)) => into.push(self.parked(&msg)),
                 Ok(Err(e)) => {
                     tracing::debug!(error = %e, "kafka error while filling a batch");
                     break;
@@ -440,13 +538,42 @@ impl HintConsumer {
         Ok(())
     }
 
+    fn parked(&self, msg: &rdkafka::message::BorrowedMessage<'_>) -> ParkedHint {
+        // Read after the message: a revocation that happened inside this
+        // poll has already bumped the epoch, and the client never hands out
+        // a message of a partition it no longer holds.
+        parked(msg, self.epoch.load(Ordering::SeqCst))
+    }
+
+    /// Whether `hint` still belongs to this member: its partition was not
+    /// revoked since it was read (even if it came back since: it is then
+    /// read again from the committed offset).
+    pub fn still_ours(&self, hint: &ParkedHint) -> bool {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.owned.contains(&hint.partition)
+            && state
+                .revoked_in
+                .get(&hint.partition)
+                .is_none_or(|revoked| *revoked <= hint.epoch)
+    }
+
+    /// The partitions this member holds now.
+    pub fn owned(&self) -> Vec<i32> {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.owned.iter().copied().collect()
+    }
+
     /// Commits the positions after `batch` (synchronously: the caller moves
-    /// on only once the broker has them).
+    /// on only once the broker has them), for the partitions this member
+    /// still holds; another member's partitions are never committed.
     pub async fn commit(&self, batch: &[ParkedHint]) -> Result<(), HintError> {
         let mut next: BTreeMap<i32, i64> = BTreeMap::new();
-        for hint in batch {
+        for hint in batch.iter().filter(|h| self.still_ours(h)) {
             let slot = next.entry(hint.partition).or_insert(hint.offset + 1);
             *slot = (*slot).max(hint.offset + 1);
+        }
+        if next.is_empty() {
+            return Ok(());
         }
         let topic = self.topic.clone();
         let commit = self.blocking(move |consumer| {
@@ -460,47 +587,17 @@ impl HintConsumer {
         crate::metrics::timed("kafka", "commit", commit).await
     }
 
-    /// Hints in the topic not yet committed by the group.
+    /// Hints in the topic not yet committed by the group (every partition,
+    /// whichever member holds it).
     pub async fn backlog(&self) -> Result<u64, HintError> {
         let (topic, timeout) = (self.topic.clone(), self.timeout);
         self.blocking(move |consumer| backlog(consumer, &topic, timeout))
             .await
     }
 
-    /// Assigns the topic's partitions that are not assigned yet (all of them
-    /// the first time; those added since, later), each from the group's
-    /// committed offset. Returns how many partitions are assigned in all.
-    pub async fn assign_new_partitions(&self) -> Result<usize, HintError> {
-        let (topic, timeout) = (self.topic.clone(), self.timeout);
-        let known = self.assigned.lock().map(|a| a.clone()).unwrap_or_default();
-        let fresh = self
-            .blocking(move |consumer| {
-                let all = partitions(consumer.client(), &topic, timeout)?;
-                let fresh: Vec<i32> = all.into_iter().filter(|p| !known.contains(p)).collect();
-                if !fresh.is_empty() {
-                    let mut tpl = TopicPartitionList::new();
-                    for p in &fresh {
-                        tpl.add_partition_offset(&topic, *p, Offset::Stored)?;
-                    }
-                    consumer.incremental_assign(&tpl)?;
-                }
-                Ok(fresh)
-            })
-            .await?;
-        let mut assigned = self
-            .assigned
-            .lock()
-            .map_err(|_| HintError::Join("partition list poisoned".into()))?;
-        if !fresh.is_empty() && !assigned.is_empty() {
-            tracing::info!(topic = %self.topic, partitions = ?fresh, "new partitions assigned");
-        }
-        assigned.extend(fresh);
-        Ok(assigned.len())
-    }
-
     async fn blocking<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&StreamConsumer) -> Result<T, HintError> + Send + 'static,
+        f: impl FnOnce(&StreamConsumer<ReplayContext>) -> Result<T, HintError> + Send + 'static,
     ) -> Result<T, HintError> {
         let consumer = self.consumer.clone();
         let call = tokio::task::spawn_blocking(move || f(&consumer));
@@ -534,25 +631,61 @@ fn partitions<C: rdkafka::client::ClientContext>(
     Ok(ids)
 }
 
+/// The first (`Offset::Beginning`) or next (`Offset::End`) offset of each of
+/// `partitions`, in one request per broker (asking partition by partition
+/// costs two requests each).
+fn log_offsets<X: ConsumerContext, C: Consumer<X>>(
+    consumer: &C,
+    topic: &str,
+    partitions: &[i32],
+    which: Offset,
+    timeout: Duration,
+) -> Result<HashMap<i32, i64>, HintError> {
+    let mut wanted = TopicPartitionList::new();
+    for p in partitions {
+        // As a timestamp, -1 asks for the latest offset and -2 the earliest.
+        wanted.add_partition_offset(topic, *p, which)?;
+    }
+    let found = consumer.offsets_for_times(wanted, timeout)?;
+    let mut out = HashMap::new();
+    for e in found.elements_for_topic(topic) {
+        e.error()?;
+        if let Offset::Offset(n) = e.offset() {
+            out.insert(e.partition(), n);
+        }
+    }
+    Ok(out)
+}
+
 /// End offset minus the group's committed offset, summed over `topic`'s
 /// partitions (from the start of the log where nothing is committed yet).
-fn backlog<C: Consumer>(consumer: &C, topic: &str, timeout: Duration) -> Result<u64, HintError> {
+/// Four requests whatever the number of partitions.
+fn backlog<X: ConsumerContext, C: Consumer<X>>(
+    consumer: &C,
+    topic: &str,
+    timeout: Duration,
+) -> Result<u64, HintError> {
     let ids = partitions(consumer.client(), topic, timeout)?;
     let mut wanted = TopicPartitionList::new();
     for p in &ids {
         wanted.add_partition(topic, *p);
     }
     let committed = consumer.committed_offsets(wanted, timeout)?;
-    let mut total = 0u64;
-    for p in ids {
-        let (low, high) = consumer.fetch_watermarks(topic, p, timeout)?;
-        let from = match committed.find_partition(topic, p).map(|e| e.offset()) {
-            Some(Offset::Offset(n)) => n.max(low),
-            _ => low,
-        };
-        total += u64::try_from(high - from).unwrap_or(0);
-    }
-    Ok(total)
+    let low = log_offsets(consumer, topic, &ids, Offset::Beginning, timeout)?;
+    let high = log_offsets(consumer, topic, &ids, Offset::End, timeout)?;
+    Ok(ids
+        .iter()
+        .map(|p| {
+            let start = low.get(p).copied().unwrap_or(0);
+            let from = match committed.find_partition(topic, *p).map(|e| e.offset()) {
+                // Below the log's start: retention deleted the rest.
+                Some(Offset::Offset(n)) => n.max(start),
+                _ => start,
+            };
+            let end = high.get(p).copied().unwrap_or(0);
+            u64::try_from(end - from).unwrap_or(0)
+        })
+        .sum())
 }
 
 /// Why a topic's settings could delete hints before they are replayed, if
@@ -577,10 +710,11 @@ fn retention_risk(ms: Option<&str>, bytes: Option<&str>, policy: Option<&str>) -
     }
 }
 
-fn parked(msg: &rdkafka::message::BorrowedMessage<'_>) -> ParkedHint {
+fn parked(msg: &rdkafka::message::BorrowedMessage<'_>, epoch: u64) -> ParkedHint {
     ParkedHint {
         partition: msg.partition(),
         offset: msg.offset(),
+        epoch,
         copy: match msg.payload() {
             Some(bytes) => CustomerCopy::from_json_bytes(bytes),
             None => Err("empty message".into()),

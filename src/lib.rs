@@ -8,8 +8,10 @@
 pub mod backlog;
 pub mod config;
 pub mod domain;
+pub mod generate;
 pub mod hints;
 pub mod http;
+pub mod import;
 pub mod metrics;
 pub mod monitor;
 pub mod nodes;

@@ -45,7 +45,8 @@ pub struct RegionRepair {
     /// Copies written to make them agree (0 in a dry run).
     pub fixed: u64,
     /// Copies that could not be rebuilt (a document written by another tool
-    /// that is not a valid customer).
+    /// that is not a valid customer) or that the other node refused for
+    /// good (e.g. a unique index another record holds).
     pub skipped: u64,
     /// Why the region could not be fully compared, if it could not.
     pub unreachable: Option<String>,
@@ -205,8 +206,26 @@ async fn copy_over(
             }
         }
     }
-    to.apply(&copies).await?;
-    report.fixed += copies.len() as u64;
+    match to.apply(&copies).await {
+        Ok(()) => report.fixed += copies.len() as u64,
+        // Refused for good (e.g. a unique index another record holds): one
+        // by one, so the others are fixed and the refused ones are counted.
+        Err(e) if e.is_permanent() => {
+            for copy in &copies {
+                match to.apply(std::slice::from_ref(copy)).await {
+                    Ok(()) => report.fixed += 1,
+                    Err(e) if e.is_permanent() => {
+                        tracing::warn!(region = %region.id, node = %to.node(),
+                            customer_id = %copy.customer.customer_id, error = %e,
+                            "repair copy refused; skipped");
+                        report.skipped += 1;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Err(e) => return Err(e),
+    }
     Ok(())
 }
 

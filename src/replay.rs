@@ -28,6 +28,12 @@ use crate::hints::{HintConsumer, HintLog, ParkedHint};
 use crate::retry::backoff;
 use crate::store::NodeStore;
 
+/// How long a replay waits for hints its consumer already fetched before
+/// asking Kafka whether its queue is empty.
+const QUICK_FILL: Duration = Duration::from_millis(50);
+/// How long a replay whose commit failed polls its consumer for rebalances.
+const REBALANCE_POLL: Duration = Duration::from_millis(100);
+
 pub struct Replay {
     pub node: NodeId,
     pub store: NodeStore,
@@ -52,6 +58,10 @@ enum Step {
     TooSlow,
     /// Try again at once, one hint at a time, to find the one MongoDB refuses.
     Narrow,
+    /// Applied, but Kafka did not take the commit (perhaps the group moved
+    /// on without this member): let the consumer catch up on rebalances,
+    /// then apply again (a no-op) and commit what is still ours.
+    CommitFailed,
 }
 
 impl Replay {
@@ -67,14 +77,24 @@ impl Replay {
         // still makes progress instead of timing out on the same batch.
         let mut chunk = max;
         let mut delays = backoff();
-        let mut refresh = tokio::time::interval(self.log.partition_refresh());
-        refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        refresh.reset();
         // Whether hints were applied since the queue was last seen empty.
         let mut replayed = false;
         loop {
             if !self.wait_until_available(&shutdown).await {
                 break;
+            }
+            if pending.is_empty() {
+                // Whatever the consumer already holds comes first: asking
+                // Kafka how much is left costs several requests, worth
+                // making only once nothing more arrives.
+                let quick = self.hints.fill(&mut pending, max);
+                let _ = tokio::time::timeout(QUICK_FILL, quick).await;
+                self.drop_revoked(&mut pending);
+                if !pending.is_empty() {
+                    // Possibly queued by another instance: reads must not
+                    // trust this node until they are applied.
+                    self.backlogs.mark_behind(&node);
+                }
             }
             if pending.is_empty() {
                 if self.confirm_if_caught_up().await && replayed {
@@ -86,14 +106,12 @@ impl Replay {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     // Paused: whatever `fill` already took stays in `pending`.
-                    _ = became_unavailable(&mut self.status) => continue,
-                    _ = refresh.tick() => {
-                        if let Err(e) = self.hints.assign_new_partitions().await {
-                            tracing::warn!(%node, error = %e, "cannot look for new partitions");
-                        }
+                    _ = became_unavailable(&mut self.status) => {
+                        self.drop_revoked(&mut pending);
                         continue;
                     }
                     got = self.hints.fill(&mut pending, max) => {
+                        self.drop_revoked(&mut pending);
                         if let Err(e) = got {
                             tracing::warn!(%node, error = %e, "reading hints failed");
                             if !self.pause(&mut delays, &shutdown).await { break; }
@@ -121,12 +139,20 @@ impl Replay {
                     chunk = 1;
                     continue;
                 }
-                Step::Retry | Step::TooSlow => {
+                Step::Retry | Step::TooSlow | Step::CommitFailed => {
                     if matches!(step, Step::TooSlow) {
                         chunk = (take / 2).max(1);
                     }
                     if !self.pause(&mut delays, &shutdown).await {
                         break;
+                    }
+                    if matches!(step, Step::CommitFailed) {
+                        // One short poll: serves any rebalance (taking at
+                        // most one more hint), then drops what moved away.
+                        let one_more = pending.len() + 1;
+                        let poll = self.hints.fill(&mut pending, one_more);
+                        let _ = tokio::time::timeout(REBALANCE_POLL, poll).await;
+                        self.drop_revoked(&mut pending);
                     }
                     continue;
                 }
@@ -141,6 +167,18 @@ impl Replay {
             }
         }
         tracing::info!(%node, unapplied = pending.len(), "replay stopped");
+    }
+
+    /// Drops the hints of partitions a rebalance took from this instance
+    /// since they were read: never applied here, they are read again by
+    /// their new owner from the group's committed offset.
+    fn drop_revoked(&self, pending: &mut Vec<ParkedHint>) {
+        let before = pending.len();
+        pending.retain(|h| self.hints.still_ours(h));
+        if pending.len() < before {
+            tracing::info!(node = %self.node, dropped = before - pending.len(),
+                "hints of revoked partitions left to their new owner");
+        }
     }
 
     /// Dead-letters what can never be applied, applies the rest, commits.
@@ -207,7 +245,7 @@ impl Replay {
             // Applied but not committed: apply again (a no-op) and commit.
             Err(e) => {
                 tracing::warn!(%node, error = %e, "offset commit failed after apply; will retry");
-                Step::Retry
+                Step::CommitFailed
             }
         }
     }

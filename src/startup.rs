@@ -270,7 +270,9 @@ impl Application {
 
 /// A version clock with this instance's slot, starting above the floor the
 /// previous runs of every instance reserved.
-async fn start_clock(statuses: &NodeStatuses) -> Result<VersionClock, crate::nodes::StatusError> {
+pub(crate) async fn start_clock(
+    statuses: &NodeStatuses,
+) -> Result<VersionClock, crate::nodes::StatusError> {
     let slot = statuses.claim_instance_number().await?;
     let floor = statuses.version_floor().await?;
     let clock = VersionClock::new(slot, floor);
@@ -292,7 +294,7 @@ fn reservation(last: i64) -> i64 {
 
 /// Keeps the version floor in Redis ahead of the versions this instance
 /// hands out.
-async fn reserve_versions(
+pub(crate) async fn reserve_versions(
     statuses: Arc<NodeStatuses>,
     writes: Arc<WritePath>,
     shutdown: CancellationToken,

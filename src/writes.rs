@@ -13,7 +13,12 @@
 //! replica, each stored or queued) even if the client hangs up meanwhile,
 //! and shutdown waits for it. Only a crash of the process between the two
 //! copies can leave the replica missing; repair heals that.
+//!
+//! Many records at once (`regiondb import`) take the same steps a batch at
+//! a time: every home copy, grouped by node, in one bulk apply per node
+//! (the replay's) or queued; then every replica copy the same way.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -177,6 +182,11 @@ impl WritePath {
                 Err(e) => tracing::warn!(%node, error = %e, "direct write failed; queueing"),
             }
         }
+        self.queue(node, copy).await
+    }
+
+    /// Parks `copy` in `node`'s topic.
+    async fn queue(&self, node: &NodeId, copy: &CustomerCopy) -> Result<Placement, PlaceError> {
         match self.hints.park(node, copy).await {
             Ok(()) => {
                 // Before the acknowledgement: reads must not trust this node
@@ -189,6 +199,149 @@ impl WritePath {
                 Err(PlaceError::Unplaced(e.short_reason()))
             }
         }
+    }
+}
+
+impl WritePath {
+    /// Routes, versions and places a batch of records (in their order, so
+    /// of two rows for one customer the later one wins): all home copies
+    /// first, then all replica copies, each node's copies in one bulk
+    /// apply, or queued. One answer per record, in order.
+    pub async fn create_customers(
+        &self,
+        customers: Vec<Customer>,
+    ) -> Vec<Result<WriteReceipt, WriteError>> {
+        let mut answers: Vec<Result<WriteReceipt, WriteError>> = Vec::new();
+        let mut copies: Vec<(usize, CustomerCopy)> = Vec::new();
+        for customer in customers {
+            match self.regions.route(customer.customer_zip_code_prefix) {
+                Err(e) => answers.push(Err(WriteError::Invalid(e))),
+                Ok(region) => {
+                    let copy = CustomerCopy {
+                        target: CopyTarget::Primary,
+                        region: region.id.clone(),
+                        version: self.clock.next(),
+                        customer,
+                    };
+                    answers.push(Ok(WriteReceipt {
+                        status: Placement::Missing,
+                        region: region.id.clone(),
+                        node: region.id.clone(),
+                        replica_node: region.replica.clone(),
+                        replica: Placement::Missing,
+                        version: copy.version,
+                    }));
+                    copies.push((answers.len() - 1, copy));
+                }
+            }
+        }
+
+        // Home copies: the answer for each record.
+        let homes = self.place_many(&copies, |c| c.region.clone()).await;
+        let mut replicas = Vec::new();
+        for ((i, mut copy), home) in copies.into_iter().zip(homes) {
+            crate::metrics::write("home", outcome(&home));
+            match home {
+                Ok(placement) => {
+                    if let Ok(receipt) = &mut answers[i] {
+                        receipt.status = placement;
+                    }
+                    copy.target = CopyTarget::Replica;
+                    replicas.push((i, copy));
+                }
+                Err(PlaceError::Rejected(reason)) => {
+                    answers[i] = Err(WriteError::Rejected {
+                        node: copy.region.clone(),
+                        reason,
+                    });
+                }
+                Err(PlaceError::Unplaced(reason)) => {
+                    answers[i] = Err(WriteError::Unavailable {
+                        node: copy.region.clone(),
+                        reason,
+                    });
+                }
+            }
+        }
+
+        // Then their replicas.
+        let regions = &self.regions;
+        let placed = self
+            .place_many(&replicas, |c| {
+                regions
+                    .get(c.region.as_str())
+                    .map_or_else(|| c.region.clone(), |r| r.replica.clone())
+            })
+            .await;
+        for ((i, copy), replica) in replicas.iter().zip(placed) {
+            crate::metrics::write("replica", outcome(&replica));
+            let placement = replica.unwrap_or_else(|reason| {
+                tracing::error!(region = %copy.region, %reason,
+                    customer_id = %copy.customer.customer_id, "replica copy missing");
+                Placement::Missing
+            });
+            if let Ok(receipt) = &mut answers[*i] {
+                receipt.replica = placement;
+            }
+        }
+        answers
+    }
+
+    /// Places `copies` on the nodes `node_of` names: per node, one bulk
+    /// apply if the node is available (a refusal for good is narrowed down
+    /// one copy at a time; any other failure queues the lot), else each copy
+    /// queued. One result per copy, in order.
+    async fn place_many(
+        &self,
+        copies: &[(usize, CustomerCopy)],
+        node_of: impl Fn(&CustomerCopy) -> NodeId,
+    ) -> Vec<Result<Placement, PlaceError>> {
+        let mut by_node: BTreeMap<NodeId, Vec<usize>> = BTreeMap::new();
+        for (k, (_, copy)) in copies.iter().enumerate() {
+            by_node.entry(node_of(copy)).or_default().push(k);
+        }
+        let mut results: Vec<Option<Result<Placement, PlaceError>>> =
+            copies.iter().map(|_| None).collect();
+        let per_node = by_node.iter().map(|(node, ks)| async move {
+            let group: Vec<CustomerCopy> = ks.iter().map(|k| copies[*k].1.clone()).collect();
+            (ks, self.place_group(node, &group).await)
+        });
+        for (ks, placed) in futures::future::join_all(per_node).await {
+            for (k, result) in ks.iter().zip(placed) {
+                results[*k] = Some(result);
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(PlaceError::Unplaced("not placed".into()))))
+            .collect()
+    }
+
+    /// One node's share of a batch.
+    async fn place_group(
+        &self,
+        node: &NodeId,
+        group: &[CustomerCopy],
+    ) -> Vec<Result<Placement, PlaceError>> {
+        if self.statuses.status(node).is_available()
+            && let Some(store) = self.stores.get(node)
+        {
+            match store.apply(group).await {
+                Ok(()) => return group.iter().map(|_| Ok(Placement::Stored)).collect(),
+                Err(e) if e.is_permanent() => {
+                    // Someone in the batch is refused for good: find who,
+                    // one at a time (the others are stored or queued).
+                    let one_by_one = group.iter().map(|copy| self.place(node, copy));
+                    return futures::future::join_all(one_by_one).await;
+                }
+                Err(e) => {
+                    tracing::warn!(%node, error = %e, copies = group.len(),
+                        "bulk write failed; queueing");
+                }
+            }
+        }
+        let queued = group.iter().map(|copy| self.queue(node, copy));
+        futures::future::join_all(queued).await
     }
 }
 

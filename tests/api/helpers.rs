@@ -684,7 +684,29 @@ impl TestApp {
     }
 
     /// Restarts the broker on the same port and storage.
+    ///
+    /// Harness workaround for a tansu 0.6 bug (real Kafka does not have
+    /// it): tansu cannot read back the consumer-group state it stored before
+    /// a restart ("invalid type: string" in its log), and every group that
+    /// existed then stays wedged: new members get no partitions, ever. So
+    /// while the broker is down the stored group *membership* is deleted
+    /// (table `consumer_group_detail`); committed offsets (`consumer_offset`)
+    /// are kept, and the groups form again from them, as after a real
+    /// broker's coordinator failover.
     pub async fn restart_kafka(&mut self) {
+        if let Some(mut old) = self.kafka.proc.take() {
+            old.kill();
+        }
+        let forgot = Command::new("python3")
+            .current_dir(&self.dir)
+            .args([
+                "-c",
+                "import sqlite3; c = sqlite3.connect('kafka.db'); \
+                 c.execute('delete from consumer_group_detail'); c.commit()",
+            ])
+            .status()
+            .expect("python3 for the tansu workaround");
+        assert!(forgot.success(), "could not reset tansu's group state");
         let port = self.kafka.port;
         let log = std::fs::File::create(self.dir.join("tansu-2.log")).expect("log");
         let child = tansu_command(port)
@@ -840,8 +862,10 @@ impl TestApp {
         c
     }
 
-    /// (end offset, committed offset of the node's handoff group) for
-    /// partition 0, as Kafka reports them.
+    /// (end offsets, committed offsets of the node's handoff group), each
+    /// summed over the topic's partitions as Kafka reports them (a
+    /// partition without a commit counts from its start; `None` if the
+    /// group committed nothing at all).
     pub async fn offsets(&self, node: &str) -> (i64, Option<i64>) {
         let topic = self.topic(node);
         let consumer: BaseConsumer = self
@@ -850,19 +874,29 @@ impl TestApp {
             .create()
             .expect("consumer");
         tokio::task::spawn_blocking(move || {
-            let (_, high) = consumer
-                .fetch_watermarks(&topic, 0, Duration::from_secs(10))
-                .expect("watermarks");
+            let ids = partition_ids(&consumer, &topic);
             let mut tpl = TopicPartitionList::new();
-            tpl.add_partition(&topic, 0);
+            for p in &ids {
+                tpl.add_partition(&topic, *p);
+            }
             let committed = consumer
                 .committed_offsets(tpl, Duration::from_secs(10))
                 .expect("committed");
-            let committed = match committed.find_partition(&topic, 0).map(|p| p.offset()) {
-                Some(Offset::Offset(n)) => Some(n),
-                _ => None,
-            };
-            (high, committed)
+            let (mut end, mut done, mut any) = (0, 0, false);
+            for p in ids {
+                let (low, high) = consumer
+                    .fetch_watermarks(&topic, p, Duration::from_secs(10))
+                    .expect("watermarks");
+                end += high;
+                match committed.find_partition(&topic, p).map(|e| e.offset()) {
+                    Some(Offset::Offset(n)) => {
+                        any = true;
+                        done += n;
+                    }
+                    _ => done += low,
+                }
+            }
+            (end, any.then_some(done))
         })
         .await
         .expect("offsets")
@@ -900,16 +934,20 @@ impl TestApp {
             .create()
             .expect("consumer");
         tokio::task::spawn_blocking(move || {
-            let (low, high) = consumer
-                .fetch_watermarks(&topic, 0, Duration::from_secs(10))
-                .expect("watermarks");
             let mut tpl = TopicPartitionList::new();
-            tpl.add_partition_offset(&topic, 0, Offset::Offset(low))
-                .expect("tpl");
+            let mut total = 0;
+            for p in partition_ids(&consumer, &topic) {
+                let (low, high) = consumer
+                    .fetch_watermarks(&topic, p, Duration::from_secs(10))
+                    .expect("watermarks");
+                total += high - low;
+                tpl.add_partition_offset(&topic, p, Offset::Offset(low))
+                    .expect("tpl");
+            }
             consumer.assign(&tpl).expect("assign");
             let mut out = Vec::new();
             let start = Instant::now();
-            while (out.len() as i64) < high - low {
+            while (out.len() as i64) < total {
                 assert!(start.elapsed() < DEADLINE, "could not read {topic}");
                 if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
                     let reason = m
@@ -951,8 +989,10 @@ impl TestApp {
             .expect("consumer");
         tokio::task::spawn_blocking(move || {
             let mut tpl = TopicPartitionList::new();
-            tpl.add_partition_offset(&topic, 0, Offset::Offset(0))
-                .expect("tpl");
+            for p in partition_ids(&consumer, &topic) {
+                tpl.add_partition_offset(&topic, p, Offset::Offset(0))
+                    .expect("tpl");
+            }
             consumer.assign(&tpl).expect("assign");
             consumer.commit(&tpl, CommitMode::Sync).expect("commit");
         })
@@ -1018,6 +1058,21 @@ impl TestApp {
         self.produce(node, None, key, hint.to_string().as_bytes())
             .await;
     }
+}
+
+/// The partition ids of `topic`.
+fn partition_ids(consumer: &BaseConsumer, topic: &str) -> Vec<i32> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let ids: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    assert!(!ids.is_empty(), "topic {topic} has no partitions");
+    ids
 }
 
 async fn json_answer(request: reqwest::RequestBuilder) -> (StatusCode, Value) {

@@ -30,7 +30,7 @@ use crate::domain::{Customer, NodeId};
 use crate::hints::HintLog;
 use crate::nodes::NodeStatuses;
 use crate::store::Stores;
-use crate::writes::{Placement, WriteError, WritePath};
+use crate::writes::{HomesPlaced, Placement, WriteError, WritePath};
 
 /// The columns a row must have.
 pub const COLUMNS: [&str; 5] = [
@@ -278,13 +278,14 @@ async fn import(config: &Config, path: &Path, batch: usize) -> Result<Summary, S
     let mut progress = Progress::new(total);
     let mut record = csv::StringRecord::new();
     let mut customers = Vec::with_capacity(batch);
-    let mut lines = Vec::with_capacity(batch);
     let mut done = false;
-    while !done {
-        customers.clear();
-        lines.clear();
+    // The previous batch, home copies placed: its replicas are placed while
+    // this batch's home copies are (home first holds per record).
+    let mut previous: Option<(HomesPlaced, Vec<u64>, u64)> = None;
+    while !done || previous.is_some() {
+        let mut batch_lines = Vec::with_capacity(batch);
         let mut taken = 0;
-        while customers.len() < batch {
+        while !done && customers.len() < batch {
             let Some(row) = rows.next_row(&mut record) else {
                 done = true;
                 break;
@@ -293,35 +294,45 @@ async fn import(config: &Config, path: &Path, batch: usize) -> Result<Summary, S
             taken += 1;
             match row {
                 Ok(customer) => {
-                    lines.push(record.position().map_or(0, csv::Position::line));
+                    batch_lines.push(record.position().map_or(0, csv::Position::line));
                     customers.push(customer);
                 }
                 Err(bad) => report_bad(&mut summary, &bad),
             }
         }
-        let answers = writes
-            .create_customers(std::mem::take(&mut customers))
-            .await;
-        for (answer, line) in answers.iter().zip(&lines) {
-            summary.count(answer);
-            match answer {
-                Err(WriteError::Invalid(e)) => {
-                    summary.bad -= 1;
-                    report_bad(
-                        &mut summary,
-                        &BadRow {
-                            line: *line,
-                            reason: e.message.clone(),
-                        },
-                    );
-                }
-                Err(e) if summary.failed <= REPORTED_BAD_ROWS => {
-                    eprintln!("line {line}: not imported: {e}");
-                }
-                _ => {}
+        let homes = writes.place_homes(std::mem::take(&mut customers));
+        let (homes, finished) = match previous.take() {
+            Some((placed, lines, rows)) => {
+                let (homes, answers) = tokio::join!(homes, writes.place_replicas(placed));
+                (homes, Some((answers, lines, rows)))
             }
+            None => (homes.await, None),
+        };
+        if taken > 0 {
+            previous = Some((homes, batch_lines, taken));
         }
-        progress.advance(taken, &summary);
+        if let Some((answers, lines, rows)) = finished {
+            for (answer, line) in answers.iter().zip(&lines) {
+                summary.count(answer);
+                match answer {
+                    Err(WriteError::Invalid(e)) => {
+                        summary.bad -= 1;
+                        report_bad(
+                            &mut summary,
+                            &BadRow {
+                                line: *line,
+                                reason: e.message.clone(),
+                            },
+                        );
+                    }
+                    Err(e) if summary.failed <= REPORTED_BAD_ROWS => {
+                        eprintln!("line {line}: not imported: {e}");
+                    }
+                    _ => {}
+                }
+            }
+            progress.advance(rows, &summary);
+        }
     }
     progress.finish();
     shutdown.cancel();

@@ -200,11 +200,15 @@ impl NodeStore {
     /// Writes `copies` (one per record) so that each ends up stored unless
     /// a newer version is.
     ///
-    /// A batch goes insert-first: one lookup of which records exist, one
-    /// unordered `insert` of the new ones, and versioned updates only for
-    /// the rest (an insert is far cheaper than an upsert that must search
-    /// first, on MongoDB and more so on small test servers). A single copy
-    /// is one versioned upsert: one round trip.
+    /// A batch goes insert-first: one unordered `insert` of every copy (an
+    /// insert is far cheaper than an upsert that must search first, on
+    /// MongoDB and more so on small test servers); the copies whose record
+    /// exists already (a duplicate key on `_id`) then get a versioned update
+    /// where theirs is newer. If the server fails the whole insert instead
+    /// of reporting which documents were duplicates (some test servers do),
+    /// the batch is sorted out with one lookup: new records inserted,
+    /// older ones updated. A single copy is one versioned upsert: one round
+    /// trip.
     async fn apply_lww(
         &self,
         collection: &str,
@@ -213,6 +217,33 @@ impl NodeStore {
         if copies.len() < 2 {
             return self.update_lww(collection, copies).await;
         }
+        let documents = copies.iter().map(|c| record_document(c)).collect();
+        let existing: Vec<&CustomerCopy> = match self
+            .write_command(WriteKind::Insert, collection, documents)
+            .await?
+        {
+            Conflicts::None => return Ok(()),
+            Conflicts::At(indexes) => indexes
+                .into_iter()
+                .filter_map(|i| copies.get(i).copied())
+                .collect(),
+            Conflicts::Unknown => return self.apply_after_lookup(collection, copies).await,
+        };
+        let stored = self.stored_versions(collection, &existing).await?;
+        let older: Vec<&CustomerCopy> = existing
+            .into_iter()
+            .filter(|c| newer_than_stored(c, &stored))
+            .collect();
+        self.update_lww(collection, older).await
+    }
+
+    /// One lookup of which records exist, one unordered `insert` of the new
+    /// ones, versioned updates for the older ones.
+    async fn apply_after_lookup(
+        &self,
+        collection: &str,
+        copies: Vec<&CustomerCopy>,
+    ) -> Result<(), StoreError> {
         let stored = self.stored_versions(collection, &copies).await?;
         let (fresh, existing): (Vec<&CustomerCopy>, Vec<&CustomerCopy>) = copies
             .into_iter()

@@ -78,6 +78,13 @@ pub enum WriteError {
     Interrupted,
 }
 
+/// A batch whose home copies are placed and whose replicas are not yet.
+pub struct HomesPlaced {
+    answers: Vec<Result<WriteReceipt, WriteError>>,
+    /// (record's index, its replica copy) for every placed home copy.
+    replicas: Vec<(usize, CustomerCopy)>,
+}
+
 /// Why one copy could not be placed.
 #[derive(Debug, thiserror::Error)]
 enum PlaceError {
@@ -211,6 +218,14 @@ impl WritePath {
         &self,
         customers: Vec<Customer>,
     ) -> Vec<Result<WriteReceipt, WriteError>> {
+        let homes = self.place_homes(customers).await;
+        self.place_replicas(homes).await
+    }
+
+    /// The first half of [`WritePath::create_customers`]: routes, versions
+    /// and places the home copies. A caller may place the next batch's home
+    /// copies while this batch's replicas are placed (the import does).
+    pub async fn place_homes(&self, customers: Vec<Customer>) -> HomesPlaced {
         let mut answers: Vec<Result<WriteReceipt, WriteError>> = Vec::new();
         let mut copies: Vec<(usize, CustomerCopy)> = Vec::new();
         for customer in customers {
@@ -236,7 +251,6 @@ impl WritePath {
             }
         }
 
-        // Home copies: the answer for each record.
         let homes = self.place_many(&copies, |c| c.region.clone()).await;
         let mut replicas = Vec::new();
         for ((i, mut copy), home) in copies.into_iter().zip(homes) {
@@ -263,8 +277,19 @@ impl WritePath {
                 }
             }
         }
+        HomesPlaced { answers, replicas }
+    }
 
-        // Then their replicas.
+    /// The second half: places the replicas of the records whose home copy
+    /// was placed. One answer per record, in order.
+    pub async fn place_replicas(
+        &self,
+        homes: HomesPlaced,
+    ) -> Vec<Result<WriteReceipt, WriteError>> {
+        let HomesPlaced {
+            mut answers,
+            replicas,
+        } = homes;
         let regions = &self.regions;
         let placed = self
             .place_many(&replicas, |c| {

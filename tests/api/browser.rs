@@ -187,6 +187,11 @@ async fn switching_a_node_off_and_on_in_the_page_queues_and_replays() {
         "1",
     )
     .await;
+    // The node cards (switches, who set each status, queues) at the top.
+    b.client
+        .execute("window.scrollTo(0, 0)", vec![])
+        .await
+        .expect("scroll");
     b.screenshot(&app.dir, "create-records").await;
 
     // Back on: the queue drains to 0 and the record is readable at home.

@@ -78,19 +78,13 @@ impl Summary {
         )
     }
 
-    fn count(&mut self, answer: &Result<crate::writes::WriteReceipt, WriteError>) {
-        match answer {
-            Ok(receipt) => {
-                match receipt.status {
-                    Placement::Stored => self.stored += 1,
-                    _ => self.queued += 1,
-                }
-                if receipt.replica == Placement::Missing {
-                    self.replicas_missing += 1;
-                }
-            }
-            Err(WriteError::Invalid(_)) => self.bad += 1,
-            Err(_) => self.failed += 1,
+    fn count(&mut self, receipt: &crate::writes::WriteReceipt) {
+        match receipt.status {
+            Placement::Stored => self.stored += 1,
+            _ => self.queued += 1,
+        }
+        if receipt.replica == Placement::Missing {
+            self.replicas_missing += 1;
         }
     }
 }
@@ -313,22 +307,22 @@ async fn import(config: &Config, path: &Path, batch: usize) -> Result<Summary, S
         }
         if let Some((answers, lines, rows)) = finished {
             for (answer, line) in answers.iter().zip(&lines) {
-                summary.count(answer);
                 match answer {
-                    Err(WriteError::Invalid(e)) => {
-                        summary.bad -= 1;
-                        report_bad(
-                            &mut summary,
-                            &BadRow {
-                                line: *line,
-                                reason: e.message.clone(),
-                            },
-                        );
+                    // A zip in no region: only routing can tell.
+                    Err(WriteError::Invalid(e)) => report_bad(
+                        &mut summary,
+                        &BadRow {
+                            line: *line,
+                            reason: e.message.clone(),
+                        },
+                    ),
+                    Err(e) => {
+                        summary.failed += 1;
+                        if summary.failed <= REPORTED_BAD_ROWS {
+                            eprintln!("line {line}: not imported: {e}");
+                        }
                     }
-                    Err(e) if summary.failed <= REPORTED_BAD_ROWS => {
-                        eprintln!("line {line}: not imported: {e}");
-                    }
-                    _ => {}
+                    Ok(receipt) => summary.count(receipt),
                 }
             }
             progress.advance(rows, &summary);

@@ -31,6 +31,9 @@ use crate::store::NodeStore;
 /// How long a replay waits for hints its consumer already fetched before
 /// asking Kafka whether its queue is empty.
 const QUICK_FILL: Duration = Duration::from_millis(50);
+/// How often a replay with nothing to apply looks whether the rest of its
+/// node's queue (other instances' partitions) has been applied.
+const BACKLOG_RECHECK: Duration = Duration::from_secs(1);
 /// How long a replay whose commit failed polls its consumer for rebalances.
 const REBALANCE_POLL: Duration = Duration::from_millis(100);
 
@@ -107,6 +110,14 @@ impl Replay {
                     _ = shutdown.cancelled() => break,
                     // Paused: whatever `fill` already took stays in `pending`.
                     _ = became_unavailable(&mut self.status) => {
+                        self.drop_revoked(&mut pending);
+                        continue;
+                    }
+                    // Hints in partitions other instances hold arrive
+                    // elsewhere: while any are pending, look again now and
+                    // then, so reads come back to this node once they
+                    // are applied.
+                    _ = tokio::time::sleep(BACKLOG_RECHECK), if !self.backlogs.caught_up(&node) => {
                         self.drop_revoked(&mut pending);
                         continue;
                     }

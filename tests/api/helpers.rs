@@ -107,6 +107,25 @@ impl Proc {
 
     pub fn signal(&self, signal: Signal) {
         kill(self.pid(), signal).unwrap_or_else(|e| panic!("{signal} {}: {e}", self.name));
+        if signal == Signal::SIGSTOP {
+            // kill() only queues the stop; every thread stops when it next
+            // passes through the kernel. Wait until the process is stopped
+            // (state T), so a busy machine cannot answer one more request.
+            let stat = format!("/proc/{}/stat", self.child.id());
+            let start = Instant::now();
+            while start.elapsed() < DEADLINE {
+                let state = std::fs::read_to_string(&stat).unwrap_or_default();
+                let stopped = state
+                    .rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().next())
+                    .is_some_and(|s| s == "T" || s == "t");
+                if stopped {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            panic!("{} did not stop", self.name);
+        }
     }
 
     pub fn kill(&mut self) {
@@ -154,11 +173,23 @@ fn tool(name: &str) -> PathBuf {
     }
 }
 
+/// A port nothing listens on, never handed out before in this process:
+/// the kernel may give the same free port to two tests starting servers at
+/// once, and a test whose server lost that race would then talk to
+/// another test's server (and freeze or kill the wrong one).
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 async fn port_open(port: u16) -> bool {

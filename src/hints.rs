@@ -557,12 +557,6 @@ impl HintConsumer {
                 .is_none_or(|revoked| *revoked <= hint.epoch)
     }
 
-    /// The partitions this member holds now.
-    pub fn owned(&self) -> Vec<i32> {
-        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.owned.iter().copied().collect()
-    }
-
     /// Commits the positions after `batch` (synchronously: the caller moves
     /// on only once the broker has them), for the partitions this member
     /// still holds; another member's partitions are never committed.

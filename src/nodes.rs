@@ -30,7 +30,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::backlog::Backlogs;
-use crate::domain::{NodeId, NodeStatus, StatusRecord, StatusSource, now_micros};
+use crate::domain::{NodeId, NodeStatus, StatusRecord, StatusSource, now_millis};
 
 /// The hash holding every node's status (the seed's name).
 pub const STATUS_HASH: &str = "node_statuses";
@@ -122,10 +122,6 @@ pub struct NodeStatuses {
     backlogs: Arc<Backlogs>,
 }
 
-fn now_ms() -> i64 {
-    now_micros() / 1000
-}
-
 impl NodeStatuses {
     /// Connects, sets every node that has no status yet to `available`
     /// (never overwriting an existing one) and loads the current statuses.
@@ -200,7 +196,7 @@ impl NodeStatuses {
         let record = StatusRecord {
             source: StatusSource::Manual,
             status,
-            at_ms: now_ms(),
+            at_ms: now_millis(),
         };
         let raw = serde_json::to_string(&record).unwrap_or_default();
         let mut pipe = redis::pipe();
@@ -256,7 +252,7 @@ impl NodeStatuses {
         let record = verdict.map(|status| StatusRecord {
             source: StatusSource::Probe,
             status,
-            at_ms: now_ms(),
+            at_ms: now_millis(),
         });
         let raw = record
             .map(|r| serde_json::to_string(&r).unwrap_or_default())

@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::{
-    CopyTarget, Customer, CustomerCopy, NodeId, Region, RegionMap, Version, now_micros,
+    CopyTarget, Customer, CustomerCopy, NodeId, Region, RegionMap, Version, now_millis,
 };
 use crate::nodes::NodeStatuses;
 use crate::store::{NodeStore, StoreError, StoredCustomer, Stores};
@@ -250,23 +250,45 @@ fn rebuild(region: &Region, record: &StoredCustomer, target: CopyTarget) -> Opti
     })
 }
 
+/// What started a repair.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RepairTrigger {
+    /// A node's queue drained.
+    Auto,
+    /// `POST /admin/repair`.
+    Api,
+}
+
+impl RepairTrigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RepairTrigger::Auto => "auto",
+            RepairTrigger::Api => "api",
+        }
+    }
+}
+
 /// A finished repair (not a dry run), kept in Redis for the home page.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RepairRecord {
     /// When it finished (Unix ms).
     pub at_ms: i64,
-    /// `auto` (after a queue drained) or `api` (`POST /admin/repair`).
-    pub trigger: String,
+    pub trigger: RepairTrigger,
     /// For `auto`: the nodes whose drained queues started it.
     pub after: Vec<String>,
     pub regions: Vec<RegionRepair>,
 }
 
 impl RepairRecord {
-    pub fn new(trigger: &str, after: Vec<String>, regions: Vec<RegionRepair>) -> RepairRecord {
+    pub fn new(
+        trigger: RepairTrigger,
+        after: Vec<String>,
+        regions: Vec<RegionRepair>,
+    ) -> RepairRecord {
         RepairRecord {
-            at_ms: now_micros() / 1000,
-            trigger: trigger.to_owned(),
+            at_ms: now_millis(),
+            trigger,
             after,
             regions,
         }
@@ -279,14 +301,7 @@ impl RepairRecord {
     /// Saves it as the last repair; a failure only costs the home page's
     /// line, so it is logged, not returned.
     pub async fn save(&self, statuses: &NodeStatuses) {
-        crate::metrics::repair(
-            if self.trigger == "auto" {
-                "auto"
-            } else {
-                "api"
-            },
-            self.complete(),
-        );
+        crate::metrics::repair(self.trigger.as_str(), self.complete());
         let raw = serde_json::to_string(self).unwrap_or_default();
         if let Err(e) = statuses.save_last_repair(&raw).await {
             tracing::warn!(error = %e, "cannot save the repair report");
@@ -398,7 +413,7 @@ impl AutoRepair {
             }
             tracing::info!(after = ?after, regions = reports.len(), "automatic repair done");
             let after = after.iter().map(ToString::to_string).collect();
-            RepairRecord::new("auto", after, reports)
+            RepairRecord::new(RepairTrigger::Auto, after, reports)
                 .save(&self.statuses)
                 .await;
         }

@@ -92,12 +92,7 @@ impl Replay {
                 // making only once nothing more arrives.
                 let quick = self.hints.fill(&mut pending, max);
                 let _ = tokio::time::timeout(QUICK_FILL, quick).await;
-                self.drop_revoked(&mut pending);
-                if !pending.is_empty() {
-                    // Possibly queued by another instance: reads must not
-                    // trust this node until they are applied.
-                    self.backlogs.mark_behind(&node);
-                }
+                self.took(&mut pending);
             }
             if pending.is_empty() {
                 if self.confirm_if_caught_up().await && replayed {
@@ -106,33 +101,30 @@ impl Replay {
                         drained.node_drained(&node);
                     }
                 }
-                tokio::select! {
+                // Whatever `fill` took before another arm won stays in
+                // `pending`.
+                let got = tokio::select! {
                     _ = shutdown.cancelled() => break,
-                    // Paused: whatever `fill` already took stays in `pending`.
-                    _ = became_unavailable(&mut self.status) => {
-                        self.drop_revoked(&mut pending);
-                        continue;
-                    }
+                    _ = became_unavailable(&mut self.status) => None,
                     // Hints in partitions other instances hold arrive
                     // elsewhere: while any are pending, look again now and
                     // then, so reads come back to this node once they
                     // are applied.
-                    _ = tokio::time::sleep(BACKLOG_RECHECK), if !self.backlogs.caught_up(&node) => {
-                        self.drop_revoked(&mut pending);
+                    _ = tokio::time::sleep(BACKLOG_RECHECK), if !self.backlogs.caught_up(&node) => None,
+                    got = self.hints.fill(&mut pending, max) => Some(got),
+                };
+                self.took(&mut pending);
+                match got {
+                    None => continue,
+                    Some(Err(e)) => {
+                        tracing::warn!(%node, error = %e, "reading hints failed");
+                        if !self.pause(&mut delays, &shutdown).await {
+                            break;
+                        }
                         continue;
                     }
-                    got = self.hints.fill(&mut pending, max) => {
-                        self.drop_revoked(&mut pending);
-                        if let Err(e) = got {
-                            tracing::warn!(%node, error = %e, "reading hints failed");
-                            if !self.pause(&mut delays, &shutdown).await { break; }
-                            continue;
-                        }
-                    }
+                    Some(Ok(())) => {}
                 }
-                // Hints arrived (possibly queued by another instance): reads
-                // must not trust this node until they are applied.
-                self.backlogs.mark_behind(&node);
             }
 
             // A prefix of what was consumed, so committing its positions
@@ -163,7 +155,7 @@ impl Replay {
                         let one_more = pending.len() + 1;
                         let poll = self.hints.fill(&mut pending, one_more);
                         let _ = tokio::time::timeout(REBALANCE_POLL, poll).await;
-                        self.drop_revoked(&mut pending);
+                        self.took(&mut pending);
                     }
                     continue;
                 }
@@ -180,15 +172,21 @@ impl Replay {
         tracing::info!(%node, unapplied = pending.len(), "replay stopped");
     }
 
-    /// Drops the hints of partitions a rebalance took from this instance
-    /// since they were read: never applied here, they are read again by
-    /// their new owner from the group's committed offset.
-    fn drop_revoked(&self, pending: &mut Vec<ParkedHint>) {
+    /// After a poll of the consumer: drops the hints of partitions a
+    /// rebalance took from this instance since they were read (never
+    /// applied here, they are read again by their new owner from the
+    /// group's committed offset); if hints remain (possibly queued by
+    /// another instance), reads must not trust this node until they are
+    /// applied.
+    fn took(&self, pending: &mut Vec<ParkedHint>) {
         let before = pending.len();
         pending.retain(|h| self.hints.still_ours(h));
         if pending.len() < before {
             tracing::info!(node = %self.node, dropped = before - pending.len(),
                 "hints of revoked partitions left to their new owner");
+        }
+        if !pending.is_empty() {
+            self.backlogs.mark_behind(&self.node);
         }
     }
 

@@ -14,9 +14,11 @@
 //! and shutdown waits for it. Only a crash of the process between the two
 //! copies can leave the replica missing; repair heals that.
 //!
-//! Many records at once (`regiondb import`) take the same steps a batch at
-//! a time: every home copy, grouped by node, in one bulk apply per node
-//! (the replay's) or queued; then every replica copy the same way.
+//! One record and many (`regiondb import`) take the same steps, in
+//! [`WritePath::place_homes`] then [`WritePath::place_replicas`]: every home
+//! copy of a batch, grouped by node, in one bulk apply per node (the
+//! replay's; for a single copy, one versioned upsert) or queued; then every
+//! replica copy the same way. A single write is a batch of one.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -126,51 +128,11 @@ impl WritePath {
         })
     }
 
+    /// One record is a batch of one: its home copy, then its replica,
+    /// each one versioned upsert or one queued hint.
     async fn write(&self, customer: Customer) -> Result<WriteReceipt, WriteError> {
-        let region = self.regions.route(customer.customer_zip_code_prefix)?;
-        let version = self.clock.next();
-
-        let mut copy = CustomerCopy {
-            target: CopyTarget::Primary,
-            region: region.id.clone(),
-            version,
-            customer,
-        };
-        let home = self.place(&region.id, &copy).await;
-        crate::metrics::write("home", outcome(&home));
-        let status = match home {
-            Ok(placement) => placement,
-            Err(PlaceError::Rejected(reason)) => {
-                return Err(WriteError::Rejected {
-                    node: region.id.clone(),
-                    reason,
-                });
-            }
-            Err(PlaceError::Unplaced(reason)) => {
-                return Err(WriteError::Unavailable {
-                    node: region.id.clone(),
-                    reason,
-                });
-            }
-        };
-
-        copy.target = CopyTarget::Replica;
-        let replica = self.place(&region.replica, &copy).await;
-        crate::metrics::write("replica", outcome(&replica));
-        let replica = replica.unwrap_or_else(|reason| {
-            tracing::error!(region = %region.id, node = %region.replica, %reason,
-                    customer_id = %copy.customer.customer_id, "replica copy missing");
-            Placement::Missing
-        });
-
-        Ok(WriteReceipt {
-            status,
-            region: region.id.clone(),
-            node: region.id.clone(),
-            replica_node: region.replica.clone(),
-            replica,
-            version,
-        })
+        let mut answers = self.create_customers(vec![customer]).await;
+        answers.pop().unwrap_or(Err(WriteError::Interrupted))
     }
 
     /// Writes `copy` to `node` directly if it is available, else (or if that
@@ -207,9 +169,7 @@ impl WritePath {
             }
         }
     }
-}
 
-impl WritePath {
     /// Routes, versions and places a batch of records (in their order, so
     /// of two rows for one customer the later one wins): all home copies
     /// first, then all replica copies, each node's copies in one bulk
@@ -348,6 +308,9 @@ impl WritePath {
         node: &NodeId,
         group: &[CustomerCopy],
     ) -> Vec<Result<Placement, PlaceError>> {
+        if let [copy] = group {
+            return vec![self.place(node, copy).await];
+        }
         if self.statuses.status(node).is_available()
             && let Some(store) = self.stores.get(node)
         {

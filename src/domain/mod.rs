@@ -16,7 +16,9 @@ pub use customer::{Customer, CustomerId, Text, ZipPrefix};
 pub use filter::{MAX_PAGE_SIZE, RecordFilter};
 pub use region::{NodeId, Region, RegionMap, RegionMapError, ZipRange};
 pub use status::{BadStatus, NodeStatus, StatusRecord, StatusSource};
-pub use version::{INSTANCE_SLOTS, MAX_FUTURE_MICROS, Version, VersionClock, now_micros};
+pub use version::{
+    INSTANCE_SLOTS, MAX_FUTURE_MICROS, Version, VersionClock, now_micros, now_millis,
+};
 
 /// A problem with one input field, reported to clients as
 /// `{"error": message, "field": field}`.

@@ -65,6 +65,11 @@ pub fn now_micros() -> i64 {
         .unwrap_or(0)
 }
 
+/// The wall clock in Unix milliseconds (0 before 1970).
+pub fn now_millis() -> i64 {
+    now_micros() / 1000
+}
+
 /// Hands out versions that are
 /// - strictly increasing, even when the wall clock stalls or steps back;
 /// - above `floor`, the highest version any earlier run may have handed out

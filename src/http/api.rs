@@ -286,9 +286,13 @@ pub async fn admin_repair(
     let reports =
         crate::repair::repair(&state.regions, &state.stores, only.as_ref(), dry_run).await;
     if !dry_run {
-        crate::repair::RepairRecord::new("api", Vec::new(), reports.clone())
-            .save(&state.statuses)
-            .await;
+        crate::repair::RepairRecord::new(
+            crate::repair::RepairTrigger::Api,
+            Vec::new(),
+            reports.clone(),
+        )
+        .save(&state.statuses)
+        .await;
     }
     let code = if reports.iter().any(|r| r.unreachable.is_some()) {
         StatusCode::SERVICE_UNAVAILABLE

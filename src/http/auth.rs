@@ -211,6 +211,23 @@ impl PageAuth {
     pub fn may_switch(&self) -> bool {
         !self.required || self.signed_in
     }
+
+    /// Whether a form's CSRF token is this session's (constant time).
+    pub fn csrf_matches(&self, given: &str) -> bool {
+        self.signed_in && bool::from(given.as_bytes().ct_eq(self.csrf.as_bytes()))
+    }
+}
+
+/// Every page handler takes its visitor's [`PageAuth`] as an extractor.
+impl axum::extract::FromRequestParts<super::AppState> for PageAuth {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &super::AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(PageAuth::of(state.admin_token.as_ref(), &parts.headers))
+    }
 }
 
 /// Where to go after signing in: only a path on this site.

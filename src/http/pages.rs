@@ -17,7 +17,7 @@ use super::auth::{self, PageAuth};
 use crate::domain::{Customer, FieldError, NodeId, NodeStatus, RecordFilter, RegionMap};
 use crate::monitor::{NodeView, rfc3339};
 use crate::reads::FilterResult;
-use crate::repair::RepairRecord;
+use crate::repair::{RepairRecord, RepairTrigger};
 use crate::writes::{Placement, WriteError, WriteReceipt};
 
 fn render(status: StatusCode, page: impl Template) -> Response {
@@ -59,13 +59,13 @@ impl RepairLine {
         let when = rfc3339(record.at_ms)
             .map(|t| format!("{} {} UTC", &t[..10], &t[11..19]))
             .unwrap_or_default();
-        let why = match record.trigger.as_str() {
-            "auto" if record.after.is_empty() => "automatic".to_owned(),
-            "auto" => format!(
+        let why = match record.trigger {
+            RepairTrigger::Auto if record.after.is_empty() => "automatic".to_owned(),
+            RepairTrigger::Auto => format!(
                 "automatic, after {}'s queue drained",
                 record.after.join(", ")
             ),
-            _ => "requested through POST /admin/repair".to_owned(),
+            RepairTrigger::Api => "requested through POST /admin/repair".to_owned(),
         };
         RepairLine {
             when,
@@ -76,12 +76,12 @@ impl RepairLine {
     }
 }
 
-pub async fn index(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub async fn index(State(state): State<AppState>, auth: PageAuth) -> Response {
     let (nodes, last) = tokio::join!(state.monitor.current(), RepairRecord::last(&state.statuses));
     let page = IndexPage {
         page: "home",
         asset_version: assets::version(),
-        auth: PageAuth::of(state.admin_token.as_ref(), &headers),
+        auth,
         nodes,
         last_repair: last.map(RepairLine::of),
     };
@@ -101,14 +101,13 @@ struct SignInPage {
 }
 
 pub async fn sign_in_form(
-    State(state): State<AppState>,
-    headers: HeaderMap,
+    auth: PageAuth,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
     let page = SignInPage {
         page: "sign-in",
         asset_version: assets::version(),
-        auth: PageAuth::of(state.admin_token.as_ref(), &headers),
+        auth,
         next: auth::safe_next(params.get("next").map(String::as_str)),
         error: None,
     };
@@ -220,11 +219,11 @@ fn form_fields(
 }
 
 impl CreatePage {
-    async fn new(state: &AppState, headers: &HeaderMap) -> CreatePage {
+    async fn new(state: &AppState, auth: PageAuth) -> CreatePage {
         CreatePage {
             page: "create",
             asset_version: assets::version(),
-            auth: PageAuth::of(state.admin_token.as_ref(), headers),
+            auth,
             nodes: state.monitor.current().await,
             fields: form_fields(&state.regions, &HashMap::new(), None),
             outcome: None,
@@ -233,14 +232,14 @@ impl CreatePage {
     }
 }
 
-pub async fn create_form(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    render(StatusCode::OK, CreatePage::new(&state, &headers).await)
+pub async fn create_form(State(state): State<AppState>, auth: PageAuth) -> Response {
+    render(StatusCode::OK, CreatePage::new(&state, auth).await)
 }
 
 /// `POST /create-records` (the form, urlencoded).
 pub async fn create_submit(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    auth: PageAuth,
     Form(values): Form<HashMap<String, String>>,
 ) -> Response {
     let parsed = Customer::parse_form(|f| values.get(f).cloned());
@@ -277,7 +276,7 @@ pub async fn create_submit(
         }
     };
     // Built after the write: its queue sizes include this record.
-    let mut page = CreatePage::new(&state, &headers).await;
+    let mut page = CreatePage::new(&state, auth).await;
     // Keep what the user typed when something is wrong; clear it on success.
     let keep = error.is_some() || status.is_client_error() || status.is_server_error();
     let empty = HashMap::new();
@@ -332,30 +331,26 @@ pub fn describe(customer_id: &str, r: &WriteReceipt) -> Outcome {
 /// With an admin token: only from a signed-in page, with its CSRF token.
 pub async fn node_status_submit(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    auth: PageAuth,
     Form(values): Form<HashMap<String, String>>,
 ) -> Response {
     let node = values.get("node_id").map(|s| s.trim()).unwrap_or_default();
     let status = values.get("status").map(|s| s.trim()).unwrap_or_default();
-    let allowed = match state.admin_token.as_ref() {
-        None => Ok(()),
-        Some(token) => match auth::session(token, &headers) {
-            None => Err((
-                StatusCode::UNAUTHORIZED,
-                "Sign in with the admin token to switch nodes.".to_owned(),
-            )),
-            Some(session) => {
-                let csrf = values.get(auth::CSRF_FIELD).map(String::as_str);
-                if csrf.is_some_and(|c| session.csrf_matches(token, c)) {
-                    Ok(())
-                } else {
-                    Err((
-                        StatusCode::FORBIDDEN,
-                        "This form is out of date; nothing was changed. Try again.".to_owned(),
-                    ))
-                }
-            }
-        },
+    let csrf = values.get(auth::CSRF_FIELD).map(String::as_str);
+    let allowed = if !auth.required {
+        Ok(())
+    } else if !auth.signed_in {
+        Err((
+            StatusCode::UNAUTHORIZED,
+            "Sign in with the admin token to switch nodes.".to_owned(),
+        ))
+    } else if csrf.is_some_and(|c| auth.csrf_matches(c)) {
+        Ok(())
+    } else {
+        Err((
+            StatusCode::FORBIDDEN,
+            "This form is out of date; nothing was changed. Try again.".to_owned(),
+        ))
     };
     let problem = match (
         allowed,
@@ -379,7 +374,7 @@ pub async fn node_status_submit(
             }
         },
     };
-    let mut page = CreatePage::new(&state, &headers).await;
+    let mut page = CreatePage::new(&state, auth).await;
     page.banner = Some(problem.1);
     render(problem.0, page)
 }
@@ -426,7 +421,7 @@ const DEFAULT_PAGE_SIZE: u32 = 25;
 
 pub async fn view(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    auth: PageAuth,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
     let get = |k: &str| params.get(k).cloned().unwrap_or_default();
@@ -444,7 +439,7 @@ pub async fn view(
     let mut page = ViewPage {
         page: "view",
         asset_version: assets::version(),
-        auth: PageAuth::of(state.admin_token.as_ref(), &headers),
+        auth,
         regions: state.regions.nodes().cloned().collect(),
         page_sizes: PAGE_SIZES,
         q,

@@ -16,17 +16,6 @@ use crate::helpers::*;
 const DETECT: Duration = Duration::from_secs(5);
 const QUEUED_WRITE: Duration = Duration::from_millis(500);
 
-async fn node_view(http: &reqwest::Client, address: &str, node: &str) -> Value {
-    let nodes = get_json_at(http, address, "/nodes").await;
-    nodes
-        .as_array()
-        .expect("array")
-        .iter()
-        .find(|n| n["node_id"] == node)
-        .cloned()
-        .expect("node in /nodes")
-}
-
 /// This instance's status of `node`, as `GET /node-statuses` says.
 async fn status_at(http: &reqwest::Client, address: &str, node: &str) -> String {
     let all = get_json_at(http, address, "/node-statuses").await;
@@ -70,7 +59,7 @@ async fn a_frozen_node_is_detected_its_writes_queue_fast_and_it_comes_back_by_it
     }
     app.freeze_mongo("region_2");
     let detected = wait_status(&app, "region_2", "unavailable", DETECT).await;
-    let view = node_view(&app.http, &app.address, "region_2").await;
+    let view = node_at(&app.http, &app.address, "region_2").await;
     assert_eq!(view["source"], "probe", "{view}");
     assert!(view["since"].as_str().is_some(), "{view}");
     let (code, _) = app.page("/").await;
@@ -92,7 +81,7 @@ async fn a_frozen_node_is_detected_its_writes_queue_fast_and_it_comes_back_by_it
 
     app.thaw_mongo("region_2");
     let back = wait_status(&app, "region_2", "available", DETECT).await;
-    let view = node_view(&app.http, &app.address, "region_2").await;
+    let view = node_at(&app.http, &app.address, "region_2").await;
     assert_eq!(view["source"], "probe", "{view}");
     app.wait_drained("region_2").await;
     for i in 0..5 {
@@ -169,7 +158,7 @@ async fn the_prober_never_overrides_an_operator() {
     wait_probes_ok(&app, "region_3", 6.0).await;
     wait_probes_ok(&app, "region_1", 6.0).await;
     for node in ["region_1", "region_3"] {
-        let view = node_view(&app.http, &app.address, node).await;
+        let view = node_at(&app.http, &app.address, node).await;
         assert_eq!(view["status"], "unavailable", "{view}");
         assert_eq!(view["source"], "manual", "{view}");
     }
@@ -183,7 +172,7 @@ async fn the_prober_never_overrides_an_operator() {
     app.set_status("region_2", "unavailable").await;
     app.thaw_mongo("region_2");
     wait_probes_ok(&app, "region_2", 6.0).await;
-    let view = node_view(&app.http, &app.address, "region_2").await;
+    let view = node_at(&app.http, &app.address, "region_2").await;
     assert_eq!(view["status"], "unavailable", "{view}");
     assert_eq!(view["source"], "manual", "{view}");
 

@@ -303,6 +303,18 @@ pub async fn get_json_at(http: &reqwest::Client, address: &str, path: &str) -> V
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("GET {path}: {e}: {text}"))
 }
 
+/// The `GET /nodes` entry of `node` at the instance at `address`.
+pub async fn node_at(http: &reqwest::Client, address: &str, node: &str) -> Value {
+    get_json_at(http, address, "/nodes")
+        .await
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|n| n["node_id"] == node)
+        .cloned()
+        .expect("node in /nodes")
+}
+
 /// A sample of the `/metrics` of the instance at `address` (0 if absent).
 pub async fn metric_at(http: &reqwest::Client, address: &str, name: &str, labels: &[&str]) -> f64 {
     let text = get_text_at(http, address, "/metrics").await;

@@ -7,13 +7,17 @@
 //! that every hint in its topic is applied and committed.
 //!
 //! The events that put a node behind: this process queued a hint for it, it
-//! was seen unavailable, or its replay took a hint from its topic (which also
-//! covers hints queued by other instances). Confirmation is tagged with the
-//! epoch it started in, so a confirmation that raced with a newer event
-//! never counts.
+//! was seen unavailable, its replay took a hint from its topic, or another
+//! instance queued a hint for it (announced through Redis: see
+//! `nodes`). Confirmation is tagged with the epoch it started in, so a
+//! confirmation that raced with a newer event never counts.
+//!
+//! Apart from its backlog, a node can have *lost its data* (restarted
+//! empty: see `recovery`). Reads do not trust it either until it is
+//! repaired from the replicas.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use crate::domain::NodeId;
 
@@ -23,6 +27,14 @@ struct NodeBacklog {
     epoch: AtomicU64,
     /// The epoch in which the replay last saw an empty backlog.
     confirmed: AtomicU64,
+    /// The node lost its data and is not repaired yet.
+    lost: AtomicBool,
+    /// The shared count of hints queued for the node (by any instance) as
+    /// last seen in Redis.
+    shared_seen: AtomicI64,
+    /// Wakes the node's replay when the node falls behind (a permit is kept
+    /// if it is not waiting, so no wake-up is lost).
+    fell_behind: tokio::sync::Notify,
 }
 
 /// Every node's catch-up state; shared by the write path (which puts nodes
@@ -41,6 +53,9 @@ impl Backlogs {
                     let state = NodeBacklog {
                         epoch: AtomicU64::new(1),
                         confirmed: AtomicU64::new(0),
+                        lost: AtomicBool::new(false),
+                        shared_seen: AtomicI64::new(0),
+                        fell_behind: tokio::sync::Notify::new(),
                     };
                     (n.clone(), state)
                 })
@@ -52,6 +67,15 @@ impl Backlogs {
     pub fn mark_behind(&self, node: &NodeId) {
         if let Some(b) = self.0.get(node) {
             b.epoch.fetch_add(1, Ordering::SeqCst);
+            b.fell_behind.notify_one();
+        }
+    }
+
+    /// Resolves once `node` falls behind (after the last time it did).
+    pub async fn fell_behind(&self, node: &NodeId) {
+        match self.0.get(node) {
+            Some(b) => b.fell_behind.notified().await,
+            None => std::future::pending().await,
         }
     }
 
@@ -69,6 +93,38 @@ impl Backlogs {
         if let Some(b) = self.0.get(node) {
             b.confirmed.fetch_max(epoch, Ordering::SeqCst);
         }
+    }
+
+    /// The shared count of hints queued for `node`, as read from Redis: if
+    /// it changed since last seen, another instance queued something (it
+    /// only grows, except when Redis lost its data and it starts again).
+    pub fn shared_queued(&self, node: &NodeId, count: i64) {
+        if self
+            .0
+            .get(node)
+            .is_some_and(|b| b.shared_seen.swap(count, Ordering::SeqCst) != count)
+        {
+            self.mark_behind(node);
+        }
+    }
+
+    /// Whether `node` lost its data and awaits its repair.
+    pub fn set_lost(&self, node: &NodeId, lost: bool) {
+        if let Some(b) = self.0.get(node) {
+            b.lost.store(lost, Ordering::SeqCst);
+        }
+    }
+
+    pub fn lost(&self, node: &NodeId) -> bool {
+        self.0
+            .get(node)
+            .is_some_and(|b| b.lost.load(Ordering::SeqCst))
+    }
+
+    /// Whether reads may trust `node`: caught up, and not awaiting a repair
+    /// after losing its data.
+    pub fn readable(&self, node: &NodeId) -> bool {
+        self.caught_up(node) && !self.lost(node)
     }
 
     /// Whether every hint ever queued for `node` is known to be applied.
@@ -109,6 +165,35 @@ mod tests {
         assert!(!b.caught_up(&node()));
         b.confirm(&node(), b.epoch(&node()));
         assert!(b.caught_up(&node()));
+    }
+
+    #[test]
+    fn hints_queued_elsewhere_put_the_node_behind_once() {
+        let b = Backlogs::new([&node()]);
+        b.shared_queued(&node(), 3);
+        b.confirm(&node(), b.epoch(&node()));
+        assert!(b.caught_up(&node()));
+        // The same count read again changes nothing; a higher one does.
+        b.shared_queued(&node(), 3);
+        assert!(b.caught_up(&node()));
+        b.shared_queued(&node(), 4);
+        assert!(!b.caught_up(&node()));
+        // Redis lost its data: the count starts again, and still counts.
+        b.confirm(&node(), b.epoch(&node()));
+        b.shared_queued(&node(), 0);
+        b.confirm(&node(), b.epoch(&node()));
+        b.shared_queued(&node(), 1);
+        assert!(!b.caught_up(&node()));
+    }
+
+    #[test]
+    fn a_node_that_lost_its_data_is_not_readable_until_repaired() {
+        let b = Backlogs::new([&node()]);
+        b.confirm(&node(), b.epoch(&node()));
+        b.set_lost(&node(), true);
+        assert!(b.caught_up(&node()) && !b.readable(&node()));
+        b.set_lost(&node(), false);
+        assert!(b.readable(&node()));
     }
 
     #[test]

@@ -119,6 +119,10 @@ pub struct ReplayConfig {
     /// Pause between batches, so a node that just came back is not flooded
     /// (Cassandra's hinted-handoff throttle). Zero by default.
     pub throttle: Duration,
+    /// How long a node's queue may stand still (available, not empty,
+    /// nothing committed by any instance) before a replay re-joins its
+    /// consumer group: longer than a session timeout plus a rebalance.
+    pub stall_after: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,6 +234,16 @@ impl Config {
             number(name, default, min, 600_000).map(Duration::from_millis)
         };
 
+        let session_timeout = millis("KAFKA_SESSION_TIMEOUT_MS", 6000, 1000)?;
+        let stall_after = millis("REPLAY_STALL_MS", 15_000, 1000)?;
+        if stall_after <= session_timeout {
+            return Err(ConfigError(format!(
+                "REPLAY_STALL_MS: must be longer than KAFKA_SESSION_TIMEOUT_MS ({} ms), got {}",
+                session_timeout.as_millis(),
+                stall_after.as_millis()
+            )));
+        }
+
         let log_format = match var("LOG_FORMAT").as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -292,11 +306,12 @@ impl Config {
                 retention_ms,
                 min_insync_replicas,
                 partition_refresh: millis("KAFKA_PARTITION_REFRESH_MS", 30_000, 100)?,
-                session_timeout: millis("KAFKA_SESSION_TIMEOUT_MS", 6000, 1000)?,
+                session_timeout,
             },
             replay: ReplayConfig {
                 batch_size: number("REPLAY_BATCH_SIZE", 500, 1, 100_000)? as usize,
                 throttle: millis("REPLAY_THROTTLE_MS", 0, 0)?,
+                stall_after,
             },
             status_resync: millis("STATUS_RESYNC_MS", 5000, 100)?,
             log_format,
@@ -486,6 +501,7 @@ mod tests {
                 "ADMIN_TOKEN",
             ),
             (vec![("PROBE_FAILURES", "0")], "PROBE_FAILURES"),
+            (vec![("REPLAY_STALL_MS", "5000")], "REPLAY_STALL_MS"),
             (vec![("KAFKA_RETENTION_MS", "1000")], "KAFKA_RETENTION_MS"),
             (
                 vec![

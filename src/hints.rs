@@ -272,9 +272,16 @@ impl HintLog {
         P: rdkafka::message::ToBytes + ?Sized,
     {
         let producer = self.producer();
-        let sent = self
-            .bounded(producer.send(record, Timeout::After(self.config.timeout)))
-            .await?;
+        // librdkafka reports every message by `message.timeout.ms` (its
+        // timeout scan runs once a second): the outer bound is only for a
+        // wedged client, far enough out that it never cuts off a delivery
+        // the client still holds (that would answer 503 for a hint that is
+        // then queued after all).
+        let limit = self.config.timeout * 2 + Duration::from_secs(5);
+        let delivery = producer.send(record, Timeout::After(self.config.timeout));
+        let sent = tokio::time::timeout(limit, delivery)
+            .await
+            .map_err(|_| HintError::Timeout(limit))?;
         sent.map(|_| ()).map_err(|(e, _)| {
             self.replace_producer_if_fatal(&producer);
             HintError::Kafka(e)
@@ -311,7 +318,8 @@ impl HintLog {
         let consumer = self.offsets_consumer(node)?;
         let topic = self.topic(node);
         let timeout = self.config.timeout;
-        let count = self.blocking(move || backlog(consumer.as_ref(), &topic, timeout));
+        let count =
+            self.blocking(move || backlog(consumer.as_ref(), &topic, timeout).map(|q| q.queued));
         crate::metrics::timed("kafka", "queued", count).await
     }
 
@@ -394,6 +402,24 @@ impl HintLog {
             state,
             epoch,
         })
+    }
+
+    /// Reads up to `max` hints of `node`'s topic past the group's committed
+    /// offsets, outside the group: assigned, never subscribed, never
+    /// committing. For a replay whose group hands the partitions to no one
+    /// alive (see `replay`): what it applies this way is applied again, a
+    /// no-op, when the group gets going.
+    pub async fn uncommitted(
+        &self,
+        node: &NodeId,
+        max: usize,
+    ) -> Result<Vec<ParkedHint>, HintError> {
+        let topic = self.topic(node);
+        let group = self.group(node);
+        let config = base_config(&self.config);
+        let timeout = self.config.timeout;
+        self.blocking(move || read_uncommitted(config, &group, &topic, max, timeout))
+            .await
     }
 
     /// Waits until every acknowledged-to-be hint in flight is delivered.
@@ -582,8 +608,8 @@ impl HintConsumer {
     }
 
     /// Hints in the topic not yet committed by the group (every partition,
-    /// whichever member holds it).
-    pub async fn backlog(&self) -> Result<u64, HintError> {
+    /// whichever member holds it), and how far the group has committed.
+    pub async fn backlog(&self) -> Result<QueueState, HintError> {
         let (topic, timeout) = (self.topic.clone(), self.timeout);
         self.blocking(move |consumer| backlog(consumer, &topic, timeout))
             .await
@@ -601,6 +627,63 @@ impl HintConsumer {
             Ok(Ok(result)) => result,
         }
     }
+}
+
+/// See [`HintLog::uncommitted`].
+fn read_uncommitted(
+    mut config: ClientConfig,
+    group: &str,
+    topic: &str,
+    max: usize,
+    timeout: Duration,
+) -> Result<Vec<ParkedHint>, HintError> {
+    let consumer: BaseConsumer = config
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .create()?;
+    let ids = partitions(consumer.client(), topic, timeout)?;
+    let mut wanted = TopicPartitionList::new();
+    for p in &ids {
+        wanted.add_partition(topic, *p);
+    }
+    let committed = consumer.committed_offsets(wanted, timeout)?;
+    let high = log_offsets(&consumer, topic, &ids, Offset::End, timeout)?;
+    let mut start = TopicPartitionList::new();
+    let mut left = 0;
+    for p in &ids {
+        let from = match committed.find_partition(topic, *p).map(|e| e.offset()) {
+            Some(Offset::Offset(n)) => Offset::Offset(n),
+            _ => Offset::Beginning,
+        };
+        let end = high.get(p).copied().unwrap_or(0);
+        if matches!(from, Offset::Offset(n) if n >= end) || end == 0 {
+            continue;
+        }
+        start.add_partition_offset(topic, *p, from)?;
+        left += 1;
+    }
+    let mut hints = Vec::new();
+    if left == 0 {
+        return Ok(hints);
+    }
+    consumer.assign(&start)?;
+    let deadline = std::time::Instant::now() + timeout;
+    let mut done = std::collections::BTreeSet::new();
+    while hints.len() < max && done.len() < left && std::time::Instant::now() < deadline {
+        let Some(msg) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let msg = msg?;
+        if high
+            .get(&msg.partition())
+            .is_some_and(|end| msg.offset() + 1 >= *end)
+        {
+            done.insert(msg.partition());
+        }
+        hints.push(parked(&msg, 0));
+    }
+    Ok(hints)
 }
 
 /// The partition ids of `topic`; an error if it does not exist.
@@ -651,6 +734,16 @@ fn log_offsets<X: ConsumerContext, C: Consumer<X>>(
     Ok(out)
 }
 
+/// A node queue as its group sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueState {
+    /// Hints not yet committed, over every partition.
+    pub queued: u64,
+    /// The group's committed offsets, summed: grows with every commit of
+    /// any member.
+    pub committed: i64,
+}
+
 /// End offset minus the group's committed offset, summed over `topic`'s
 /// partitions (from the start of the log where nothing is committed yet).
 /// Four requests whatever the number of partitions.
@@ -658,7 +751,7 @@ fn backlog<X: ConsumerContext, C: Consumer<X>>(
     consumer: &C,
     topic: &str,
     timeout: Duration,
-) -> Result<u64, HintError> {
+) -> Result<QueueState, HintError> {
     let ids = partitions(consumer.client(), topic, timeout)?;
     let mut wanted = TopicPartitionList::new();
     for p in &ids {
@@ -667,19 +760,22 @@ fn backlog<X: ConsumerContext, C: Consumer<X>>(
     let committed = consumer.committed_offsets(wanted, timeout)?;
     let low = log_offsets(consumer, topic, &ids, Offset::Beginning, timeout)?;
     let high = log_offsets(consumer, topic, &ids, Offset::End, timeout)?;
-    Ok(ids
-        .iter()
-        .map(|p| {
-            let start = low.get(p).copied().unwrap_or(0);
-            let from = match committed.find_partition(topic, *p).map(|e| e.offset()) {
-                // Below the log's start: retention deleted the rest.
-                Some(Offset::Offset(n)) => n.max(start),
-                _ => start,
-            };
-            let end = high.get(p).copied().unwrap_or(0);
-            u64::try_from(end - from).unwrap_or(0)
-        })
-        .sum())
+    let mut state = QueueState {
+        queued: 0,
+        committed: 0,
+    };
+    for p in &ids {
+        let start = low.get(p).copied().unwrap_or(0);
+        let from = match committed.find_partition(topic, *p).map(|e| e.offset()) {
+            // Below the log's start: retention deleted the rest.
+            Some(Offset::Offset(n)) => n.max(start),
+            _ => start,
+        };
+        let end = high.get(p).copied().unwrap_or(0);
+        state.queued += u64::try_from(end - from).unwrap_or(0);
+        state.committed += from;
+    }
+    Ok(state)
 }
 
 /// Why a topic's settings could delete hints before they are replayed, if

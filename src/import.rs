@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::backlog::Backlogs;
+use crate::clock_lease::{ClockError, ClockLease};
 use crate::config::Config;
 use crate::domain::{Customer, NodeId};
 use crate::hints::HintLog;
@@ -252,7 +253,7 @@ pub async fn run_command(config: &Config, path: &Path, batch: usize) -> std::pro
 async fn import(config: &Config, path: &Path, batch: usize) -> Result<Summary, String> {
     let mut rows = Rows::open(path)?;
     let total = count_rows(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let writes = connect(config).await?;
+    let (writes, clock_lease) = connect(config).await?;
     let shutdown = CancellationToken::new();
     let background = TaskTracker::new();
     background.spawn(
@@ -261,11 +262,7 @@ async fn import(config: &Config, path: &Path, batch: usize) -> Result<Summary, S
             .clone()
             .follow(config.status_resync, shutdown.clone()),
     );
-    background.spawn(crate::startup::reserve_versions(
-        writes.statuses.clone(),
-        writes.clone(),
-        shutdown.clone(),
-    ));
+    background.spawn(clock_lease.run(shutdown.clone()));
 
     let started = Instant::now();
     let mut summary = Summary::default();
@@ -353,16 +350,24 @@ fn report_bad(summary: &mut Summary, bad: &BadRow) {
 
 /// The write path without the HTTP server: Redis (statuses, versions),
 /// every node's MongoDB, Kafka (with the node topics created).
-async fn connect(config: &Config) -> Result<Arc<WritePath>, String> {
+async fn connect(config: &Config) -> Result<(Arc<WritePath>, ClockLease), String> {
     let nodes: Vec<NodeId> = config.regions.nodes().cloned().collect();
     let backlogs = Arc::new(Backlogs::new(&nodes));
     let statuses = NodeStatuses::connect(&config.redis_url, &nodes, backlogs.clone())
         .await
         .map_err(|e| format!("cannot reach redis: {}", e.short_reason()))?;
     let statuses = Arc::new(statuses);
-    let clock = crate::startup::start_clock(&statuses)
+    let instance = format!(
+        "import-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    let clock_lease = ClockLease::start(statuses.clone(), &instance)
         .await
-        .map_err(|e| format!("cannot reach redis: {}", e.short_reason()))?;
+        .map_err(|e| match e {
+            ClockError::Redis(e) => format!("cannot reach redis: {}", e.short_reason()),
+            other => other.to_string(),
+        })?;
     let stores = Stores::connect(&config.regions, &config.mongo.uris, config.mongo.timeout)
         .await
         .map_err(|e| e.short_reason())?;
@@ -371,15 +376,18 @@ async fn connect(config: &Config) -> Result<Arc<WritePath>, String> {
         .ensure_topics(&nodes)
         .await
         .map_err(|e| format!("cannot prepare the node topics: {}", e.short_reason()))?;
-    Ok(Arc::new(WritePath {
+    let writes = Arc::new(WritePath {
         regions: config.regions.clone(),
         statuses,
         stores: Arc::new(stores),
         hints: Arc::new(hints),
         backlogs,
-        clock: Arc::new(clock),
+        clock: clock_lease.clock.clone(),
         tasks: TaskTracker::new(),
-    }))
+        // The import places batches itself, never through single writes.
+        in_flight: Arc::new(tokio::sync::Semaphore::new(1)),
+    });
+    Ok((writes, clock_lease))
 }
 
 #[cfg(test)]

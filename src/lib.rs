@@ -6,6 +6,7 @@
 //! compose them (`writes`, `reads`, `replay`) · `http` · `startup` wiring.
 
 pub mod backlog;
+pub mod clock_lease;
 pub mod config;
 pub mod domain;
 pub mod generate;
@@ -17,6 +18,7 @@ pub mod monitor;
 pub mod nodes;
 pub mod prober;
 pub mod reads;
+pub mod recovery;
 pub mod repair;
 pub mod replay;
 pub mod retry;

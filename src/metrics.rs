@@ -10,7 +10,15 @@
 //! - `regiondb_backend_call_duration_seconds{backend="mongodb|kafka|redis", call, outcome}`
 //! - `regiondb_probes_total{node, outcome="ok|failed"}`: the failure detector's pings
 //! - `regiondb_status_changes_total{node, status, source="probe"}`: statuses it changed
-//! - `regiondb_repairs_total{trigger="auto|api", outcome="complete|incomplete"}`
+//! - `regiondb_repairs_total{trigger="auto|api|data_loss", outcome="complete|incomplete"}`
+//! - `regiondb_redis_restores_total`: times this instance found Redis emptied
+//!   and wrote the node statuses back from its own view
+//! - `regiondb_version_slot_moves_total`: times this instance found its
+//!   version slot held by another and moved to a free one
+//! - `regiondb_data_loss_detected_total{node, reason}`: nodes found to have
+//!   lost their data (marker missing or replaced)
+//! - `regiondb_replay_stalls_total{node}`: times a replay found its node's
+//!   queue not moving and re-joined its consumer group
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -52,6 +60,23 @@ pub fn install() -> PrometheusHandle {
             }
         })
         .clone()
+}
+
+pub fn redis_restored() {
+    counter!("regiondb_redis_restores_total").increment(1);
+}
+
+pub fn version_slot_moved() {
+    counter!("regiondb_version_slot_moves_total").increment(1);
+}
+
+pub fn data_loss_detected(node: &str, reason: &'static str) {
+    counter!("regiondb_data_loss_detected_total", "node" => node.to_owned(), "reason" => reason)
+        .increment(1);
+}
+
+pub fn replay_stalled(node: &str) {
+    counter!("regiondb_replay_stalls_total", "node" => node.to_owned()).increment(1);
 }
 
 /// Where one copy of an accepted (or refused) write went.

@@ -44,6 +44,12 @@ pub struct NodeView {
     /// be applied; `None` (null) when Kafka cannot be asked.
     pub dead_letters: Option<u64>,
     pub hosts_replicas_of: Vec<NodeId>,
+    /// This instance knows every hint queued for the node to be applied;
+    /// until then its regions are read from the other copy.
+    pub caught_up: bool,
+    /// The node came back without its data (restarted empty, or replaced):
+    /// its regions are read from the other copies until repaired.
+    pub lost_data: bool,
 }
 
 impl NodeView {
@@ -132,8 +138,12 @@ impl Monitor {
         join_all(self.regions.nodes().map(|node| self.view(node))).await
     }
 
-    /// Sets the view's status, source and time from the registry's view.
+    /// Sets the view's status, source and time from the registry's view,
+    /// and its catch-up state.
     fn overlay_status(&self, view: &mut NodeView) {
+        let backlogs = self.statuses.backlogs();
+        view.caught_up = backlogs.caught_up(&view.node_id);
+        view.lost_data = backlogs.lost(&view.node_id);
         let (source, since) = self.statuses.source(&view.node_id);
         view.status = self.statuses.status(&view.node_id);
         view.source = source;
@@ -153,6 +163,8 @@ impl Monitor {
                 .replicas_hosted_by(node)
                 .map(|r| r.id.clone())
                 .collect(),
+            caught_up: false,
+            lost_data: false,
         };
         self.overlay_status(&mut view);
         view
@@ -210,6 +222,8 @@ mod tests {
             queued: None,
             dead_letters: None,
             hosts_replicas_of: Vec::new(),
+            caught_up: true,
+            lost_data: false,
         };
         assert_eq!(v.since.as_deref(), Some("2025-11-28T14:02:11.123Z"));
         assert_eq!(v.status_note(), "unavailable — detected 14:02:11 UTC");

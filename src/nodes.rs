@@ -15,9 +15,8 @@
 //! one Lua script that also holds its per-node lease, so of several
 //! instances only the lease holder decides a node's status (see `prober`).
 //!
-//! Redis also keeps the version clock's two facts: the instance slot counter
-//! and the version floor (see `domain::VersionClock`), and the last repair's
-//! report.
+//! Redis also keeps the last repair's report; the version clock's facts are
+//! kept by `clock_lease` on this connection.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -43,12 +42,38 @@ pub const LAST_REPAIR: &str = "regiondb:last_repair";
 /// Held by the instance running an automatic repair; its expiry is the
 /// shortest time between two automatic repairs.
 pub const AUTO_REPAIR_LOCK: &str = "regiondb:auto_repair";
+/// Nodes that lost their data and await their repair: node -> JSON
+/// `{"reason", "at_ms"}` (see `recovery`).
+pub const DATA_LOSS_HASH: &str = "regiondb:data_loss";
+/// Per node, how many hints any instance has queued for it: a count that
+/// grew tells every instance the node has a backlog.
+pub const QUEUED_HASH: &str = "regiondb:hints_queued";
+/// How long a write waits to tell the other instances it queued a hint.
+const NOTE_QUEUED_TIMEOUT: Duration = Duration::from_millis(250);
 /// Announces every status write made through regiondb.
 pub const CHANGE_CHANNEL: &str = "regiondb:node_statuses";
-/// Counts instance starts; an instance's version slot is its number.
-pub const INSTANCE_COUNTER: &str = "regiondb:instances";
-/// Above every version any instance may have handed out.
-pub const VERSION_FLOOR: &str = "regiondb:version_floor";
+/// An operator's switch: the status and its record, together; 0 (writing
+/// nothing) when the status hash is gone, so that a switch made right after
+/// Redis lost its data does not leave every other node looking deleted.
+const SET_SCRIPT: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+return 1
+";
+
+/// Writes this instance's view back, if the status hash is still gone
+/// (another instance may have restored it first). ARGV: node, status,
+/// record (or ''), repeated. Returns 1 if it restored.
+const RESTORE_SCRIPT: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+for i = 1, #ARGV, 3 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  if ARGV[i + 2] ~= '' then redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 2]) end
+end
+return 1
+";
+
 /// Bound on one Redis call: status writes and reads must not hang.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 /// Without keyspace notifications, changes made with redis-cli are only seen
@@ -59,8 +84,10 @@ const RESYNC_WITHOUT_NOTIFICATIONS: Duration = Duration::from_millis(400);
 /// renews the lease, then takes the node down (if it is up) or brings it
 /// back (only if the detector is who took it down), writing the status and
 /// its record together. Returns -1 when another instance holds the lease,
-/// 1 when the status changed, 0 otherwise.
+/// 1 when the status changed, 0 otherwise, and -2 (changing nothing) when
+/// the status hash is gone: Redis lost its data and must be restored first.
 const PROBE_SCRIPT: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return -2 end
 local holder = redis.call('GET', KEYS[3])
 if holder and holder ~= ARGV[2] then return -1 end
 redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[3])
@@ -120,7 +147,12 @@ pub struct NodeStatuses {
     /// The `node_status_source` records, as last read or written.
     records: std::sync::RwLock<HashMap<NodeId, StatusRecord>>,
     backlogs: Arc<Backlogs>,
+    /// The hashes have been read once: from then on a missing status hash
+    /// means Redis lost its data.
+    loaded: std::sync::atomic::AtomicBool,
 }
+
+type Hash = HashMap<String, String>;
 
 impl NodeStatuses {
     /// Connects, sets every node that has no status yet to `available`
@@ -149,9 +181,21 @@ impl NodeStatuses {
             views,
             records: std::sync::RwLock::new(HashMap::new()),
             backlogs,
+            loaded: std::sync::atomic::AtomicBool::new(false),
         };
         statuses.resync().await?;
         Ok(statuses)
+    }
+
+    /// The catch-up state this view keeps up to date.
+    pub fn backlogs(&self) -> &Arc<Backlogs> {
+        &self.backlogs
+    }
+
+    /// The shared Redis connection, for the other users of this Redis
+    /// (the version clock's lease).
+    pub fn redis(&self) -> ConnectionManager {
+        self.conn.clone()
     }
 
     /// This process's view of a node's status (no I/O). Unknown nodes are
@@ -199,26 +243,65 @@ impl NodeStatuses {
             at_ms: now_millis(),
         };
         let raw = serde_json::to_string(&record).unwrap_or_default();
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .hset(STATUS_HASH, node.as_str(), status.as_str())
-            .ignore()
-            .hset(SOURCE_HASH, node.as_str(), &raw)
-            .ignore();
+        static SCRIPT: std::sync::LazyLock<redis::Script> =
+            std::sync::LazyLock::new(|| redis::Script::new(SET_SCRIPT));
+        let mut invocation = SCRIPT.key(STATUS_HASH);
+        invocation
+            .key(SOURCE_HASH)
+            .arg(node.as_str())
+            .arg(status.as_str())
+            .arg(&raw);
         let mut conn = self.conn.clone();
-        let written: Result<(), _> = pipe.query_async(&mut conn).await;
-        if let Err(e) = written {
+        let mut written: Result<i64, _> = invocation.invoke_async(&mut conn).await;
+        if let Err(e) = &written
+            && (e.is_io_error() || e.is_connection_dropped())
+        {
             // A connection broken by a Redis restart is only noticed on use;
             // the manager reconnects, and the write is idempotent: try once more.
-            if !(e.is_io_error() || e.is_connection_dropped()) {
-                return Err(e.into());
-            }
             tracing::debug!(error = %e, "redis connection lost; retrying the status write");
-            let () = pipe.query_async(&mut conn).await?;
+            written = invocation.invoke_async(&mut conn).await;
+        }
+        if written? == 0 {
+            self.restore().await?;
+            let again: i64 = invocation.invoke_async(&mut conn).await?;
+            if again == 0 {
+                tracing::warn!(%node, "status hash gone again; the switch is not saved");
+            }
         }
         self.record_local(node, record);
         self.apply_local(node, status);
         self.announce(node, status).await;
+        Ok(())
+    }
+
+    /// Redis lost the status hash (`FLUSHALL`, a restart without its
+    /// append-only file): writes this instance's last view of every status
+    /// and its source back, unless another instance already did.
+    async fn restore(&self) -> Result<(), StatusError> {
+        static SCRIPT: std::sync::LazyLock<redis::Script> =
+            std::sync::LazyLock::new(|| redis::Script::new(RESTORE_SCRIPT));
+        let mut invocation = SCRIPT.key(STATUS_HASH);
+        invocation.key(SOURCE_HASH);
+        {
+            let records = self.records.read().unwrap_or_else(|e| e.into_inner());
+            for (node, status) in self.all() {
+                let record = records
+                    .get(&node)
+                    .and_then(|r| serde_json::to_string(r).ok())
+                    .unwrap_or_default();
+                invocation
+                    .arg(node.as_str())
+                    .arg(status.as_str())
+                    .arg(record);
+            }
+        }
+        let restored: i64 = invocation.invoke_async(&mut self.conn.clone()).await?;
+        if restored == 1 {
+            tracing::warn!(statuses = ?self.all(),
+                "redis lost the node statuses; restored them from this instance's last view");
+            crate::metrics::redis_restored();
+            self.announce_change("restored").await;
+        }
         Ok(())
     }
 
@@ -276,6 +359,10 @@ impl NodeStatuses {
             Ok::<_, StatusError>(outcome)
         };
         let outcome = crate::metrics::timed("redis", "probe_report", report).await?;
+        if outcome == -2 {
+            self.restore().await?;
+            return Ok(ProbeReport::Unchanged);
+        }
         Ok(match (outcome, verdict, record) {
             (-1, _, _) => ProbeReport::NotHolder,
             (1, Some(status), Some(record)) => {
@@ -288,29 +375,34 @@ impl NodeStatuses {
         })
     }
 
-    /// Re-reads both hashes into the local view.
-    pub async fn resync(&self) -> Result<(), StatusError> {
-        let mut conn = self.conn.clone();
-        let (stored, sources): (HashMap<String, String>, HashMap<String, String>) = redis::pipe()
-            .hgetall(STATUS_HASH)
-            .hgetall(SOURCE_HASH)
-            .query_async(&mut conn)
-            .await?;
-        {
-            let mut records = self.records.write().unwrap_or_else(|e| e.into_inner());
-            records.clear();
-            for node in self.views.keys() {
-                let Some(raw) = sources.get(node.as_str()) else {
-                    continue;
-                };
-                match serde_json::from_str::<StatusRecord>(raw) {
-                    Ok(record) => {
-                        records.insert(node.clone(), record);
-                    }
-                    Err(e) => tracing::debug!(%node, error = %e, "unreadable status source record"),
-                }
-            }
+    /// Gives up `node`'s failure-detector lease if `me` holds it, so
+    /// another instance's detector takes over at its next ping instead of
+    /// after the lease expires.
+    pub async fn release_probe_lease(&self, node: &NodeId, me: &str) {
+        let script = redis::Script::new(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
+        );
+        let released: Result<i64, _> = script
+            .key(format!("{PROBE_LEASE_PREFIX}{node}"))
+            .arg(me)
+            .invoke_async(&mut self.conn.clone())
+            .await;
+        if let Err(e) = released {
+            tracing::debug!(%node, error = %e, "probe lease not released; it expires by itself");
         }
+    }
+
+    /// Re-reads both hashes into the local view. A status hash that is gone
+    /// altogether (after the first read) means Redis lost its data: it is
+    /// restored from this view rather than read as "every node available";
+    /// a single field deleted by hand still reads as the start-up default.
+    pub async fn resync(&self) -> Result<(), StatusError> {
+        let (mut stored, mut sources) = self.read_hashes().await?;
+        if stored.is_empty() && self.loaded.load(std::sync::atomic::Ordering::SeqCst) {
+            self.restore().await?;
+            (stored, sources) = self.read_hashes().await?;
+        }
+        self.apply_sources(&sources);
         for node in self.views.keys() {
             let status = match stored.get(node.as_str()) {
                 // Deleted by hand: the start-up default.
@@ -323,38 +415,71 @@ impl NodeStatuses {
             };
             self.apply_local(node, status);
         }
+        self.loaded.store(true, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
 
-    /// A number for this instance, different from every other running
-    /// instance's as long as fewer than 2^64 have started.
-    pub async fn claim_instance_number(&self) -> Result<u64, StatusError> {
+    async fn read_hashes(&self) -> Result<(Hash, Hash), StatusError> {
         let mut conn = self.conn.clone();
-        Ok(conn.incr(INSTANCE_COUNTER, 1).await?)
+        let (statuses, sources, lost, queued): (Hash, Hash, Hash, HashMap<String, i64>) =
+            redis::pipe()
+                .hgetall(STATUS_HASH)
+                .hgetall(SOURCE_HASH)
+                .hgetall(DATA_LOSS_HASH)
+                .hgetall(QUEUED_HASH)
+                .query_async(&mut conn)
+                .await?;
+        for node in self.views.keys() {
+            self.backlogs
+                .set_lost(node, lost.contains_key(node.as_str()));
+            if let Some(count) = queued.get(node.as_str()) {
+                self.backlogs.shared_queued(node, *count);
+            }
+        }
+        Ok((statuses, sources))
     }
 
-    /// The highest version floor any instance has reserved (0 if none).
-    pub async fn version_floor(&self) -> Result<i64, StatusError> {
+    /// Tells every instance that a hint was queued for `node` (so none of
+    /// them reads it as caught up before its replay applied the hint).
+    /// Bounded and best effort: the hint is in Kafka either way.
+    pub async fn note_queued(&self, node: &NodeId) {
         let mut conn = self.conn.clone();
-        let floor: Option<i64> = conn.get(VERSION_FLOOR).await?;
-        Ok(floor.unwrap_or(0))
+        let mut pipe = redis::pipe();
+        pipe.hincr(QUEUED_HASH, node.as_str(), 1)
+            .ignore()
+            .publish(CHANGE_CHANNEL, format!("{node} queued"))
+            .ignore();
+        let noted = tokio::time::timeout(NOTE_QUEUED_TIMEOUT, pipe.query_async::<()>(&mut conn));
+        match noted.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(%node, error = %e, "could not share the queued hint"),
+            Err(_) => tracing::debug!(%node, "sharing the queued hint timed out"),
+        }
     }
 
-    /// Raises the version floor to `to` unless it is higher already.
-    pub async fn raise_version_floor(&self, to: i64) -> Result<(), StatusError> {
-        // Lua numbers are doubles: exact for versions (below 2^53).
-        let script = redis::Script::new(
-            "local cur = tonumber(redis.call('GET', KEYS[1]) or '0') \
-             if tonumber(ARGV[1]) > cur then redis.call('SET', KEYS[1], ARGV[1]) end \
-             return 0",
-        );
+    /// Announces a change other instances should read now.
+    pub async fn announce_change(&self, what: &str) {
         let mut conn = self.conn.clone();
-        let _: i64 = script
-            .key(VERSION_FLOOR)
-            .arg(to)
-            .invoke_async(&mut conn)
-            .await?;
-        Ok(())
+        let announced: Result<i64, _> = conn.publish(CHANGE_CHANNEL, what).await;
+        if let Err(e) = announced {
+            tracing::debug!(error = %e, "could not announce a change");
+        }
+    }
+
+    fn apply_sources(&self, sources: &Hash) {
+        let mut records = self.records.write().unwrap_or_else(|e| e.into_inner());
+        records.clear();
+        for node in self.views.keys() {
+            let Some(raw) = sources.get(node.as_str()) else {
+                continue;
+            };
+            match serde_json::from_str::<StatusRecord>(raw) {
+                Ok(record) => {
+                    records.insert(node.clone(), record);
+                }
+                Err(e) => tracing::debug!(%node, error = %e, "unreadable status source record"),
+            }
+        }
     }
 
     /// The last repair's report, as saved by [`NodeStatuses::save_last_repair`].

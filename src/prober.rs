@@ -12,6 +12,9 @@
 //! the same Lua script that makes the change. When the holder stops (crash,
 //! partition), its lease expires and another instance takes over. So two
 //! instances' opinions never alternate on one node.
+//!
+//! The lease holder also checks, after each ping that answered, that the
+//! node still has its data (see `recovery`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,10 +24,13 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ProbeConfig;
 use crate::domain::{NodeId, NodeStatus};
 use crate::nodes::{NodeStatuses, ProbeReport};
+use crate::recovery::Recovery;
 use crate::store::NodeStore;
 
 pub struct Prober {
     pub store: NodeStore,
+    /// Checks, after each answered ping, that the node kept its data.
+    pub recovery: Arc<Recovery>,
     pub statuses: Arc<NodeStatuses>,
     /// This instance's name in the lease.
     pub instance: String,
@@ -86,11 +92,14 @@ impl Prober {
             );
             crate::metrics::probe(node.as_str(), ok);
             let verdict = streak.record(ok, self.config.threshold);
-            match self
+            let report = self
                 .statuses
                 .probe_report(&node, &self.instance, self.lease(), verdict)
-                .await
-            {
+                .await;
+            if ok && matches!(report, Ok(ProbeReport::Unchanged | ProbeReport::Changed)) {
+                self.recovery.check(&self.store).await;
+            }
+            match report {
                 Ok(ProbeReport::Changed) => {
                     let status = verdict.map_or("", NodeStatus::as_str);
                     crate::metrics::probe_changed(node.as_str(), status);
@@ -108,6 +117,9 @@ impl Prober {
                 }
             }
         }
+        self.statuses
+            .release_probe_lease(&node, &self.instance)
+            .await;
     }
 }
 

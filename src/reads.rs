@@ -7,7 +7,8 @@
 //! applied every hint, a record acknowledged as queued may only be on the
 //! replica, so the replica serves the region. Only when no caught-up copy
 //! is available does a node that is still catching up serve, and the answer
-//! says so (`catching_up`).
+//! says so (`catching_up`). A node that lost its data (see `recovery`) is
+//! treated the same way until it is repaired.
 //!
 //! Paging is exact across regions: every serving node is first asked how
 //! many records match, which tells each region's share of the requested
@@ -180,7 +181,7 @@ impl ReadPath {
             .into_iter()
             .filter(|(node, _, _)| self.statuses.status(node).is_available())
             .map(|(node, collection, replica)| {
-                let catching_up = !self.backlogs.caught_up(node);
+                let catching_up = !self.backlogs.readable(node);
                 (node, collection, replica, catching_up)
             })
             .collect();

@@ -258,6 +258,9 @@ pub enum RepairTrigger {
     Auto,
     /// `POST /admin/repair`.
     Api,
+    /// A node came back without its data (see `recovery`).
+    #[serde(rename = "data_loss")]
+    DataLoss,
 }
 
 impl RepairTrigger {
@@ -265,6 +268,7 @@ impl RepairTrigger {
         match self {
             RepairTrigger::Auto => "auto",
             RepairTrigger::Api => "api",
+            RepairTrigger::DataLoss => "data_loss",
         }
     }
 }
@@ -275,7 +279,8 @@ pub struct RepairRecord {
     /// When it finished (Unix ms).
     pub at_ms: i64,
     pub trigger: RepairTrigger,
-    /// For `auto`: the nodes whose drained queues started it.
+    /// For `auto`: the nodes whose drained queues started it; for
+    /// `data_loss`: the node that lost its data.
     pub after: Vec<String>,
     pub regions: Vec<RegionRepair>,
 }

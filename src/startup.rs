@@ -11,14 +11,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::backlog::Backlogs;
+use crate::clock_lease::{ClockError, ClockLease};
 use crate::config::Config;
-use crate::domain::{CustomerCopy, NodeId, VersionClock, now_micros};
+use crate::domain::{CustomerCopy, NodeId};
 use crate::hints::HintLog;
 use crate::http::{self, AppState};
 use crate::monitor::Monitor;
 use crate::nodes::NodeStatuses;
 use crate::prober::Prober;
 use crate::reads::ReadPath;
+use crate::recovery::Recovery;
 use crate::repair::{AutoRepair, DrainedQueues};
 use crate::replay::Replay;
 use crate::retry;
@@ -28,14 +30,19 @@ use crate::writes::WritePath;
 /// How long start-up waits for Redis before giving up: node statuses are
 /// the one thing regiondb cannot guess.
 const REDIS_STARTUP_WAIT: Duration = Duration::from_secs(30);
-/// How long shutdown waits for replays to finish their batch and for the
-/// producer to deliver what it holds.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-/// How far ahead of the versions handed out the floor in Redis is kept, and
-/// how often it is raised: a restarted instance (even with its clock set
-/// back) starts above every version handed out while Redis was reachable.
-const VERSION_RESERVE_AHEAD: Duration = Duration::from_secs(5);
-const VERSION_RESERVE_EVERY: Duration = Duration::from_secs(1);
+/// Shutdown, in order: requests in progress finish (`http::server::DRAIN`),
+/// then writes whose clients hung up, then the background tasks (a replay
+/// finishes and commits its batch), then the producer delivers what it
+/// holds. Each phase has its bound; together they fit well within
+/// docker compose's `stop_grace_period` (20 s, checked by a test).
+pub const WRITES_GRACE: Duration = Duration::from_secs(3);
+pub const TASKS_GRACE: Duration = Duration::from_secs(4);
+pub const FLUSH_GRACE: Duration = Duration::from_secs(2);
+/// The longest a shutdown takes.
+pub const SHUTDOWN_BUDGET: Duration = http::server::DRAIN
+    .saturating_add(WRITES_GRACE)
+    .saturating_add(TASKS_GRACE)
+    .saturating_add(FLUSH_GRACE);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -50,6 +57,8 @@ pub enum StartupError {
         waited: Duration,
         source: crate::nodes::StatusError,
     },
+    #[error("version clock: {0}")]
+    Clock(#[from] ClockError),
     #[error(transparent)]
     Mongo(#[from] crate::store::StoreError),
     #[error(transparent)]
@@ -63,6 +72,8 @@ pub struct Application {
     /// This instance's name in Redis leases and locks.
     instance: String,
     auto_repair: Option<(AutoRepair, DrainedQueues)>,
+    /// Renewed while the instance runs, released when it stops.
+    clock_lease: ClockLease,
 }
 
 impl Application {
@@ -93,21 +104,13 @@ impl Application {
                 source,
             })?;
         let statuses = Arc::new(statuses);
-        let clock =
-            Arc::new(
-                start_clock(&statuses)
-                    .await
-                    .map_err(|source| StartupError::Redis {
-                        url: config.redis_url.clone(),
-                        waited: Duration::ZERO,
-                        source,
-                    })?,
-            );
+        let instance = format!("{}-{:08x}", std::process::id(), rand::random::<u32>());
+        let clock_lease = ClockLease::start(statuses.clone(), &instance).await?;
+        let clock = clock_lease.clock.clone();
         let stores = Arc::new(
             Stores::connect(&config.regions, &config.mongo.uris, config.mongo.timeout).await?,
         );
         let hints = Arc::new(HintLog::new(&config.kafka, &nodes)?);
-        let instance = format!("{}-{:08x}", std::process::id(), rand::random::<u32>());
         let auto_repair = config.auto_repair.map(|every| {
             AutoRepair::new(
                 config.regions.clone(),
@@ -134,6 +137,9 @@ impl Application {
                 backlogs: backlogs.clone(),
                 clock: clock.clone(),
                 tasks: TaskTracker::new(),
+                in_flight: Arc::new(tokio::sync::Semaphore::new(
+                    config.http.max_requests_per_class,
+                )),
             }),
             reads: Arc::new(ReadPath::new(
                 config.regions.clone(),
@@ -155,6 +161,7 @@ impl Application {
             event_streams: Arc::new(tokio::sync::Semaphore::new(config.http.max_event_streams)),
             stopping: CancellationToken::new(),
             admin_token: config.admin_token.clone(),
+            readiness: Arc::default(),
         };
         Ok(Application {
             config,
@@ -162,6 +169,7 @@ impl Application {
             state,
             instance,
             auto_repair,
+            clock_lease,
         })
     }
 
@@ -182,6 +190,7 @@ impl Application {
             state,
             instance,
             auto_repair,
+            clock_lease,
         } = self;
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
@@ -194,11 +203,7 @@ impl Application {
         );
         tasks.spawn(state.monitor.clone().run(shutdown.clone()));
         tasks.spawn(metrics_upkeep(state.metrics.clone(), shutdown.clone()));
-        tasks.spawn(reserve_versions(
-            state.statuses.clone(),
-            state.writes.clone(),
-            shutdown.clone(),
-        ));
+        tasks.spawn(clock_lease.run(shutdown.clone()));
         for store in state.stores.iter() {
             tasks.spawn(prepare_indexes(
                 store.clone(),
@@ -206,20 +211,7 @@ impl Application {
                 shutdown.clone(),
             ));
         }
-        if let Some(interval) = config.probe.interval {
-            for store in state.stores.iter() {
-                let prober = Prober {
-                    store: store.clone(),
-                    statuses: state.statuses.clone(),
-                    instance: instance.clone(),
-                    interval,
-                    config: config.probe.clone(),
-                };
-                tasks.spawn(prober.run(shutdown.clone()));
-            }
-        } else {
-            tracing::warn!("PROBE_INTERVAL_MS=0: failure detection is off");
-        }
+        spawn_probers(&state, &config, &instance, &tasks, &shutdown);
         let drained = auto_repair.map(|(auto, drained)| {
             tasks.spawn(auto.run(shutdown.clone()));
             drained
@@ -243,7 +235,7 @@ impl Application {
 
         // Accepted writes finish (home and replica) before anything stops.
         state.writes.tasks.close();
-        if tokio::time::timeout(SHUTDOWN_GRACE, state.writes.tasks.wait())
+        if tokio::time::timeout(WRITES_GRACE, state.writes.tasks.wait())
             .await
             .is_err()
         {
@@ -252,14 +244,14 @@ impl Application {
         tracing::info!("stopping background tasks");
         shutdown.cancel();
         tasks.close();
-        if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
+        if tokio::time::timeout(TASKS_GRACE, tasks.wait())
             .await
             .is_err()
         {
             tracing::warn!("background tasks did not stop in time");
         }
         let hints = state.hints.clone();
-        let flushed = tokio::task::spawn_blocking(move || hints.flush(SHUTDOWN_GRACE)).await;
+        let flushed = tokio::task::spawn_blocking(move || hints.flush(FLUSH_GRACE)).await;
         if let Ok(Err(e)) = flushed {
             tracing::warn!(error = %e, "producer flush failed");
         }
@@ -268,45 +260,38 @@ impl Application {
     }
 }
 
-/// A version clock with this instance's slot, starting above the floor the
-/// previous runs of every instance reserved.
-pub(crate) async fn start_clock(
-    statuses: &NodeStatuses,
-) -> Result<VersionClock, crate::nodes::StatusError> {
-    let slot = statuses.claim_instance_number().await?;
-    let floor = statuses.version_floor().await?;
-    let clock = VersionClock::new(slot, floor);
-    statuses
-        .raise_version_floor(reservation(clock.last()))
-        .await?;
-    tracing::info!(
-        slot = slot % crate::domain::INSTANCE_SLOTS as u64,
-        floor,
-        "version clock ready"
-    );
-    Ok(clock)
-}
-
-fn reservation(last: i64) -> i64 {
-    let ahead = i64::try_from(VERSION_RESERVE_AHEAD.as_micros()).unwrap_or(i64::MAX);
-    last.max(now_micros()).saturating_add(ahead)
-}
-
-/// Keeps the version floor in Redis ahead of the versions this instance
-/// hands out.
-pub(crate) async fn reserve_versions(
-    statuses: Arc<NodeStatuses>,
-    writes: Arc<WritePath>,
-    shutdown: CancellationToken,
+/// One failure detector per node (with the check for nodes that lost their
+/// data), unless detection is off.
+fn spawn_probers(
+    state: &AppState,
+    config: &Config,
+    instance: &str,
+    tasks: &TaskTracker,
+    shutdown: &CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(VERSION_RESERVE_EVERY);
-    while shutdown.run_until_cancelled(tick.tick()).await.is_some() {
-        if let Err(e) = statuses
-            .raise_version_floor(reservation(writes.clock.last()))
-            .await
-        {
-            tracing::warn!(error = %e, "cannot reserve versions in redis");
-        }
+    let Some(interval) = config.probe.interval else {
+        tracing::warn!(
+            "PROBE_INTERVAL_MS=0: failure detection is off, and so is the check for nodes that lost their data"
+        );
+        return;
+    };
+    let recovery = Arc::new(Recovery::new(
+        state.regions.clone(),
+        state.stores.clone(),
+        state.statuses.clone(),
+        tasks.clone(),
+        shutdown.clone(),
+    ));
+    for store in state.stores.iter() {
+        let prober = Prober {
+            store: store.clone(),
+            recovery: recovery.clone(),
+            statuses: state.statuses.clone(),
+            instance: instance.to_owned(),
+            interval,
+            config: config.probe.clone(),
+        };
+        tasks.spawn(prober.run(shutdown.clone()));
     }
 }
 

@@ -22,6 +22,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 use tokio_util::task::TaskTracker;
@@ -34,6 +35,10 @@ use crate::domain::{
 use crate::hints::HintLog;
 use crate::nodes::NodeStatuses;
 use crate::store::{StoreError, Stores};
+
+/// How long a write waits for the version clock's lease to be renewed
+/// before answering 503.
+const NO_VERSION_WAIT: Duration = Duration::from_secs(1);
 
 /// Where one copy ended up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -74,6 +79,16 @@ pub enum WriteError {
     /// holds one of its unique values). Nothing was written anywhere.
     #[error("home node {node} refused the record: {reason}")]
     Rejected { node: NodeId, reason: String },
+    /// Too many writes in flight (counting those whose clients hung up):
+    /// nothing was written; retry shortly.
+    #[error("server busy: too many writes in flight; retry shortly")]
+    Busy,
+    /// This instance's version slot lease could not be renewed for a while
+    /// (Redis unreachable): it hands out no versions, so nothing was written.
+    #[error(
+        "this instance cannot give the write a version: its version slot lease in redis could not be renewed"
+    )]
+    NoVersion,
     /// The write's task died (a bug, or the runtime shutting down): its
     /// outcome is unknown, like a timed-out write's.
     #[error("the write was interrupted; its outcome is unknown, a retry is safe")]
@@ -108,6 +123,10 @@ pub struct WritePath {
     pub clock: Arc<VersionClock>,
     /// Writes in flight; shutdown waits for them.
     pub tasks: TaskTracker,
+    /// One permit per single write in flight, held by its task until it
+    /// finishes, so writes whose clients hung up still count against the
+    /// write limit.
+    pub in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl WritePath {
@@ -117,11 +136,18 @@ impl WritePath {
         self: &Arc<Self>,
         customer: Customer,
     ) -> Result<WriteReceipt, WriteError> {
+        let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+            return Err(WriteError::Busy);
+        };
         let this = self.clone();
         // In the request's span, so its log lines carry the request id.
-        let write = self
-            .tasks
-            .spawn(async move { this.write(customer).await }.in_current_span());
+        let write = self.tasks.spawn(
+            async move {
+                let _permit = permit;
+                this.write(customer).await
+            }
+            .in_current_span(),
+        );
         write.await.unwrap_or_else(|e| {
             tracing::error!(error = %e, "write task failed");
             Err(WriteError::Interrupted)
@@ -139,28 +165,51 @@ impl WritePath {
     /// fails for a reason a later replay can overcome) parks it in the
     /// node's topic.
     async fn place(&self, node: &NodeId, copy: &CustomerCopy) -> Result<Placement, PlaceError> {
-        if self.statuses.status(node).is_available()
-            && let Some(store) = self.stores.get(node)
-        {
-            match store.apply(std::slice::from_ref(copy)).await {
-                Ok(()) => return Ok(Placement::Stored),
-                Err(StoreError::Rejected { message, .. }) => {
-                    return Err(PlaceError::Rejected(message));
-                }
-                // Treated as unavailable for this write: queue it.
-                Err(e) => tracing::warn!(%node, error = %e, "direct write failed; queueing"),
+        let Some(store) = self.stores.get(node) else {
+            return self.queue(node, copy).await;
+        };
+        if !self.statuses.status(node).is_available() {
+            return self.queue(node, copy).await;
+        }
+        let failed = match store.apply(std::slice::from_ref(copy)).await {
+            Ok(()) => return Ok(Placement::Stored),
+            Err(StoreError::Rejected { message, .. }) => return Err(PlaceError::Rejected(message)),
+            Err(e) => e,
+        };
+        // Treated as unavailable for this write: queue it.
+        tracing::warn!(%node, error = %failed, "direct write failed; queueing");
+        let queued = self.queue(node, copy).await;
+        let Err(PlaceError::Unplaced(reason)) = queued else {
+            return queued;
+        };
+        // Neither took it. A write that timed out or was not confirmed
+        // durable may still have been applied: rather than answer 503 with
+        // an unknown outcome, try the node once more (the same version, so
+        // a second apply changes nothing).
+        match store.apply(std::slice::from_ref(copy)).await {
+            Ok(()) => Ok(Placement::Stored),
+            Err(StoreError::Rejected { message, .. }) => Err(PlaceError::Rejected(message)),
+            Err(again) => {
+                tracing::warn!(%node, error = %again, "direct write failed again");
+                let unknown = if failed.may_have_applied() {
+                    "; the direct write's outcome is unknown (it may have been applied): a retry is safe"
+                } else {
+                    ""
+                };
+                Err(PlaceError::Unplaced(format!("{reason}{unknown}")))
             }
         }
-        self.queue(node, copy).await
     }
 
     /// Parks `copy` in `node`'s topic.
     async fn queue(&self, node: &NodeId, copy: &CustomerCopy) -> Result<Placement, PlaceError> {
         match self.hints.park(node, copy).await {
             Ok(()) => {
-                // Before the acknowledgement: reads must not trust this node
-                // until its replay has applied what was just queued.
+                // Before the acknowledgement: reads (here and, through
+                // Redis, on every instance) must not trust this node until
+                // its replay has applied what was just queued.
                 self.backlogs.mark_behind(node);
+                self.statuses.note_queued(node).await;
                 Ok(Placement::Queued)
             }
             Err(e) => {
@@ -192,10 +241,14 @@ impl WritePath {
             match self.regions.route(customer.customer_zip_code_prefix) {
                 Err(e) => answers.push(Err(WriteError::Invalid(e))),
                 Ok(region) => {
+                    let Some(version) = self.version().await else {
+                        answers.push(Err(WriteError::NoVersion));
+                        continue;
+                    };
                     let copy = CustomerCopy {
                         target: CopyTarget::Primary,
                         region: region.id.clone(),
-                        version: self.clock.next(),
+                        version,
                         customer,
                     };
                     answers.push(Ok(WriteReceipt {
@@ -238,6 +291,21 @@ impl WritePath {
             }
         }
         HomesPlaced { answers, replicas }
+    }
+
+    /// The next version; while the clock's lease is not known held (a
+    /// renewal is late), waits a little for one before giving up.
+    async fn version(&self) -> Option<Version> {
+        let deadline = tokio::time::Instant::now() + NO_VERSION_WAIT;
+        loop {
+            if let Some(version) = self.clock.next() {
+                return Some(version);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// The second half: places the replicas of the records whose home copy

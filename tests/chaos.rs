@@ -3,18 +3,26 @@
 //!
 //! `scripts/chaos [--seed N] [--size small|large]` (this is the test target
 //! `chaos`, run without the libtest harness). Concurrent clients create and
-//! rewrite records in every region while a seeded scheduler flips node
-//! statuses (API and redis-cli), freezes MongoDB nodes, SIGKILLs and
-//! restarts the app (once during a replay), and restarts the Kafka broker and
-//! Redis. Then every fault is healed, every queue drains, `regiondb repair`
-//! runs, and the stores are checked directly. The last line is
+//! rewrite records in every region, through two app instances, while a
+//! seeded scheduler flips node statuses (API and redis-cli), freezes MongoDB
+//! nodes, empties one (restarted without its data), restarts the second
+//! instance and SIGKILLs and restarts the first (once during a replay), each
+//! restart followed at once by a write through the other instance, flushes
+//! Redis (`FLUSHALL`) and restarts it, and restarts the Kafka broker. Then
+//! every fault is healed, every queue drains, `regiondb repair` runs, and
+//! the stores are checked directly. The last line is
 //! `lost=L stale=S duplicates=D divergent=V`; the exit code is non-zero
-//! unless all four are 0.
+//! unless all four are 0. `stale` also counts a write that lost to one
+//! whose answer came before it was sent (versions must follow acceptance).
+//!
+//! The node is emptied before any app crash: a crash between a write's
+//! home copy and its replica leaves one copy until repair, and emptying
+//! that copy's node would be a second fault, not one regiondb can survive.
 //!
 //! Harness workaround (not in the product): tansu 0.6 wedges when an
 //! idempotent producer created before a broker restart produces again, so
-//! the app is restarted right after the broker is. Real Kafka needs no such
-//! thing.
+//! both instances are restarted right after the broker is. Real Kafka needs
+//! no such thing.
 
 #[path = "api/helpers.rs"]
 mod helpers;
@@ -25,7 +33,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use helpers::{Options, RegionSpec, TestApp, customer, wait_until};
+use helpers::{Instance, Options, RegionSpec, TestApp, customer, wait_until};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
@@ -99,6 +107,9 @@ struct Attempt {
     zip: u32,
     city: String,
     outcome: Outcome,
+    /// When the request was sent and its answer came.
+    sent: Instant,
+    answered: Instant,
 }
 
 impl Attempt {
@@ -151,7 +162,8 @@ async fn main() -> ExitCode {
     );
     let regions = Arc::new(app.regions.clone());
 
-    let address = Arc::new(RwLock::new(app.address.clone()));
+    let b = app.spawn_instance("regiondb-b").await;
+    let addresses = Arc::new(RwLock::new(vec![app.address.clone(), b.address.clone()]));
     let progress = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicBool::new(false));
     let known: Arc<Mutex<Vec<(String, u32)>>> = Arc::new(Mutex::new(Vec::new()));
@@ -160,7 +172,7 @@ async fn main() -> ExitCode {
             let writer = Writer {
                 number: w,
                 rng: StdRng::seed_from_u64(args.seed * 1000 + w as u64),
-                address: address.clone(),
+                addresses: addresses.clone(),
                 progress: progress.clone(),
                 target: args.writes,
                 done: done.clone(),
@@ -175,8 +187,8 @@ async fn main() -> ExitCode {
         })
         .collect();
 
-    let mut faults = Faults::new(args.seed);
-    faults.run(&mut app, &address, &progress, &args).await;
+    let mut faults = Faults::new(args.seed, b);
+    faults.run(&mut app, &addresses, &progress, &args).await;
     done.store(true, Ordering::SeqCst);
     let mut attempts = std::mem::take(&mut faults.attempts);
     for w in writers {
@@ -186,7 +198,7 @@ async fn main() -> ExitCode {
 
     // Heal everything, then wait for every queue to drain.
     let heal_start = Instant::now();
-    faults.heal(&mut app, &address).await;
+    faults.heal(&mut app, &addresses).await;
     for node in app.nodes() {
         wait_until(&format!("{node} to drain"), DRAIN_DEADLINE, || async {
             let (end, committed) = app.offsets(node).await;
@@ -232,7 +244,8 @@ async fn main() -> ExitCode {
 struct Writer {
     number: usize,
     rng: StdRng,
-    address: Arc<RwLock<String>>,
+    /// Every instance's address; each write goes to one of them at random.
+    addresses: Arc<RwLock<Vec<String>>>,
     /// Writes made so far by all clients (the scheduler's clock).
     progress: Arc<AtomicUsize>,
     /// Past this many writes, clients slow down (one write per 100 ms
@@ -270,58 +283,122 @@ impl Writer {
                 )
             });
             let city = format!("city-w{}-{n}", self.number);
-            let mut body = customer(&id, zip);
-            body["customer_city"] = json!(city);
-            let url = format!("{}/create-customer", self.address.read().await);
-            let outcome = match self.http.post(url).json(&body).send().await {
-                Err(_) => {
-                    // The app is down or restarting: back off a little.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    Outcome::NoAnswer
-                }
-                Ok(r) => {
-                    let code = r.status().as_u16();
-                    let answer: serde_json::Value = r.json().await.unwrap_or_default();
-                    match (code, answer["version"].as_i64()) {
-                        (201 | 202, Some(version)) => Outcome::Acked {
-                            version,
-                            stored: code == 201,
-                        },
-                        (503, _) => Outcome::Refused,
-                        _ => panic!("unexpected answer {code}: {answer}"),
-                    }
-                }
+            let address = {
+                let all = self.addresses.read().await;
+                all[self.rng.random_range(0..all.len())].clone()
             };
-            if !matches!(outcome, Outcome::Refused) {
-                self.known.lock().await.push((id.clone(), zip));
+            let attempt = send(&self.http, &address, id, zip, city).await;
+            if matches!(attempt.outcome, Outcome::NoAnswer) {
+                // An instance is down or restarting: back off a little.
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            attempts.push(Attempt {
-                id,
-                zip,
-                city,
-                outcome,
-            });
+            if !matches!(attempt.outcome, Outcome::Refused) {
+                self.known
+                    .lock()
+                    .await
+                    .push((attempt.id.clone(), attempt.zip));
+            }
+            attempts.push(attempt);
         }
         attempts
+    }
+}
+
+/// One write through `address`, timed.
+async fn send(
+    http: &reqwest::Client,
+    address: &str,
+    id: String,
+    zip: u32,
+    city: String,
+) -> Attempt {
+    let mut body = customer(&id, zip);
+    body["customer_city"] = json!(city);
+    let sent = Instant::now();
+    let url = format!("{address}/create-customer");
+    let outcome = match http.post(url).json(&body).send().await {
+        Err(_) => Outcome::NoAnswer,
+        Ok(r) => {
+            let code = r.status().as_u16();
+            let answer: serde_json::Value = r.json().await.unwrap_or_default();
+            match (code, answer["version"].as_i64()) {
+                (201 | 202, Some(version)) => Outcome::Acked {
+                    version,
+                    stored: code == 201,
+                },
+                (503, _) => Outcome::Refused,
+                _ => panic!("unexpected answer {code}: {answer}"),
+            }
+        }
+    };
+    Attempt {
+        id,
+        zip,
+        city,
+        outcome,
+        sent,
+        answered: Instant::now(),
     }
 }
 
 /// The seeded fault scheduler.
 struct Faults {
     rng: StdRng,
-    /// Writes the scheduler makes itself (to build a backlog).
+    /// Writes the scheduler makes itself (to build a backlog, and right
+    /// after a restart).
     attempts: Vec<Attempt>,
     done: BTreeMap<&'static str, usize>,
     frozen: HashSet<usize>,
+    /// The second instance, and how many times it was started.
+    b: Option<Instance>,
+    b_runs: usize,
+    http: reqwest::Client,
 }
 
 impl Faults {
-    fn new(seed: u64) -> Self {
+    fn new(seed: u64, b: Instance) -> Self {
         Faults {
             rng: StdRng::seed_from_u64(seed),
             attempts: Vec::new(),
             done: BTreeMap::new(),
             frozen: HashSet::new(),
+            b: Some(b),
+            b_runs: 1,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(20))
+                .build()
+                .expect("client"),
+        }
+    }
+
+    /// Stops the second instance (SIGTERM, or SIGKILL when `crash`), starts
+    /// it again, and publishes its new address.
+    async fn restart_b(&mut self, app: &TestApp, addresses: &RwLock<Vec<String>>, crash: bool) {
+        if let Some(mut b) = self.b.take() {
+            if crash {
+                b.crash();
+            } else {
+                b.stop().await;
+            }
+        }
+        self.b_runs += 1;
+        let b = app
+            .spawn_instance(&format!("regiondb-b{}", self.b_runs))
+            .await;
+        addresses.write().await[1] = b.address.clone();
+        self.b = Some(b);
+    }
+
+    /// One record written through `first`, then at once through `second`:
+    /// the second write must win (checked with every other pair).
+    async fn write_pair(&mut self, app: &TestApp, first: &str, second: &str, tag: &str) {
+        let region = &app.regions[self.rng.random_range(0..app.regions.len())];
+        let zip = self.rng.random_range(region.min..=region.max);
+        let id = format!("pair-{tag}-{}", self.attempts.len());
+        for (n, address) in [first, second].into_iter().enumerate() {
+            let city = format!("city-{id}-{n}");
+            let attempt = send(&self.http, address, id.clone(), zip, city).await;
+            self.attempts.push(attempt);
         }
     }
 
@@ -335,14 +412,18 @@ impl Faults {
     async fn run(
         &mut self,
         app: &mut TestApp,
-        address: &RwLock<String>,
+        addresses: &RwLock<Vec<String>>,
         progress: &AtomicUsize,
         args: &Args,
     ) {
         let total = args.writes;
         let mut small = 0;
+        // The node is emptied before the first crash (see the module docs).
         let mut big = vec![
+            (0.1, "mongo emptied"),
+            (0.15, "instance b restart"),
             (0.25, "app SIGKILL"),
+            (0.35, "redis FLUSHALL"),
             (0.45, "kafka restart"),
             (0.6, "redis restart"),
             (0.8, "app SIGKILL during replay"),
@@ -353,7 +434,7 @@ impl Faults {
                 && at >= when
             {
                 big.remove(0);
-                self.big_fault(kind, app, address).await;
+                self.big_fault(kind, app, addresses).await;
                 continue;
             }
             self.small_fault(app).await;
@@ -364,7 +445,7 @@ impl Faults {
         // The writes outran the schedule: the big faults still happen, while
         // the clients go on writing.
         for (_, kind) in big {
-            self.big_fault(kind, app, address).await;
+            self.big_fault(kind, app, addresses).await;
         }
     }
 
@@ -407,12 +488,37 @@ impl Faults {
         }
     }
 
-    async fn big_fault(&mut self, kind: &'static str, app: &mut TestApp, address: &RwLock<String>) {
+    async fn big_fault(
+        &mut self,
+        kind: &'static str,
+        app: &mut TestApp,
+        addresses: &RwLock<Vec<String>>,
+    ) {
         match kind {
             "app SIGKILL" => {
                 app.crash_app();
                 app.start_app().await;
+                addresses.write().await[0] = app.address.clone();
+                let b = addresses.read().await[1].clone();
+                self.write_pair(app, &app.address.clone(), &b, "a-restart")
+                    .await;
             }
+            "instance b restart" => {
+                self.restart_b(app, addresses, false).await;
+                let b = addresses.read().await[1].clone();
+                self.write_pair(app, &b, &app.address.clone(), "b-restart")
+                    .await;
+            }
+            "mongo emptied" => {
+                let i = self.rng.random_range(0..app.regions.len());
+                let node = app.regions[i].id.clone();
+                if self.frozen.remove(&i) {
+                    app.thaw_mongo(&node);
+                }
+                app.kill_mongo(&node);
+                app.restart_mongo(&node).await;
+            }
+            "redis FLUSHALL" => redis_cli(app, &["FLUSHALL"]),
             "kafka restart" => {
                 app.kill_kafka();
                 tokio::time::sleep(Duration::from_millis(self.rng.random_range(200..1500))).await;
@@ -420,80 +526,76 @@ impl Faults {
                 // tansu 0.6 workaround, see the module docs.
                 app.crash_app();
                 app.start_app().await;
+                addresses.write().await[0] = app.address.clone();
+                self.restart_b(app, addresses, true).await;
             }
             "redis restart" => {
                 app.restart_redis().await;
             }
             "app SIGKILL during replay" => {
-                // Build a backlog on a node (these writes are checked like
-                // the clients'), let its replay start, kill.
-                let region = self.rng.random_range(0..app.regions.len());
-                let RegionSpec { id, min, max, .. } = app.regions[region].clone();
-                let node = id.as_str();
-                if self.frozen.remove(&region) {
-                    app.thaw_mongo(node);
-                }
-                redis_cli(app, &["HSET", "node_statuses", node, "unavailable"]);
-                wait_until(
-                    "the app to see the node down",
-                    Duration::from_secs(10),
-                    || async { app.get("/node-statuses").await.1[node] == "unavailable" },
-                )
-                .await;
-                let (_, before) = app.offsets(node).await;
-                let before = before.unwrap_or(0);
-                for n in 0..BACKLOG {
-                    let id = format!("backlog-{n}");
-                    let zip = self.rng.random_range(min..=max);
-                    let city = format!("city-backlog-{n}");
-                    let mut body = customer(&id, zip);
-                    body["customer_city"] = json!(city);
-                    let (code, answer) = app.create(&body).await;
-                    let outcome = match (code.as_u16(), answer["version"].as_i64()) {
-                        (201 | 202, Some(version)) => Outcome::Acked {
-                            version,
-                            stored: code.as_u16() == 201,
-                        },
-                        _ => Outcome::Refused,
-                    };
-                    self.attempts.push(Attempt {
-                        id,
-                        zip,
-                        city,
-                        outcome,
-                    });
-                }
-                redis_cli(app, &["HSET", "node_statuses", node, "available"]);
-                let waiting = Instant::now();
-                let committed = loop {
-                    let (_, committed) = app.offsets(node).await;
-                    // Any progress (older hints may be ahead of ours).
-                    if committed.unwrap_or(0) > before {
-                        break committed;
-                    }
-                    assert!(waiting.elapsed() < DRAIN_DEADLINE, "no replay progress");
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                };
-                app.crash_app();
-                let (end, _) = app.offsets(node).await;
-                if committed.unwrap_or(0) >= end {
-                    eprintln!("chaos: the replay had finished before the kill");
-                    self.count("app SIGKILL just after a replay");
-                } else {
-                    self.count("app SIGKILL during replay");
-                }
-                app.start_app().await;
-                *address.write().await = app.address.clone();
+                self.kill_during_replay(app, addresses).await;
                 return;
             }
             _ => unreachable!("unknown fault {kind}"),
         }
-        *address.write().await = app.address.clone();
         self.count(kind);
     }
 
+    /// Builds a backlog on a node (these writes are checked like the
+    /// clients'), lets its replay start, and SIGKILLs the app in the middle.
+    async fn kill_during_replay(&mut self, app: &mut TestApp, addresses: &RwLock<Vec<String>>) {
+        // Build a backlog on a node (these writes are checked like
+        // the clients'), let its replay start, kill.
+        let region = self.rng.random_range(0..app.regions.len());
+        let RegionSpec { id, min, max, .. } = app.regions[region].clone();
+        let node = id.as_str();
+        if self.frozen.remove(&region) {
+            app.thaw_mongo(node);
+        }
+        redis_cli(app, &["HSET", "node_statuses", node, "unavailable"]);
+        wait_until(
+            "the app to see the node down",
+            Duration::from_secs(10),
+            || async { app.get("/node-statuses").await.1[node] == "unavailable" },
+        )
+        .await;
+        let (_, before) = app.offsets(node).await;
+        let before = before.unwrap_or(0);
+        for n in 0..BACKLOG {
+            let id = format!("backlog-{n}");
+            let zip = self.rng.random_range(min..=max);
+            let city = format!("city-backlog-{n}");
+            let attempt = send(&self.http, &app.address, id, zip, city).await;
+            self.attempts.push(attempt);
+        }
+        redis_cli(app, &["HSET", "node_statuses", node, "available"]);
+        let waiting = Instant::now();
+        let committed = loop {
+            let (_, committed) = app.offsets(node).await;
+            // Any progress (older hints may be ahead of ours).
+            if committed.unwrap_or(0) > before {
+                break committed;
+            }
+            assert!(waiting.elapsed() < DRAIN_DEADLINE, "no replay progress");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        app.crash_app();
+        let (end, _) = app.offsets(node).await;
+        if committed.unwrap_or(0) >= end {
+            eprintln!("chaos: the replay had finished before the kill");
+            self.count("app SIGKILL just after a replay");
+        } else {
+            self.count("app SIGKILL during replay");
+        }
+        app.start_app().await;
+        addresses.write().await[0] = app.address.clone();
+        let b = addresses.read().await[1].clone();
+        self.write_pair(app, &app.address.clone(), &b, "a-replay-restart")
+            .await;
+    }
+
     /// Thaws every node, marks every node available.
-    async fn heal(&mut self, app: &mut TestApp, address: &RwLock<String>) {
+    async fn heal(&mut self, app: &mut TestApp, addresses: &RwLock<Vec<String>>) {
         let nodes = app.nodes();
         for i in self.frozen.drain() {
             app.thaw_mongo(nodes[i]);
@@ -501,7 +603,7 @@ impl Faults {
         for node in nodes {
             redis_cli(app, &["HSET", "node_statuses", node, "available"]);
         }
-        *address.write().await = app.address.clone();
+        addresses.write().await[0] = app.address.clone();
     }
 }
 
@@ -604,6 +706,7 @@ async fn check(app: &TestApp, attempts: &[Attempt]) -> Verdict {
             .iter()
             .filter_map(|a| Some((a.acked()?, a.city.as_str())))
             .max();
+        check_order(id, tries, &mut v);
         if let Some((version, city)) = newest_acked {
             for (which, copy) in [("home", home_copy), ("replica", replica_copy)] {
                 match copy {
@@ -659,6 +762,24 @@ async fn check(app: &TestApp, attempts: &[Attempt]) -> Verdict {
         }
     }
     v
+}
+
+/// A write sent after another's answer came must have the higher version
+/// (versions follow acceptance, whichever instance took each).
+fn check_order(id: &str, tries: &[&Attempt], v: &mut Verdict) {
+    for earlier in tries.iter().filter(|a| a.acked().is_some()) {
+        for later in tries.iter().filter(|a| a.sent > earlier.answered) {
+            if let (Some(e), Some(l)) = (earlier.acked(), later.acked())
+                && l <= e
+            {
+                v.stale += 1;
+                v.note(format!(
+                    "{id}: {} (v{l}) lost to the earlier {} (v{e})",
+                    later.city, earlier.city
+                ));
+            }
+        }
+    }
 }
 
 /// A zip's home and replica nodes.

@@ -326,6 +326,22 @@ fn services_persist_what_they_promise_and_hold_no_credentials() {
 }
 
 #[test]
+fn a_graceful_shutdown_fits_in_the_stop_grace_period() {
+    let compose = compose();
+    let grace = service(&compose, "app")["stop_grace_period"]
+        .as_str()
+        .and_then(|s| s.strip_suffix('s'))
+        .and_then(|s| s.parse::<u64>().ok())
+        .expect("app: stop_grace_period in seconds");
+    let budget = regiondb::startup::SHUTDOWN_BUDGET;
+    // A second of slack for the process to exit once its budget is spent.
+    assert!(
+        budget + std::time::Duration::from_secs(1) < std::time::Duration::from_secs(grace),
+        "the shutdown takes up to {budget:?}; compose kills the app after {grace} s"
+    );
+}
+
+#[test]
 fn the_image_is_multi_stage_non_root_and_health_checked() {
     let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).expect("Dockerfile");
     assert!(

@@ -1,7 +1,7 @@
 //! Versions: the order of last-writer-wins.
 
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -73,28 +73,72 @@ pub fn now_millis() -> i64 {
 /// Hands out versions that are
 /// - strictly increasing, even when the wall clock stalls or steps back;
 /// - above `floor`, the highest version any earlier run may have handed out
-///   (read back at start), so a restart never goes back in time;
+///   (read back at start, and kept only just ahead of real time: see
+///   `clock_lease`), so a restart never goes back in time;
 /// - unique across instances: an instance only uses values congruent to its
 ///   `slot` modulo [`INSTANCE_SLOTS`], so two instances never tie, and which
-///   of two writes in the same microsecond wins is decided by the slot.
+///   of two writes in the same microsecond wins is decided by the slot. A
+///   slot is leased in Redis; the clock hands out nothing once its lease is
+///   no longer known to be held ([`VersionClock::next`] answers `None`).
 #[derive(Debug)]
 pub struct VersionClock {
-    slot: i64,
+    slot: AtomicI64,
     last: AtomicI64,
+    /// The slot lease is known valid until this many milliseconds after
+    /// `started` (a monotonic clock: wall-clock steps do not move it).
+    leased_until_ms: AtomicU64,
+    started: Instant,
 }
 
 impl VersionClock {
-    /// `slot` is taken modulo [`INSTANCE_SLOTS`].
+    /// `slot` is taken modulo [`INSTANCE_SLOTS`]. The lease starts lapsed:
+    /// see [`VersionClock::lease_until`].
     pub fn new(slot: u64, floor: i64) -> Self {
-        let slot = i64::try_from(slot % INSTANCE_SLOTS as u64).unwrap_or(0);
-        VersionClock {
-            slot,
+        let clock = VersionClock {
+            slot: AtomicI64::new(0),
             last: AtomicI64::new(floor),
-        }
+            leased_until_ms: AtomicU64::new(0),
+            started: Instant::now(),
+        };
+        clock.set_slot(slot);
+        clock
     }
 
-    pub fn next(&self) -> Version {
-        self.next_at(now_micros())
+    /// The slot this clock hands out versions in.
+    pub fn slot(&self) -> u64 {
+        u64::try_from(self.slot.load(Ordering::SeqCst)).unwrap_or(0)
+    }
+
+    /// Moves to another slot (the old one's lease was lost). Versions go on
+    /// increasing.
+    pub fn set_slot(&self, slot: u64) {
+        let slot = i64::try_from(slot % INSTANCE_SLOTS as u64).unwrap_or(0);
+        self.slot.store(slot, Ordering::SeqCst);
+    }
+
+    /// The slot's lease is known held until `until`.
+    pub fn lease_until(&self, until: Instant) {
+        let ms = until.saturating_duration_since(self.started).as_millis();
+        self.leased_until_ms
+            .store(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::SeqCst);
+    }
+
+    /// Whether the slot's lease is known held at `now`.
+    pub fn leased_at(&self, now: Instant) -> bool {
+        let ms = now.saturating_duration_since(self.started).as_millis();
+        u64::try_from(ms).unwrap_or(u64::MAX) < self.leased_until_ms.load(Ordering::SeqCst)
+    }
+
+    /// The next version, or `None` while the slot's lease is not known to
+    /// be held (another instance may have it).
+    pub fn next(&self) -> Option<Version> {
+        self.leased_at(Instant::now())
+            .then(|| self.next_at(now_micros()))
+    }
+
+    /// Hands out nothing at or below `floor` from now on.
+    pub fn raise_to(&self, floor: i64) {
+        self.last.fetch_max(floor, Ordering::Relaxed);
     }
 
     /// The highest version handed out so far (or the floor).
@@ -102,7 +146,8 @@ impl VersionClock {
         self.last.load(Ordering::Relaxed)
     }
 
-    /// The next version given the current time in microseconds.
+    /// The next version given the current time in microseconds (whatever
+    /// the lease).
     pub fn next_at(&self, now_micros: i64) -> Version {
         let mut last = self.last.load(Ordering::Relaxed);
         loop {
@@ -121,7 +166,8 @@ impl VersionClock {
 
     /// The smallest value ≥ `at_least` that belongs to this clock's slot.
     fn in_slot(&self, at_least: i64) -> i64 {
-        let offset = (self.slot - at_least.rem_euclid(INSTANCE_SLOTS)).rem_euclid(INSTANCE_SLOTS);
+        let slot = self.slot.load(Ordering::SeqCst);
+        let offset = (slot - at_least.rem_euclid(INSTANCE_SLOTS)).rem_euclid(INSTANCE_SLOTS);
         at_least.saturating_add(offset)
     }
 }
@@ -129,6 +175,7 @@ impl VersionClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn versions_strictly_increase_even_if_the_clock_goes_back() {
@@ -174,10 +221,15 @@ mod tests {
     #[test]
     fn real_clock_versions_increase_across_threads() {
         let clock = std::sync::Arc::new(VersionClock::new(5, 0));
+        clock.lease_until(Instant::now() + Duration::from_secs(3600));
         let handles: Vec<_> = (0..4)
             .map(|_| {
                 let clock = clock.clone();
-                std::thread::spawn(move || (0..1000).map(|_| clock.next()).collect::<Vec<_>>())
+                std::thread::spawn(move || {
+                    (0..1000)
+                        .map(|_| clock.next().expect("leased"))
+                        .collect::<Vec<_>>()
+                })
             })
             .collect();
         let mut all: Vec<Version> = handles
@@ -188,5 +240,33 @@ mod tests {
         all.sort();
         all.dedup();
         assert_eq!(all.len(), n, "no version handed out twice");
+    }
+
+    #[test]
+    fn no_version_without_a_held_lease() {
+        let clock = VersionClock::new(7, 0);
+        assert_eq!(
+            clock.next(),
+            None,
+            "a new clock's lease has not been confirmed"
+        );
+        let now = Instant::now();
+        clock.lease_until(now + Duration::from_secs(10));
+        assert!(clock.leased_at(now));
+        assert!(!clock.leased_at(now + Duration::from_secs(11)));
+        assert_eq!(
+            clock.next().map(|v| v.get().rem_euclid(INSTANCE_SLOTS)),
+            Some(7)
+        );
+    }
+
+    #[test]
+    fn a_new_slot_keeps_versions_increasing() {
+        let clock = VersionClock::new(40, 0);
+        let a = clock.next_at(1_000);
+        clock.set_slot(3);
+        let b = clock.next_at(1_000);
+        assert!(b > a, "{a:?} {b:?}");
+        assert_eq!(b.get().rem_euclid(INSTANCE_SLOTS), 3);
     }
 }

@@ -158,13 +158,31 @@ pub async fn healthz() -> Json<Health> {
 
 /// `GET /readyz`: 200 when Redis and Kafka (with every node topic) answer;
 /// each node's MongoDB state is reported but does not make the process
-/// unready, since a node being down is what regiondb is built for.
+/// unready, since a node being down is what regiondb is built for. The
+/// checks run at most once per [`READY_CACHE`]: callers in between (and
+/// while a check runs) get its answer, so polling cannot multiply the calls
+/// made to Kafka, MongoDB and Redis.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
         (status = 200, description = "Redis and Kafka answer", body = Readiness),
         (status = 503, description = "Redis or Kafka does not answer", body = Readiness),
     ))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+    let mut cached = state.readiness.lock().await;
+    if let Some((at, code, body)) = cached.as_ref()
+        && at.elapsed() < READY_CACHE
+    {
+        return (*code, Json(body.clone()));
+    }
+    let (code, body) = check_readiness(&state).await;
+    *cached = Some((std::time::Instant::now(), code, body.clone()));
+    (code, Json(body))
+}
+
+/// How long one readiness answer is reused.
+pub const READY_CACHE: std::time::Duration = std::time::Duration::from_secs(1);
+
+async fn check_readiness(state: &AppState) -> (StatusCode, Readiness) {
     let (redis, kafka, mongo) = tokio::join!(
         state.statuses.ping(),
         state.hints.check(&state.nodes),
@@ -202,7 +220,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (code, Json(body))
+    (code, body)
 }
 
 /// `GET /metrics`: Prometheus text format. Node gauges come from the shared

@@ -59,9 +59,10 @@ impl From<crate::writes::WriteError> for ApiError {
         match e {
             WriteError::Invalid(e) => ApiError::Field(e),
             e @ WriteError::Rejected { .. } => ApiError::Conflict(e.to_string()),
-            e @ (WriteError::Unavailable { .. } | WriteError::Interrupted) => {
-                ApiError::Unavailable(e.to_string())
-            }
+            e @ WriteError::Busy => ApiError::Busy(e.to_string()),
+            e @ (WriteError::Unavailable { .. }
+            | WriteError::NoVersion
+            | WriteError::Interrupted) => ApiError::Unavailable(e.to_string()),
         }
     }
 }

@@ -4,6 +4,7 @@
 mod api;
 mod assets;
 pub mod auth;
+mod body;
 mod error;
 mod events;
 pub mod openapi;
@@ -72,7 +73,11 @@ pub struct AppState {
     pub stopping: CancellationToken,
     /// When set, switches and repairs need it (see `auth`).
     pub admin_token: Option<AdminToken>,
+    /// The last `GET /readyz` answer and when it was made.
+    pub readiness: Arc<tokio::sync::Mutex<Option<ReadyAnswer>>>,
 }
+
+pub type ReadyAnswer = (Instant, StatusCode, openapi::Readiness);
 
 /// A `route_layer` that sheds past `max` requests in progress in a class:
 /// more get a 503 at once (never queued), so a flood of one kind cannot
@@ -168,6 +173,8 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn(track))
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
+        // Outside the class limits: a body is in before a permit is taken.
+        .layer(middleware::from_fn(body::read_first))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -235,7 +242,7 @@ mod tests {
                     continue;
                 }
                 with_body += 1;
-                for status in ["400", "413", "415"] {
+                for status in ["400", "408", "413", "415"] {
                     let schema = &op["responses"][status]["content"]["application/json"]["schema"];
                     assert_eq!(
                         schema["$ref"], "#/components/schemas/ErrorBody",

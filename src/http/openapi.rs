@@ -68,6 +68,8 @@ pub struct ErrorBody {
 pub enum JsonBodyErrors {
     #[response(status = 400, description = "Malformed JSON")]
     Malformed(ErrorBody),
+    #[response(status = 408, description = "Body did not arrive within 5 s")]
+    TooSlow(ErrorBody),
     #[response(status = 413, description = "Body over 64 KiB")]
     TooLarge(ErrorBody),
     #[response(status = 415, description = "Not declared as JSON")]
@@ -273,7 +275,7 @@ pub struct Health {
 
 /// `GET /readyz`: `status` is `ready` or `not ready`; each dependency is
 /// `ok` or `error: <reason>`.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Readiness {
     #[schema(example = "ready")]
     pub status: String,
@@ -285,7 +287,7 @@ pub struct Readiness {
 }
 
 /// One node in `GET /readyz`.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct NodeReadiness {
     pub status: NodeStatus,
     #[schema(example = "ok")]

@@ -66,6 +66,10 @@ impl RepairLine {
                 record.after.join(", ")
             ),
             RepairTrigger::Api => "requested through POST /admin/repair".to_owned(),
+            RepairTrigger::DataLoss => format!(
+                "automatic, after {} came back without its data",
+                record.after.join(", ")
+            ),
         };
         RepairLine {
             when,

@@ -27,8 +27,9 @@ use tower::ServiceExt;
 
 use crate::config::HttpLimits;
 
-/// How long requests in progress may take to finish at shutdown.
-const DRAIN: Duration = Duration::from_secs(20);
+/// How long requests in progress may take to finish at shutdown (a write
+/// is bounded by its MongoDB and Kafka timeouts, 2 s + 5 s by default).
+pub const DRAIN: Duration = Duration::from_secs(8);
 /// After a failed accept (e.g. out of file descriptors), wait this long
 /// before the next, instead of spinning.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);

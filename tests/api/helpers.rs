@@ -259,6 +259,20 @@ pub struct Instance {
 }
 
 impl Instance {
+    /// SIGSTOP: alive to the kernel, silent to everyone else.
+    pub fn freeze(&self) {
+        if let Some(p) = &self.proc {
+            p.signal(Signal::SIGSTOP);
+        }
+    }
+
+    /// SIGTERM and wait: the graceful path.
+    pub async fn stop(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.terminate().await;
+        }
+    }
+
     /// SIGKILL.
     pub fn crash(&mut self) {
         if let Some(mut p) = self.proc.take() {
@@ -525,6 +539,11 @@ impl TestApp {
         }
     }
 
+    /// The settings every instance of the app runs with.
+    pub fn app_settings(&self) -> &[(String, String)] {
+        &self.app_env
+    }
+
     /// The node ids, in region order.
     pub fn nodes(&self) -> Vec<&str> {
         self.regions.iter().map(|r| r.id.as_str()).collect()
@@ -532,13 +551,16 @@ impl TestApp {
 
     /// Starts a regiondb process (log `<name>.log`) with the app's settings
     /// and waits until it is ready; answers it and its address.
-    async fn start_instance(&self, name: &str) -> (Proc, String) {
+    async fn start_instance(&self, name: &str, extra: &[(&str, &str)]) -> (Proc, String) {
         let (proc, port) = start_server(name, &self.dir, |port| {
             let mut c = Command::new(env!("CARGO_BIN_EXE_regiondb"));
             c.env_clear()
                 .env("PATH", std::env::var("PATH").unwrap_or_default())
                 .env("PORT", port.to_string());
             for (k, v) in &self.app_env {
+                c.env(k, v);
+            }
+            for (k, v) in extra {
                 c.env(k, v);
             }
             c
@@ -562,7 +584,7 @@ impl TestApp {
     pub async fn start_app(&mut self) {
         self.app_runs += 1;
         let log_path = self.dir.join(format!("regiondb-{}.log", self.app_runs));
-        let (proc, address) = self.start_instance("regiondb").await;
+        let (proc, address) = self.start_instance("regiondb", &[]).await;
         let _ = std::fs::rename(self.dir.join("regiondb.log"), &log_path);
         self.address = address;
         self.app = Some(proc);
@@ -586,6 +608,21 @@ impl TestApp {
             app.signal(Signal::SIGKILL);
             app.kill();
         }
+    }
+
+    /// SIGSTOP (and SIGCONT): the app alive to the kernel, silent to all.
+    pub fn freeze_app(&self) {
+        self.app
+            .as_ref()
+            .expect("app running")
+            .signal(Signal::SIGSTOP);
+    }
+
+    pub fn thaw_app(&self) {
+        self.app
+            .as_ref()
+            .expect("app running")
+            .signal(Signal::SIGCONT);
     }
 
     /// SIGTERM and wait: the graceful path.
@@ -668,7 +705,12 @@ impl TestApp {
     /// Starts another instance of the app on the same services and waits
     /// until it is ready.
     pub async fn spawn_instance(&self, name: &str) -> Instance {
-        let (proc, address) = self.start_instance(name).await;
+        self.spawn_instance_with(name, &[]).await
+    }
+
+    /// [`TestApp::spawn_instance`] with some settings of its own.
+    pub async fn spawn_instance_with(&self, name: &str, extra: &[(&str, &str)]) -> Instance {
+        let (proc, address) = self.start_instance(name, extra).await;
         Instance {
             address,
             proc: Some(proc),
@@ -811,6 +853,20 @@ impl TestApp {
             .query_async(&mut conn)
             .await
             .expect("hset");
+    }
+
+    /// Runs one Redis command, as `redis-cli` would.
+    pub async fn redis<T: redis::FromRedisValue>(&self, args: &[&str]) -> T {
+        let client = redis::Client::open(self.redis_url.as_str()).expect("redis url");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis");
+        redis::cmd(args[0])
+            .arg(&args[1..])
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("redis {args:?}: {e}"))
     }
 
     /// Sets a plain Redis key.

@@ -2,6 +2,7 @@
 //! (jongodb) servers; see `helpers.rs`.
 
 mod admin;
+mod bounds;
 mod browser;
 mod config;
 mod demo;
@@ -19,5 +20,7 @@ mod pages;
 mod reads;
 mod repair;
 mod replay;
+mod restarts;
 mod scale;
+mod stalls;
 mod writes;

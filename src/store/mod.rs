@@ -15,6 +15,9 @@ use mongodb::{Client, Database, IndexModel};
 
 use crate::domain::{CustomerCopy, NodeId, RecordFilter, RegionMap};
 
+mod identity;
+pub use identity::IDENTITY_COLLECTION;
+
 /// Index on the field every range filter uses.
 const ZIP_FIELD: &str = "customer_zip_code_prefix";
 /// MongoDB's duplicate-key error code.
@@ -24,9 +27,14 @@ const PER_ITEM_TIME: Duration = Duration::from_millis(10);
 /// Rounds of "re-read the stored versions and retry the newer copies" after
 /// duplicate keys on `_id` before giving up (as a retryable error).
 const CONFLICT_ROUNDS: usize = 5;
-/// Server error codes that no retry can fix: BadValue, TypeMismatch,
-/// DocumentValidationFailure, BSONObjectTooLarge, KeyTooLong.
-const PERMANENT_CODES: [i32; 5] = [2, 14, 121, 10334, 17280];
+/// Server error codes that no retry can fix: BadValue, FailedToParse,
+/// TypeMismatch, PathNotViable, DollarPrefixedFieldName, EmptyFieldName,
+/// DottedFieldName, ImmutableField, DocumentValidationFailure,
+/// BSONObjectTooLarge, KeyTooLong. Every other code (an election's
+/// NotWritablePrimary or InterruptedDueToReplStateChange, a shutdown, a
+/// timeout, a write conflict, ...) may pass on a retry; a duplicate key is
+/// told apart by its index.
+const PERMANENT_CODES: [i32; 11] = [2, 9, 14, 28, 52, 56, 57, 66, 121, 10334, 17280];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -60,6 +68,20 @@ impl StoreError {
         match self {
             StoreError::Mongo { node, .. } => format!("node {node} could not be reached"),
             other => other.to_string(),
+        }
+    }
+
+    /// The server may have applied the write although the call failed: it
+    /// timed out, the connection broke after sending, or the write was not
+    /// confirmed durable.
+    pub fn may_have_applied(&self) -> bool {
+        match self {
+            StoreError::Timeout { .. } | StoreError::NotDurable { .. } => true,
+            StoreError::Mongo { source, .. } => matches!(
+                source.kind.as_ref(),
+                mongodb::error::ErrorKind::Io(_) | mongodb::error::ErrorKind::Write(_)
+            ),
+            StoreError::Rejected { .. } => false,
         }
     }
 
@@ -335,13 +357,7 @@ impl NodeStore {
                 cursor.try_collect().await
             })
             .await?;
-        Ok(docs
-            .iter()
-            .filter_map(|d| {
-                let id = d.get_str("_id").ok()?.to_owned();
-                Some((id, d.get_i64("version").ok()))
-            })
-            .collect())
+        Ok(docs.iter().filter_map(id_and_version).collect())
     }
 
     /// Runs one unordered `insert` or `update` command and sorts out its
@@ -381,19 +397,7 @@ impl NodeStore {
             }
             other => other?,
         };
-        let mut conflicts = Vec::new();
-        for error in reply.get_array("writeErrors").into_iter().flatten() {
-            let Bson::Document(d) = error else {
-                return Err(self.rejected("malformed write error".into()));
-            };
-            let message = d.get_str("errmsg").unwrap_or("write error");
-            let id_conflict = d.get_i32("code").ok() == Some(DUPLICATE_KEY)
-                && duplicate_on_id(message, d.get_document("keyPattern").ok());
-            match (id_conflict, d.get_i32("index")) {
-                (true, Ok(i)) => conflicts.push(usize::try_from(i).unwrap_or(usize::MAX)),
-                _ => return Err(self.rejected(message.to_owned())),
-            }
-        }
+        let conflicts = self.write_errors(&reply)?;
         if let Ok(wce) = reply.get_document("writeConcernError") {
             return Err(StoreError::NotDurable {
                 node: self.node.clone(),
@@ -410,6 +414,34 @@ impl NodeStore {
         })
     }
 
+    /// The statements of a write command's reply that hit a duplicate key on
+    /// `_id`; any other per-document error ends the command as a refusal
+    /// (permanent) or a retryable failure (transient), by its code.
+    fn write_errors(&self, reply: &Document) -> Result<Vec<usize>, StoreError> {
+        let mut conflicts = Vec::new();
+        for error in reply.get_array("writeErrors").into_iter().flatten() {
+            let Bson::Document(d) = error else {
+                return Err(self.rejected("malformed write error".into()));
+            };
+            let message = d.get_str("errmsg").unwrap_or("write error");
+            let code = d.get_i32("code").ok();
+            let class = classify_write_error(code, message, d.get_document("keyPattern").ok());
+            match (class, d.get_i32("index")) {
+                (WriteErrorClass::IdConflict, Ok(i)) => {
+                    conflicts.push(usize::try_from(i).unwrap_or(usize::MAX));
+                }
+                (WriteErrorClass::Transient, _) => {
+                    return Err(StoreError::NotDurable {
+                        node: self.node.clone(),
+                        message: format!("{message} (code {}; retryable)", code.unwrap_or(0)),
+                    });
+                }
+                _ => return Err(self.rejected(message.to_owned())),
+            }
+        }
+        Ok(conflicts)
+    }
+
     fn rejected(&self, message: String) -> StoreError {
         StoreError::Rejected {
             node: self.node.clone(),
@@ -420,8 +452,11 @@ impl NodeStore {
     /// Counts the records of `collection` matching `filter`.
     pub async fn count(&self, collection: &str, filter: &RecordFilter) -> Result<u64, StoreError> {
         let coll = self.db.collection::<Document>(collection);
-        self.bounded("count", coll.count_documents(filter_document(filter)))
-            .await
+        // The server stops too when the client gives up (`maxTimeMS`).
+        let count = coll
+            .count_documents(filter_document(filter))
+            .max_time(self.timeout);
+        self.bounded("count", count).await
     }
 
     /// One page of `collection` matching `filter`, in `customer_id` order.
@@ -440,6 +475,7 @@ impl NodeStore {
                     .sort(doc! {"_id": 1})
                     .skip(skip)
                     .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+                    .max_time(self.timeout)
                     .await?;
                 cursor.try_collect().await
             })
@@ -471,13 +507,7 @@ impl NodeStore {
                 cursor.try_collect().await
             })
             .await?;
-        Ok(docs
-            .iter()
-            .filter_map(|d| {
-                let id = d.get_str("_id").ok()?.to_owned();
-                Some((id, d.get_i64("version").ok()))
-            })
-            .collect())
+        Ok(docs.iter().filter_map(id_and_version).collect())
     }
 
     /// The records of `collection` with these ids.
@@ -588,6 +618,13 @@ fn newer_than_stored(copy: &CustomerCopy, stored: &HashMap<String, Option<i64>>)
 }
 
 /// The stored fields of a copy (without `_id`).
+/// A document's `_id` and `version` (`None` for a document without one,
+/// written by another tool); nothing for a document without a string id.
+fn id_and_version(d: &Document) -> Option<(String, Option<i64>)> {
+    let id = d.get_str("_id").ok()?.to_owned();
+    Some((id, d.get_i64("version").ok()))
+}
+
 fn record_fields(copy: &CustomerCopy) -> Document {
     let c = &copy.customer;
     doc! {
@@ -692,6 +729,32 @@ fn is_permanent_failure(e: &mongodb::error::Error) -> bool {
     command_code(e).is_some_and(|c| c == DUPLICATE_KEY || PERMANENT_CODES.contains(&c))
 }
 
+/// What one per-document write error means.
+#[derive(Debug, PartialEq, Eq)]
+enum WriteErrorClass {
+    /// A duplicate key on `_id`: another writer got there first.
+    IdConflict,
+    /// No retry can fix it.
+    Permanent,
+    /// May pass on a retry (an election, a shutdown, a timeout).
+    Transient,
+}
+
+fn classify_write_error(
+    code: Option<i32>,
+    message: &str,
+    key_pattern: Option<&Document>,
+) -> WriteErrorClass {
+    match code {
+        Some(DUPLICATE_KEY) if duplicate_on_id(message, key_pattern) => WriteErrorClass::IdConflict,
+        Some(DUPLICATE_KEY) => WriteErrorClass::Permanent,
+        Some(c) if PERMANENT_CODES.contains(&c) => WriteErrorClass::Permanent,
+        // A write error without a code is malformed: never retried forever.
+        None => WriteErrorClass::Permanent,
+        Some(_) => WriteErrorClass::Transient,
+    }
+}
+
 /// The server's own message for a command error, without the driver's
 /// wrapping (labels, raw reply bytes).
 fn command_message(e: &mongodb::error::Error) -> String {
@@ -742,6 +805,37 @@ mod tests {
                 .get("$lte")
                 .is_none()
         );
+    }
+
+    #[test]
+    fn per_document_errors_are_classified_by_code() {
+        use WriteErrorClass::*;
+        let id = doc! {"_id": 1};
+        let unique = doc! {"customer_unique_id": 1};
+        // Elections and shutdowns pass on a retry.
+        for code in [10107, 11602, 11600, 189, 91, 262, 112, 50] {
+            assert_eq!(
+                classify_write_error(Some(code), "x", None),
+                Transient,
+                "{code}"
+            );
+        }
+        for code in [121, 2, 10334, 17280, 66] {
+            assert_eq!(
+                classify_write_error(Some(code), "x", None),
+                Permanent,
+                "{code}"
+            );
+        }
+        assert_eq!(
+            classify_write_error(Some(11000), "dup", Some(&id)),
+            IdConflict
+        );
+        assert_eq!(
+            classify_write_error(Some(11000), "dup", Some(&unique)),
+            Permanent
+        );
+        assert_eq!(classify_write_error(None, "x", None), Permanent);
     }
 
     #[test]

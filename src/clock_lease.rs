@@ -1,0 +1,285 @@
+//! The version clock's facts in Redis: which instance holds which version
+//! slot, and the version floor.
+//!
+//! **Slots are leased, never shared.** A starting instance takes the lowest
+//! free one of the [`INSTANCE_SLOTS`] keys `regiondb:version_slot:<n>`
+//! (`SET NX PX`), renews it every [`RENEW_EVERY`] while it runs, and deletes
+//! it when it stops. A crashed instance's slot frees itself when its lease
+//! expires ([`SLOT_LEASE`]). With every slot held, an instance refuses to
+//! start. A renewal that finds the slot held by someone else (Redis lost its
+//! data and another instance took it) moves this instance to a free slot at
+//! once. The clock hands out versions only while the lease is known held:
+//! an instance that cannot renew for [`LEASE_TRUSTED`] answers writes 503
+//! until it can, since its slot may have been taken meanwhile.
+//!
+//! **The floor follows real time.** Every renewal raises the floor to just
+//! ahead ([`RESERVE_AHEAD`]) of the newest version this instance handed out
+//! or the current time. A starting instance waits, before it hands out
+//! anything, until its own clock has passed the floor: so a restart never
+//! goes back in time, and never runs ahead of the instances that kept
+//! running (it used to start at a floor five seconds in the future, and a
+//! write through it beat later writes through the others).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::aio::ConnectionManager;
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::{INSTANCE_SLOTS, VersionClock, now_micros};
+use crate::nodes::{NodeStatuses, STATUS_HASH, StatusError};
+
+/// Prefix of the slot keys; the value is the holder's instance name.
+pub const SLOT_PREFIX: &str = "regiondb:version_slot:";
+/// Above every version any running instance has handed out.
+pub const VERSION_FLOOR: &str = "regiondb:version_floor";
+/// How often a running instance renews its slot and raises the floor.
+pub const RENEW_EVERY: Duration = Duration::from_millis(250);
+/// How far above the newest version handed out the floor is kept: more
+/// than one renewal period, so a crash between two renewals never leaves a
+/// version above the floor.
+pub const RESERVE_AHEAD: Duration = Duration::from_secs(1);
+/// A slot's lease in Redis.
+pub const SLOT_LEASE: Duration = Duration::from_secs(30);
+/// How long after a renewal was sent the lease is trusted without another:
+/// less than [`SLOT_LEASE`], so this instance stops using a slot before
+/// Redis can give it to another.
+pub const LEASE_TRUSTED: Duration = Duration::from_secs(25);
+/// The longest a starting instance waits for its clock to pass the floor;
+/// past that the floor is ahead of real time (another instance's clock is
+/// ahead of ours): it starts at the floor, and says so.
+const MAX_START_WAIT: Duration = Duration::from_secs(5);
+/// Claims tried at start before giving up (each can lose its slot to a
+/// concurrent claim after a Redis flush).
+const CLAIM_ROUNDS: usize = 5;
+
+/// Takes the lowest free slot; -1 if all are held.
+const CLAIM_SCRIPT: &str = r"
+for s = 0, tonumber(ARGV[3]) - 1 do
+  if redis.call('SET', KEYS[1] .. s, ARGV[1], 'NX', 'PX', ARGV[2]) then return s end
+end
+return -1
+";
+
+/// Renews the slot if it is ours (or free again: Redis lost it), raises the
+/// floor, and says whether the node status hash still exists.
+const RENEW_SCRIPT: &str = r"
+local holder = redis.call('GET', KEYS[1])
+local mine = 0
+if (not holder) or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  mine = 1
+end
+local floor = tonumber(redis.call('GET', KEYS[2]) or '0')
+if tonumber(ARGV[3]) > floor then redis.call('SET', KEYS[2], ARGV[3]) end
+return {mine, redis.call('EXISTS', KEYS[3])}
+";
+
+/// Deletes the slot key if it is still ours.
+const RELEASE_SCRIPT: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClockError {
+    #[error(transparent)]
+    Redis(#[from] StatusError),
+    #[error(
+        "all {INSTANCE_SLOTS} version slots are held by running instances \
+         (keys {SLOT_PREFIX}0..{}): stop one, or wait for a crashed one's lease to expire",
+        INSTANCE_SLOTS - 1
+    )]
+    NoFreeSlot,
+}
+
+impl From<redis::RedisError> for ClockError {
+    fn from(e: redis::RedisError) -> Self {
+        ClockError::Redis(StatusError::from(e))
+    }
+}
+
+/// This instance's slot lease, and the clock it governs.
+pub struct ClockLease {
+    statuses: Arc<NodeStatuses>,
+    conn: ConnectionManager,
+    instance: String,
+    pub clock: Arc<VersionClock>,
+}
+
+/// What one renewal found.
+struct Renewed {
+    mine: bool,
+    statuses_exist: bool,
+}
+
+impl ClockLease {
+    /// Takes a slot and waits until this instance's clock is past the
+    /// floor; the clock is then ready to hand out versions.
+    pub async fn start(
+        statuses: Arc<NodeStatuses>,
+        instance: &str,
+    ) -> Result<ClockLease, ClockError> {
+        let conn = statuses.redis();
+        let clock = Arc::new(VersionClock::new(0, 0));
+        let lease = ClockLease {
+            statuses,
+            conn,
+            instance: instance.to_owned(),
+            clock,
+        };
+        lease.claim_confirmed().await?;
+        let floor: Option<i64> = redis::cmd("GET")
+            .arg(VERSION_FLOOR)
+            .query_async(&mut lease.conn.clone())
+            .await?;
+        let floor = floor.unwrap_or(0);
+        let ahead = floor.saturating_sub(now_micros());
+        if ahead > 0 {
+            let wait = Duration::from_micros(u64::try_from(ahead).unwrap_or(0));
+            if wait > MAX_START_WAIT {
+                tracing::warn!(
+                    ahead_ms = ahead / 1000,
+                    "the version floor is far ahead of this instance's clock \
+                     (another instance's clock is ahead?): starting at the floor"
+                );
+            }
+            tokio::time::sleep(wait.min(MAX_START_WAIT) + Duration::from_micros(1)).await;
+        }
+        lease.clock.raise_to(floor);
+        lease.renew().await?;
+        tracing::info!(slot = lease.clock.slot(), floor, "version clock ready");
+        Ok(lease)
+    }
+
+    /// Claims a slot, waits two renewal periods (a running instance whose
+    /// slot Redis forgot re-takes it within one), and confirms it is still
+    /// ours; otherwise claims again.
+    async fn claim_confirmed(&self) -> Result<(), ClockError> {
+        for _ in 0..CLAIM_ROUNDS {
+            let slot = self.claim().await?;
+            self.clock.set_slot(slot);
+            tokio::time::sleep(RENEW_EVERY * 2).await;
+            if self.renew().await?.mine {
+                return Ok(());
+            }
+            tracing::warn!(
+                slot,
+                "version slot taken by another instance at start; claiming again"
+            );
+        }
+        Err(ClockError::NoFreeSlot)
+    }
+
+    async fn claim(&self) -> Result<u64, ClockError> {
+        static SCRIPT: std::sync::LazyLock<redis::Script> =
+            std::sync::LazyLock::new(|| redis::Script::new(CLAIM_SCRIPT));
+        let slot: i64 = SCRIPT
+            .key(SLOT_PREFIX)
+            .arg(&self.instance)
+            .arg(millis(SLOT_LEASE))
+            .arg(INSTANCE_SLOTS)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        u64::try_from(slot).map_err(|_| ClockError::NoFreeSlot)
+    }
+
+    /// Renews the slot and raises the floor; trusts the lease for
+    /// [`LEASE_TRUSTED`] from when the renewal was sent.
+    async fn renew(&self) -> Result<Renewed, ClockError> {
+        static SCRIPT: std::sync::LazyLock<redis::Script> =
+            std::sync::LazyLock::new(|| redis::Script::new(RENEW_SCRIPT));
+        let sent = Instant::now();
+        let reserve = self
+            .clock
+            .last()
+            .max(now_micros())
+            .saturating_add(i64::try_from(RESERVE_AHEAD.as_micros()).unwrap_or(i64::MAX));
+        let (mine, exist): (i64, i64) = SCRIPT
+            .key(format!("{SLOT_PREFIX}{}", self.clock.slot()))
+            .key(VERSION_FLOOR)
+            .key(STATUS_HASH)
+            .arg(&self.instance)
+            .arg(millis(SLOT_LEASE))
+            .arg(reserve)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        let mine = mine == 1;
+        if mine {
+            self.clock.lease_until(sent + LEASE_TRUSTED);
+        }
+        Ok(Renewed {
+            mine,
+            statuses_exist: exist == 1,
+        })
+    }
+
+    /// Renews until `shutdown`, then releases the slot.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(RENEW_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        while shutdown.run_until_cancelled(tick.tick()).await.is_some() {
+            match self.renew().await {
+                Ok(renewed) => {
+                    failing = false;
+                    self.after_renewal(renewed).await;
+                }
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(error = %e, slot = self.clock.slot(),
+                            "cannot renew the version slot; writes stop if this lasts {LEASE_TRUSTED:?}");
+                    }
+                    failing = true;
+                }
+            }
+        }
+        self.release().await;
+    }
+
+    async fn after_renewal(&self, renewed: Renewed) {
+        if !renewed.statuses_exist {
+            // Redis lost its data: restore the statuses now rather than at
+            // the next periodic re-read (see `NodeStatuses::resync`).
+            if let Err(e) = self.statuses.resync().await {
+                tracing::warn!(error = %e, "cannot restore node statuses yet");
+            }
+        }
+        if renewed.mine {
+            return;
+        }
+        let lost = self.clock.slot();
+        match self.claim().await {
+            Ok(slot) => {
+                self.clock.set_slot(slot);
+                tracing::warn!(
+                    lost,
+                    slot,
+                    "version slot held by another instance (redis lost its data?); moved to a free one"
+                );
+                crate::metrics::version_slot_moved();
+                if let Err(e) = self.renew().await {
+                    tracing::warn!(error = %e, "cannot confirm the new version slot yet");
+                }
+            }
+            Err(e) => tracing::error!(lost, error = %e, "version slot lost and none free"),
+        }
+    }
+
+    /// Gives the slot back (another instance may take it at once).
+    async fn release(&self) {
+        let released: Result<i64, _> = redis::Script::new(RELEASE_SCRIPT)
+            .key(format!("{SLOT_PREFIX}{}", self.clock.slot()))
+            .arg(&self.instance)
+            .invoke_async(&mut self.conn.clone())
+            .await;
+        match released {
+            Ok(_) => tracing::info!(slot = self.clock.slot(), "version slot released"),
+            Err(e) => tracing::warn!(error = %e, "version slot not released; it expires by itself"),
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}

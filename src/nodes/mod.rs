@@ -22,11 +22,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
+
+mod follow;
+mod restore;
 
 use crate::backlog::Backlogs;
 use crate::domain::{NodeId, NodeStatus, StatusRecord, StatusSource, now_millis};
@@ -62,24 +63,8 @@ redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 return 1
 ";
 
-/// Writes this instance's view back, if the status hash is still gone
-/// (another instance may have restored it first). ARGV: node, status,
-/// record (or ''), repeated. Returns 1 if it restored.
-const RESTORE_SCRIPT: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-for i = 1, #ARGV, 3 do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-  if ARGV[i + 2] ~= '' then redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 2]) end
-end
-return 1
-";
-
 /// Bound on one Redis call: status writes and reads must not hang.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
-/// Without keyspace notifications, changes made with redis-cli are only seen
-/// by the periodic re-read; this keeps the "within 1 s" promise.
-const RESYNC_WITHOUT_NOTIFICATIONS: Duration = Duration::from_millis(400);
-
 /// The failure detector's status change, done only by the lease holder:
 /// renews the lease, then takes the node down (if it is up) or brings it
 /// back (only if the detector is who took it down), writing the status and
@@ -271,37 +256,6 @@ impl NodeStatuses {
         self.record_local(node, record);
         self.apply_local(node, status);
         self.announce(node, status).await;
-        Ok(())
-    }
-
-    /// Redis lost the status hash (`FLUSHALL`, a restart without its
-    /// append-only file): writes this instance's last view of every status
-    /// and its source back, unless another instance already did.
-    async fn restore(&self) -> Result<(), StatusError> {
-        static SCRIPT: std::sync::LazyLock<redis::Script> =
-            std::sync::LazyLock::new(|| redis::Script::new(RESTORE_SCRIPT));
-        let mut invocation = SCRIPT.key(STATUS_HASH);
-        invocation.key(SOURCE_HASH);
-        {
-            let records = self.records.read().unwrap_or_else(|e| e.into_inner());
-            for (node, status) in self.all() {
-                let record = records
-                    .get(&node)
-                    .and_then(|r| serde_json::to_string(r).ok())
-                    .unwrap_or_default();
-                invocation
-                    .arg(node.as_str())
-                    .arg(status.as_str())
-                    .arg(record);
-            }
-        }
-        let restored: i64 = invocation.invoke_async(&mut self.conn.clone()).await?;
-        if restored == 1 {
-            tracing::warn!(statuses = ?self.all(),
-                "redis lost the node statuses; restored them from this instance's last view");
-            crate::metrics::redis_restored();
-            self.announce_change("restored").await;
-        }
         Ok(())
     }
 
@@ -545,117 +499,5 @@ impl NodeStatuses {
                 tracing::info!(%node, %status, "node status changed");
             }
         }
-    }
-
-    /// Keeps the local view in step with Redis until `shutdown`: follows the
-    /// change channel and keyspace notifications, and re-reads the hash every
-    /// `every` (more often when notifications cannot be enabled).
-    pub async fn follow(self: Arc<Self>, every: Duration, shutdown: CancellationToken) {
-        let notifications = self.enable_keyspace_notifications().await;
-        let every = if notifications {
-            every
-        } else {
-            tracing::warn!(
-                "redis keyspace notifications unavailable; re-reading node statuses every {:?}",
-                RESYNC_WITHOUT_NOTIFICATIONS
-            );
-            every.min(RESYNC_WITHOUT_NOTIFICATIONS)
-        };
-        let periodic = {
-            let this = self.clone();
-            let shutdown = shutdown.clone();
-            async move {
-                let mut tick = tokio::time::interval(every);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                while shutdown.run_until_cancelled(tick.tick()).await.is_some() {
-                    if let Err(e) = this.resync().await {
-                        tracing::warn!(error = %e, "node status resync failed");
-                    }
-                }
-            }
-        };
-        tokio::join!(periodic, self.listen(shutdown.clone()));
-    }
-
-    /// Subscribes to the change channel and the hash's keyspace channel and
-    /// re-reads the hash on every message; reconnects with a backoff.
-    async fn listen(&self, shutdown: CancellationToken) {
-        let db = self.client.get_connection_info().redis_settings().db();
-        let keyspace = format!("__keyspace@{db}__:{STATUS_HASH}");
-        let mut delay = Duration::from_millis(100);
-        while !shutdown.is_cancelled() {
-            let subscribed = async {
-                let mut pubsub = self.client.get_async_pubsub().await?;
-                pubsub.subscribe(CHANGE_CHANNEL).await?;
-                pubsub.subscribe(&keyspace).await?;
-                Ok::<_, redis::RedisError>(pubsub)
-            };
-            match subscribed.await {
-                Ok(mut pubsub) => {
-                    delay = Duration::from_millis(100);
-                    // Catch up on whatever changed while we were not listening.
-                    let _ = self.resync().await;
-                    let mut messages = pubsub.on_message();
-                    loop {
-                        tokio::select! {
-                            _ = shutdown.cancelled() => return,
-                            msg = messages.next() => match msg {
-                                Some(_) => {
-                                    if let Err(e) = self.resync().await {
-                                        tracing::warn!(error = %e, "node status resync failed");
-                                    }
-                                }
-                                None => break,
-                            },
-                        }
-                    }
-                    tracing::warn!("redis subscription lost; reconnecting");
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot subscribe to status changes"),
-            }
-            if shutdown
-                .run_until_cancelled(tokio::time::sleep(delay))
-                .await
-                .is_none()
-            {
-                return;
-            }
-            delay = (delay * 2).min(Duration::from_secs(5));
-        }
-    }
-
-    /// Makes sure Redis publishes hash events (`K` + `h`), keeping whatever
-    /// else the operator enabled. Managed Redis services may refuse CONFIG.
-    async fn enable_keyspace_notifications(&self) -> bool {
-        let mut conn = self.conn.clone();
-        let current: Result<Vec<String>, _> = redis::cmd("CONFIG")
-            .arg("GET")
-            .arg("notify-keyspace-events")
-            .query_async(&mut conn)
-            .await;
-        let flags = match current {
-            Ok(pair) => pair.get(1).cloned().unwrap_or_default(),
-            Err(e) => {
-                tracing::debug!(error = %e, "CONFIG GET refused");
-                return false;
-            }
-        };
-        let has = |c: char| flags.contains(c);
-        if has('K') && (has('h') || has('A')) {
-            return true;
-        }
-        let mut wanted = flags.clone();
-        for c in ['K', 'h'] {
-            if !wanted.contains(c) {
-                wanted.push(c);
-            }
-        }
-        let set: Result<(), _> = redis::cmd("CONFIG")
-            .arg("SET")
-            .arg("notify-keyspace-events")
-            .arg(&wanted)
-            .query_async(&mut conn)
-            .await;
-        set.is_ok()
     }
 }

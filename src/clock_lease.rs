@@ -147,7 +147,7 @@ impl ClockLease {
             tokio::time::sleep(wait.min(MAX_START_WAIT) + Duration::from_micros(1)).await;
         }
         lease.clock.raise_to(floor);
-        lease.renew().await?;
+        lease.renew(true).await?;
         tracing::info!(slot = lease.clock.slot(), floor, "version clock ready");
         Ok(lease)
     }
@@ -160,7 +160,9 @@ impl ClockLease {
             let slot = self.claim().await?;
             self.clock.set_slot(slot);
             tokio::time::sleep(RENEW_EVERY * 2).await;
-            if self.renew().await?.mine {
+            // Not raising the floor yet: it is read next, and what this
+            // instance would reserve is no reason for it to wait.
+            if self.renew(false).await?.mine {
                 return Ok(());
             }
             tracing::warn!(
@@ -184,17 +186,20 @@ impl ClockLease {
         u64::try_from(slot).map_err(|_| ClockError::NoFreeSlot)
     }
 
-    /// Renews the slot and raises the floor; trusts the lease for
-    /// [`LEASE_TRUSTED`] from when the renewal was sent.
-    async fn renew(&self) -> Result<Renewed, ClockError> {
+    /// Renews the slot and (with `raise_floor`) raises the floor; trusts
+    /// the lease for [`LEASE_TRUSTED`] from when the renewal was sent.
+    async fn renew(&self, raise_floor: bool) -> Result<Renewed, ClockError> {
         static SCRIPT: std::sync::LazyLock<redis::Script> =
             std::sync::LazyLock::new(|| redis::Script::new(RENEW_SCRIPT));
         let sent = Instant::now();
-        let reserve = self
-            .clock
-            .last()
-            .max(now_micros())
-            .saturating_add(i64::try_from(RESERVE_AHEAD.as_micros()).unwrap_or(i64::MAX));
+        let reserve = if raise_floor {
+            self.clock
+                .last()
+                .max(now_micros())
+                .saturating_add(i64::try_from(RESERVE_AHEAD.as_micros()).unwrap_or(i64::MAX))
+        } else {
+            0
+        };
         let (mine, exist): (i64, i64) = SCRIPT
             .key(format!("{SLOT_PREFIX}{}", self.clock.slot()))
             .key(VERSION_FLOOR)
@@ -220,7 +225,7 @@ impl ClockLease {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing = false;
         while shutdown.run_until_cancelled(tick.tick()).await.is_some() {
-            match self.renew().await {
+            match self.renew(true).await {
                 Ok(renewed) => {
                     failing = false;
                     self.after_renewal(renewed).await;
@@ -258,7 +263,7 @@ impl ClockLease {
                     "version slot held by another instance (redis lost its data?); moved to a free one"
                 );
                 crate::metrics::version_slot_moved();
-                if let Err(e) = self.renew().await {
+                if let Err(e) = self.renew(true).await {
                     tracing::warn!(error = %e, "cannot confirm the new version slot yet");
                 }
             }

@@ -368,6 +368,10 @@ async fn connect(config: &Config) -> Result<(Arc<WritePath>, ClockLease), String
             ClockError::Redis(e) => format!("cannot reach redis: {}", e.short_reason()),
             other => other.to_string(),
         })?;
+    statuses
+        .load()
+        .await
+        .map_err(|e| format!("cannot reach redis: {}", e.short_reason()))?;
     let stores = Stores::connect(&config.regions, &config.mongo.uris, config.mongo.timeout)
         .await
         .map_err(|e| e.short_reason())?;

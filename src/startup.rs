@@ -106,6 +106,15 @@ impl Application {
         let statuses = Arc::new(statuses);
         let instance = format!("{}-{:08x}", std::process::id(), rand::random::<u32>());
         let clock_lease = ClockLease::start(statuses.clone(), &instance).await?;
+        // After the slot: see `NodeStatuses::load`.
+        statuses
+            .load()
+            .await
+            .map_err(|source| StartupError::Redis {
+                url: config.redis_url.clone(),
+                waited: Duration::ZERO,
+                source,
+            })?;
         let clock = clock_lease.clock.clone();
         let stores = Arc::new(
             Stores::connect(&config.regions, &config.mongo.uris, config.mongo.timeout).await?,

@@ -140,8 +140,7 @@ pub struct NodeStatuses {
 type Hash = HashMap<String, String>;
 
 impl NodeStatuses {
-    /// Connects, sets every node that has no status yet to `available`
-    /// (never overwriting an existing one) and loads the current statuses.
+    /// Connects; the statuses are read by [`NodeStatuses::load`].
     pub async fn connect<'a>(
         url: &str,
         nodes: impl IntoIterator<Item = &'a NodeId>,
@@ -152,24 +151,35 @@ impl NodeStatuses {
             .set_connection_timeout(Some(REDIS_TIMEOUT))
             .set_response_timeout(Some(REDIS_TIMEOUT))
             .set_number_of_retries(2);
-        let mut conn = client.get_connection_manager_with_config(config).await?;
-        let mut views = BTreeMap::new();
-        for node in nodes {
-            let _: bool = conn
-                .hset_nx(STATUS_HASH, node.as_str(), NodeStatus::Available.as_str())
-                .await?;
-            views.insert(node.clone(), watch::Sender::new(NodeStatus::Available));
-        }
-        let statuses = NodeStatuses {
+        let conn = client.get_connection_manager_with_config(config).await?;
+        let views = nodes
+            .into_iter()
+            .map(|node| (node.clone(), watch::Sender::new(NodeStatus::Available)))
+            .collect();
+        Ok(NodeStatuses {
             client,
             conn,
             views,
             records: std::sync::RwLock::new(HashMap::new()),
             backlogs,
             loaded: std::sync::atomic::AtomicBool::new(false),
-        };
-        statuses.resync().await?;
-        Ok(statuses)
+        })
+    }
+
+    /// Sets every node that has no status yet to `available` (never
+    /// overwriting an existing one) and loads the current statuses. Called
+    /// once this instance holds its version slot (see `clock_lease`): that
+    /// takes half a second, within which a running instance restores a
+    /// status hash Redis lost, so a start right after a `FLUSHALL` finds
+    /// the restored statuses rather than seeding every node `available`.
+    pub async fn load(&self) -> Result<(), StatusError> {
+        let mut conn = self.conn.clone();
+        for node in self.views.keys() {
+            let _: bool = conn
+                .hset_nx(STATUS_HASH, node.as_str(), NodeStatus::Available.as_str())
+                .await?;
+        }
+        self.resync().await
     }
 
     /// The catch-up state this view keeps up to date.

@@ -410,20 +410,23 @@ impl HintLog {
     }
 
     /// Reads up to `max` hints of `node`'s topic past the group's committed
-    /// offsets, outside the group: assigned, never subscribed, never
-    /// committing. For a replay whose group hands the partitions to no one
-    /// alive (see `replay`): what it applies this way is applied again, a
-    /// no-op, when the group gets going.
+    /// offsets (and, per partition, from `after` where that is further on),
+    /// outside the group: assigned, never subscribed, never committing. For
+    /// a replay whose group hands the partitions to no one alive (see
+    /// `replay`): what it applies this way is applied again, a no-op, when
+    /// the group gets going.
     pub async fn uncommitted(
         &self,
         node: &NodeId,
+        after: &BTreeMap<i32, i64>,
         max: usize,
     ) -> Result<Vec<ParkedHint>, HintError> {
         let topic = self.topic(node);
         let group = self.group(node);
         let config = base_config(&self.config);
         let timeout = self.config.timeout;
-        self.blocking(move || read_uncommitted(config, &group, &topic, max, timeout))
+        let after = after.clone();
+        self.blocking(move || read_uncommitted(config, &group, &topic, &after, max, timeout))
             .await
     }
 

@@ -2,7 +2,7 @@
 //! its handoff group has committed, and reading what is past that outside
 //! the group.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
@@ -18,6 +18,7 @@ pub(super) fn read_uncommitted(
     mut config: ClientConfig,
     group: &str,
     topic: &str,
+    after: &BTreeMap<i32, i64>,
     max: usize,
     timeout: Duration,
 ) -> Result<Vec<ParkedHint>, HintError> {
@@ -39,6 +40,11 @@ pub(super) fn read_uncommitted(
         let from = match committed.find_partition(topic, *p).map(|e| e.offset()) {
             Some(Offset::Offset(n)) => Offset::Offset(n),
             _ => Offset::Beginning,
+        };
+        let from = match (from, after.get(p)) {
+            (Offset::Offset(n), Some(a)) => Offset::Offset(n.max(*a)),
+            (_, Some(a)) => Offset::Offset(*a),
+            (from, None) => from,
         };
         let end = high.get(p).copied().unwrap_or(0);
         if matches!(from, Offset::Offset(n) if n >= end) || end == 0 {

@@ -259,16 +259,12 @@ impl Replay {
             if hint.dead_lettered {
                 continue;
             }
-            let reason = match &hint.copy {
-                Err(why) => format!("unreadable hint: {why}"),
-                Ok(copy) if copy.version.is_from_the_future(now) => format!(
-                    "version {} is more than a minute ahead of this instance's clock",
-                    copy.version.get()
-                ),
+            let reason = match applicable(hint, now) {
                 Ok(copy) => {
                     copies.push(copy.clone());
                     continue;
                 }
+                Err(reason) => reason,
             };
             if !self.dead_letter(hint, &reason).await {
                 return Step::Retry;
@@ -382,6 +378,19 @@ impl Replay {
             _ = tokio::time::sleep(delay) => true,
             _ = self.status.changed() => true,
         }
+    }
+}
+
+/// The copy a hint carries, or why it can never be applied: unreadable, or
+/// a version more than a minute ahead of this instance's clock at `now`.
+fn applicable(hint: &ParkedHint, now: i64) -> Result<&CustomerCopy, String> {
+    match &hint.copy {
+        Err(why) => Err(format!("unreadable hint: {why}")),
+        Ok(copy) if copy.version.is_from_the_future(now) => Err(format!(
+            "version {} is more than a minute ahead of this instance's clock",
+            copy.version.get()
+        )),
+        Ok(copy) => Ok(copy),
     }
 }
 

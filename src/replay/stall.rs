@@ -5,7 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::{BACKLOG_RECHECK, Replay};
+use std::collections::BTreeMap;
+
+use super::{BACKLOG_RECHECK, Replay, applicable};
 use crate::domain::{CustomerCopy, now_micros};
 use crate::hints::QueueState;
 
@@ -53,38 +55,47 @@ impl Replay {
     }
 
     /// The queue is stuck even after re-joining: applies, outside the
-    /// group, what it holds beyond the committed offsets (last writer wins,
-    /// so whatever is applied again later changes nothing). Unreadable or
-    /// refused hints are left to the group's replay, which dead-letters them.
+    /// group, everything it holds beyond the committed offsets, a batch at a
+    /// time, each read on from where the last one ended (the committed
+    /// offsets do not move meanwhile). Last writer wins, so whatever is
+    /// applied again later changes nothing. Unreadable or refused hints are
+    /// left to the group's replay, which dead-letters them.
     async fn apply_outside_the_group(&self, queue: QueueState) {
         let node = &self.node;
         crate::metrics::replay_stalled(node.as_str());
-        let hints = match self
-            .log
-            .uncommitted(node, self.config.batch_size.max(1000))
-            .await
-        {
-            Ok(hints) => hints,
-            Err(e) => {
-                tracing::warn!(%node, error = %e, "cannot read the stuck queue outside the group");
+        let chunk = self.config.batch_size;
+        let mut after: BTreeMap<i32, i64> = BTreeMap::new();
+        let mut applied = 0;
+        loop {
+            let hints = match self.log.uncommitted(node, &after, chunk).await {
+                Ok(hints) => hints,
+                Err(e) => {
+                    tracing::warn!(%node, error = %e, "cannot read the stuck queue outside the group");
+                    return;
+                }
+            };
+            let now = now_micros();
+            let copies: Vec<CustomerCopy> = hints
+                .iter()
+                .filter_map(|h| applicable(h, now).ok())
+                .cloned()
+                .collect();
+            if let Err(e) = self.store.apply(&copies).await {
+                tracing::warn!(%node, error = %e, "stuck hints not applied outside the group");
                 return;
             }
-        };
-        let now = now_micros();
-        let copies: Vec<CustomerCopy> = hints
-            .iter()
-            .filter_map(|h| h.copy.as_ref().ok())
-            .filter(|c| !c.version.is_from_the_future(now))
-            .cloned()
-            .collect();
-        match self.store.apply(&copies).await {
-            Ok(()) => tracing::warn!(%node, applied = copies.len(), queued = queue.queued,
-                "replay still stalled after re-joining: applied the stuck hints outside the \
-                 group; the group commits them once it hands their partitions out"),
-            Err(e) => {
-                tracing::warn!(%node, error = %e, "stuck hints not applied outside the group")
+            applied += copies.len();
+            for h in &hints {
+                let next = after.entry(h.partition).or_insert(h.offset + 1);
+                *next = (*next).max(h.offset + 1);
+            }
+            if hints.len() < chunk {
+                break;
             }
         }
+        tracing::warn!(%node, applied, queued = queue.queued,
+            "replay still stalled after re-joining: applied the stuck hints outside the \
+             group; the group commits them once it hands their partitions out");
     }
 }
 

@@ -30,6 +30,8 @@ async fn a_queue_held_by_a_silent_member_still_reaches_its_node() {
             &[
                 ("KAFKA_SESSION_TIMEOUT_MS", "6000"),
                 ("REPLAY_STALL_MS", "8000"),
+                // The 60 stuck hints take three batches outside the group.
+                ("REPLAY_BATCH_SIZE", "25"),
             ],
         )
         .await;

@@ -75,12 +75,6 @@ if tonumber(ARGV[3]) > floor then redis.call('SET', KEYS[2], ARGV[3]) end
 return {mine, redis.call('EXISTS', KEYS[3])}
 ";
 
-/// Deletes the slot key if it is still ours.
-const RELEASE_SCRIPT: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-";
-
 #[derive(Debug, thiserror::Error)]
 pub enum ClockError {
     #[error(transparent)]
@@ -273,13 +267,9 @@ impl ClockLease {
 
     /// Gives the slot back (another instance may take it at once).
     async fn release(&self) {
-        let released: Result<i64, _> = redis::Script::new(RELEASE_SCRIPT)
-            .key(format!("{SLOT_PREFIX}{}", self.clock.slot()))
-            .arg(&self.instance)
-            .invoke_async(&mut self.conn.clone())
-            .await;
-        match released {
-            Ok(_) => tracing::info!(slot = self.clock.slot(), "version slot released"),
+        let key = format!("{SLOT_PREFIX}{}", self.clock.slot());
+        match self.statuses.release_if_held(&key, &self.instance).await {
+            Ok(()) => tracing::info!(slot = self.clock.slot(), "version slot released"),
             Err(e) => tracing::warn!(error = %e, "version slot not released; it expires by itself"),
         }
     }

@@ -271,14 +271,7 @@ impl NodeStatuses {
 
     /// Tells every instance to re-read the hash now.
     async fn announce(&self, node: &NodeId, status: NodeStatus) {
-        let mut conn = self.conn.clone();
-        let announced: Result<i64, _> = conn
-            .publish(CHANGE_CHANNEL, format!("{node}={status}"))
-            .await;
-        if let Err(e) = announced {
-            // The write is in Redis; other instances pick it up on resync.
-            tracing::warn!(%node, error = %e, "could not announce status change");
-        }
+        self.announce_change(&format!("{node}={status}")).await;
     }
 
     fn record_local(&self, node: &NodeId, record: StatusRecord) {
@@ -343,17 +336,25 @@ impl NodeStatuses {
     /// another instance's detector takes over at its next ping instead of
     /// after the lease expires.
     pub async fn release_probe_lease(&self, node: &NodeId, me: &str) {
-        let script = redis::Script::new(
-            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
-        );
-        let released: Result<i64, _> = script
-            .key(format!("{PROBE_LEASE_PREFIX}{node}"))
-            .arg(me)
-            .invoke_async(&mut self.conn.clone())
-            .await;
-        if let Err(e) = released {
+        let key = format!("{PROBE_LEASE_PREFIX}{node}");
+        if let Err(e) = self.release_if_held(&key, me).await {
             tracing::debug!(%node, error = %e, "probe lease not released; it expires by itself");
         }
+    }
+
+    /// Deletes the lease `key` if `me` still holds it (never another's).
+    pub async fn release_if_held(&self, key: &str, me: &str) -> Result<(), StatusError> {
+        static SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+            redis::Script::new(
+                "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
+            )
+        });
+        let _: i64 = SCRIPT
+            .key(key)
+            .arg(me)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
     }
 
     /// Re-reads both hashes into the local view. A status hash that is gone
@@ -421,12 +422,13 @@ impl NodeStatuses {
         }
     }
 
-    /// Announces a change other instances should read now.
+    /// Tells every instance to re-read Redis now (`what` changed).
     pub async fn announce_change(&self, what: &str) {
         let mut conn = self.conn.clone();
         let announced: Result<i64, _> = conn.publish(CHANGE_CHANNEL, what).await;
         if let Err(e) = announced {
-            tracing::debug!(error = %e, "could not announce a change");
+            // The change is in Redis; other instances pick it up on resync.
+            tracing::warn!(change = what, error = %e, "could not announce a change");
         }
     }
 

@@ -72,9 +72,13 @@ impl StoreError {
     }
 }
 
+/// The server's code for a failed command, or for the one write of a
+/// single-document write (`insert_one`, ...).
 pub(super) fn command_code(e: &mongodb::error::Error) -> Option<i32> {
+    use mongodb::error::{ErrorKind, WriteFailure};
     match e.kind.as_ref() {
-        mongodb::error::ErrorKind::Command(c) => Some(c.code),
+        ErrorKind::Command(c) => Some(c.code),
+        ErrorKind::Write(WriteFailure::WriteError(w)) => Some(w.code),
         _ => None,
     }
 }
@@ -120,8 +124,9 @@ pub(super) fn command_message(e: &mongodb::error::Error) -> String {
     }
 }
 
-/// A whole command failed on a duplicate key of the `_id` index. (One on
-/// another unique index is a rejection: no retry fixes it.)
+/// A whole command (or a single-document write) failed on a duplicate key
+/// of the `_id` index. (One on another unique index is a rejection: no
+/// retry fixes it.)
 pub(super) fn is_id_conflict(e: &mongodb::error::Error) -> bool {
     let text = e.to_string();
     (command_code(e) == Some(DUPLICATE_KEY) || text.contains("E11000"))

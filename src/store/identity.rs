@@ -6,9 +6,7 @@
 
 use mongodb::bson::{Document, doc};
 
-use mongodb::error::{ErrorKind, WriteFailure};
-
-use super::{DUPLICATE_KEY, NodeStore, StoreError, command_code};
+use super::{NodeStore, StoreError, is_id_conflict};
 
 /// The collection holding the marker, in every node's database.
 pub const IDENTITY_COLLECTION: &str = "regiondb_identity";
@@ -36,20 +34,12 @@ impl NodeStore {
         let written = self.bounded("mark_identity", coll.insert_one(marker)).await;
         match written {
             Ok(_) => Ok(incarnation.to_owned()),
-            Err(StoreError::Mongo { source, .. }) if is_duplicate_key(&source) => Ok(self
+            // Another writer's marker got there first.
+            Err(StoreError::Mongo { source, .. }) if is_id_conflict(&source) => Ok(self
                 .identity()
                 .await?
                 .unwrap_or_else(|| incarnation.to_owned())),
             Err(e) => Err(e),
         }
     }
-}
-
-/// Another writer's marker got there first.
-fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
-    let write_code = match e.kind.as_ref() {
-        ErrorKind::Write(WriteFailure::WriteError(w)) => Some(w.code),
-        _ => None,
-    };
-    command_code(e).or(write_code) == Some(DUPLICATE_KEY) || e.to_string().contains("E11000")
 }

@@ -18,7 +18,8 @@
 //! - `regiondb_data_loss_detected_total{node, reason}`: nodes found to have
 //!   lost their data (marker missing or replaced)
 //! - `regiondb_replay_stalls_total{node}`: times a replay found its node's
-//!   queue not moving and re-joined its consumer group
+//!   queue not moving and recovered (re-joined its consumer group, or
+//!   applied the stuck hints outside it)
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};

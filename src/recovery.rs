@@ -20,7 +20,8 @@
 //! catching up on its backlog (see `backlog`), and the lease holder repairs
 //! every region the node is home or replica for. When all of them are
 //! complete, the node leaves `regiondb:data_loss` and reads come back to it.
-//! A region whose other node is unavailable waits (and with it the flag);
+//! A region whose other node is unavailable, or still replaying hints queued
+//! for it (its copy would be missing them), waits (and with it the flag);
 //! the repair is tried again after the next ping. Repairs are idempotent
 //! (last writer wins), so trying again costs only the comparison.
 
@@ -182,7 +183,9 @@ impl Recovery {
 
     /// Repairs every region `node` is home or replica for whose two nodes
     /// are available (a node an operator switched off is not written behind
-    /// their back); clears the flag once all of them are complete.
+    /// their back) and whose other copy is caught up on its own backlog (a
+    /// copy still missing queued hints would repair `node` with holes);
+    /// clears the flag once all of them are complete.
     async fn repair(&self, node: &NodeId) {
         let regions: Vec<&crate::domain::Region> = self
             .regions
@@ -194,7 +197,13 @@ impl Recovery {
         let mut waiting = Vec::new();
         for region in regions {
             let up = |n: &NodeId| self.statuses.status(n).is_available();
-            if !(up(&region.id) && up(&region.replica)) {
+            let other = if &region.id == node {
+                &region.replica
+            } else {
+                &region.id
+            };
+            let source_ready = up(other) && self.statuses.backlogs().caught_up(other);
+            if !(up(node) && source_ready) {
                 waiting.push(region.id.to_string());
                 continue;
             }

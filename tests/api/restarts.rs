@@ -340,3 +340,60 @@ async fn a_status_field_deleted_by_hand_still_reads_as_the_default() {
         "one field gone is not Redis losing everything"
     );
 }
+
+#[tokio::test]
+async fn a_node_restarted_empty_is_trusted_again_only_once_its_replica_is_complete() {
+    // region_1 keeps region_2's replica; its replay applies one hint every
+    // 300 ms, so its copy is incomplete for a few seconds after it is back.
+    let options = Options::default()
+        .env("REPLAY_BATCH_SIZE", "1")
+        .env("REPLAY_THROTTLE_MS", "300");
+    let mut app = TestApp::spawn_with("emptied_replica_behind", options).await;
+    if !app.controls_processes() {
+        return;
+    }
+    const N: u64 = 10;
+    stored(&app, "m", ZIP_2, 1).await;
+    wait_until(
+        "region_2 to carry its identity marker",
+        DEADLINE,
+        || async { !app.docs("region_2", "regiondb_identity").await.is_empty() },
+    )
+    .await;
+    // The replicas of these wait in region_1's queue.
+    app.set_status("region_1", "unavailable").await;
+    for i in 1..N {
+        let (code, body) = app
+            .create(&customer(&format!("m{i}"), ZIP_2 + i as u32))
+            .await;
+        assert_eq!(code, StatusCode::CREATED, "{body}");
+    }
+    app.kill_mongo("region_2");
+    app.restart_mongo("region_2").await;
+    wait_until(
+        "the app to see region_2 lost its data",
+        DEADLINE,
+        || async { node_at(&app.http, &app.address, "region_2").await["lost_data"] == true },
+    )
+    .await;
+    app.set_status("region_1", "available").await;
+
+    // No read that says it is not catching up may have holes.
+    let started = Instant::now();
+    loop {
+        let read = get_json_at(&app.http, &app.address, "/filter-records?region=region_2").await;
+        let source = &read["sources"][0];
+        if source["catching_up"] == false {
+            assert_eq!(
+                read["total"], N,
+                "a trusted read of region_2 has holes: {read}"
+            );
+            if source["served_by"] == "region_2" {
+                break;
+            }
+        }
+        assert!(started.elapsed() < DEADLINE, "region_2 never repaired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.docs("region_2", "customers").await.len() as u64, N);
+}

@@ -259,13 +259,6 @@ pub struct Instance {
 }
 
 impl Instance {
-    /// SIGSTOP: alive to the kernel, silent to everyone else.
-    pub fn freeze(&self) {
-        if let Some(p) = &self.proc {
-            p.signal(Signal::SIGSTOP);
-        }
-    }
-
     /// SIGTERM and wait: the graceful path.
     pub async fn stop(&mut self) {
         if let Some(mut p) = self.proc.take() {

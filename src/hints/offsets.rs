@@ -11,7 +11,9 @@ use rdkafka::message::Message;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::{HintError, ParkedHint, parked};
+use super::consumer::parked;
+use super::{HintError, HintLog, ParkedHint, base_config};
+use crate::domain::NodeId;
 
 /// See [`HintLog::uncommitted`].
 pub(super) fn read_uncommitted(
@@ -27,39 +29,16 @@ pub(super) fn read_uncommitted(
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .create()?;
-    let ids = partitions(consumer.client(), topic, timeout)?;
-    let mut wanted = TopicPartitionList::new();
-    for p in &ids {
-        wanted.add_partition(topic, *p);
-    }
-    let committed = consumer.committed_offsets(wanted, timeout)?;
-    let high = log_offsets(&consumer, topic, &ids, Offset::End, timeout)?;
-    let mut start = TopicPartitionList::new();
-    let mut left = 0;
-    for p in &ids {
-        let from = match committed.find_partition(topic, *p).map(|e| e.offset()) {
-            Some(Offset::Offset(n)) => Offset::Offset(n),
-            _ => Offset::Beginning,
-        };
-        let from = match (from, after.get(p)) {
-            (Offset::Offset(n), Some(a)) => Offset::Offset(n.max(*a)),
-            (_, Some(a)) => Offset::Offset(*a),
-            (from, None) => from,
-        };
-        let end = high.get(p).copied().unwrap_or(0);
-        if matches!(from, Offset::Offset(n) if n >= end) || end == 0 {
-            continue;
-        }
-        start.add_partition_offset(topic, *p, from)?;
-        left += 1;
-    }
-    let mut hints = Vec::new();
-    if left == 0 {
-        return Ok(hints);
+    let high = log_offsets(&consumer, topic, &partitions(consumer.client(), topic, timeout)?, Offset::End, timeout)?;
+    let start = uncommitted_starts(&consumer, topic, after, &high, timeout)?;
+    if start.count() == 0 {
+        return Ok(Vec::new());
     }
     consumer.assign(&start)?;
+    let left = start.count();
     let deadline = std::time::Instant::now() + timeout;
     let mut done = std::collections::BTreeSet::new();
+    let mut hints = Vec::new();
     while hints.len() < max && done.len() < left && std::time::Instant::now() < deadline {
         let Some(msg) = consumer.poll(Duration::from_millis(100)) else {
             continue;
@@ -74,6 +53,40 @@ pub(super) fn read_uncommitted(
         hints.push(parked(&msg, 0));
     }
     Ok(hints)
+}
+
+/// Where to start reading each partition of `topic` that holds something
+/// past the group's committed offset (and past `after`): partitions with
+/// nothing left are not in the list.
+fn uncommitted_starts(
+    consumer: &BaseConsumer,
+    topic: &str,
+    after: &BTreeMap<i32, i64>,
+    high: &HashMap<i32, i64>,
+    timeout: Duration,
+) -> Result<TopicPartitionList, HintError> {
+    let mut wanted = TopicPartitionList::new();
+    for p in high.keys() {
+        wanted.add_partition(topic, *p);
+    }
+    let committed = consumer.committed_offsets(wanted, timeout)?;
+    let mut start = TopicPartitionList::new();
+    for (p, end) in high {
+        let from = match committed.find_partition(topic, *p).map(|e| e.offset()) {
+            Some(Offset::Offset(n)) => Offset::Offset(n),
+            _ => Offset::Beginning,
+        };
+        let from = match (from, after.get(p)) {
+            (Offset::Offset(n), Some(a)) => Offset::Offset(n.max(*a)),
+            (_, Some(a)) => Offset::Offset(*a),
+            (from, None) => from,
+        };
+        if matches!(from, Offset::Offset(n) if n >= *end) || *end == 0 {
+            continue;
+        }
+        start.add_partition_offset(topic, *p, from)?;
+    }
+    Ok(start)
 }
 
 /// The partition ids of `topic`; an error if it does not exist.
@@ -166,4 +179,63 @@ pub(super) fn backlog<X: ConsumerContext, C: Consumer<X>>(
         state.committed += from;
     }
     Ok(state)
+}
+
+impl HintLog {
+    /// How many hints of `node` were moved to its dead-letter topic (every
+    /// message it holds).
+    pub async fn dead_letters(&self, node: &NodeId) -> Result<u64, HintError> {
+        let consumer = self.offsets_consumer(node)?;
+        let topic = self.dead_letter_topic(node);
+        let timeout = self.config.timeout;
+        self.blocking(move || {
+            let ids = partitions(consumer.client(), &topic, timeout)?;
+            let low = log_offsets(consumer.as_ref(), &topic, &ids, Offset::Beginning, timeout)?;
+            let high = log_offsets(consumer.as_ref(), &topic, &ids, Offset::End, timeout)?;
+            Ok(ids
+                .iter()
+                .map(|p| {
+                    let (l, h) = (
+                        low.get(p).copied().unwrap_or(0),
+                        high.get(p).copied().unwrap_or(0),
+                    );
+                    u64::try_from(h - l).unwrap_or(0)
+                })
+                .sum())
+        })
+        .await
+    }
+
+    /// Records waiting for `node`: end offset minus committed offset of its
+    /// group, summed over partitions (from the start of the log where the
+    /// group has committed nothing yet).
+    pub async fn queued(&self, node: &NodeId) -> Result<u64, HintError> {
+        let consumer = self.offsets_consumer(node)?;
+        let topic = self.topic(node);
+        let timeout = self.config.timeout;
+        let count =
+            self.blocking(move || backlog(consumer.as_ref(), &topic, timeout).map(|q| q.queued));
+        crate::metrics::timed("kafka", "queued", count).await
+    }
+
+    /// Reads up to `max` hints of `node`'s topic past the group's committed
+    /// offsets (and, per partition, from `after` where that is further on),
+    /// outside the group: assigned, never subscribed, never committing. For
+    /// a replay whose group hands the partitions to no one alive (see
+    /// `replay`): what it applies this way is applied again, a no-op, when
+    /// the group gets going.
+    pub async fn uncommitted(
+        &self,
+        node: &NodeId,
+        after: &BTreeMap<i32, i64>,
+        max: usize,
+    ) -> Result<Vec<ParkedHint>, HintError> {
+        let topic = self.topic(node);
+        let group = self.group(node);
+        let config = base_config(&self.config);
+        let timeout = self.config.timeout;
+        let after = after.clone();
+        self.blocking(move || read_uncommitted(config, &group, &topic, &after, max, timeout))
+            .await
+    }
 }

@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use mongodb::bson::Document;
 
-use super::DUPLICATE_KEY;
 use crate::domain::NodeId;
+
+/// MongoDB's duplicate-key error code.
+const DUPLICATE_KEY: i32 = 11000;
 
 /// Server error codes that no retry can fix: BadValue, FailedToParse,
 /// TypeMismatch, PathNotViable, DollarPrefixedFieldName, EmptyFieldName,

@@ -6,7 +6,8 @@
 
 use mongodb::bson::{Document, doc};
 
-use super::{NodeStore, StoreError, is_id_conflict};
+use super::errors::is_id_conflict;
+use super::{NodeStore, StoreError};
 
 /// The collection holding the marker, in every node's database.
 pub const IDENTITY_COLLECTION: &str = "regiondb_identity";

@@ -7,7 +7,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use super::{CHANGE_CHANNEL, NodeStatuses, STATUS_HASH};
+use super::{CHANGE_CHANNEL, NOTE_QUEUED_TIMEOUT, NodeStatuses, QUEUED_HASH, STATUS_HASH};
+use crate::domain::NodeId;
 
 /// Without keyspace notifications, changes made with redis-cli are only seen
 /// by the periodic re-read; this keeps the "within 1 s" promise.
@@ -124,5 +125,25 @@ impl NodeStatuses {
             .query_async(&mut conn)
             .await;
         set.is_ok()
+    }
+}
+
+impl NodeStatuses {
+    /// Tells every instance that a hint was queued for `node` (so none of
+    /// them reads it as caught up before its replay applied the hint).
+    /// Bounded and best effort: the hint is in Kafka either way.
+    pub async fn note_queued(&self, node: &NodeId) {
+        let mut conn = self.conn.clone();
+        let mut pipe = redis::pipe();
+        pipe.hincr(QUEUED_HASH, node.as_str(), 1)
+            .ignore()
+            .publish(CHANGE_CHANNEL, format!("{node} queued"))
+            .ignore();
+        let noted = tokio::time::timeout(NOTE_QUEUED_TIMEOUT, pipe.query_async::<()>(&mut conn));
+        match noted.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(%node, error = %e, "could not share the queued hint"),
+            Err(_) => tracing::debug!(%node, "sharing the queued hint timed out"),
+        }
     }
 }

@@ -15,8 +15,12 @@
 //! one Lua script that also holds its per-node lease, so of several
 //! instances only the lease holder decides a node's status (see `prober`).
 //!
-//! Redis also keeps the last repair's report; the version clock's facts are
-//! kept by `clock_lease` on this connection.
+//! One job a file: `switch` (an operator's switch), `lease` (the failure
+//! detector's lease and its status changes), `follow` (the change channel:
+//! announcing, listening, re-reading), `restore` (after Redis lost its
+//! data), `repair_state` (the last repair's report and the automatic-repair
+//! lock). The version clock's facts are kept by `clock_lease` on this
+//! connection.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -27,10 +31,15 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::watch;
 
 mod follow;
+mod lease;
+mod repair_state;
 mod restore;
+mod switch;
+
+pub use lease::ProbeReport;
 
 use crate::backlog::Backlogs;
-use crate::domain::{NodeId, NodeStatus, StatusRecord, StatusSource, now_millis};
+use crate::domain::{NodeId, NodeStatus, StatusRecord, StatusSource};
 
 /// The hash holding every node's status (the seed's name).
 pub const STATUS_HASH: &str = "node_statuses";
@@ -53,47 +62,8 @@ pub const QUEUED_HASH: &str = "regiondb:hints_queued";
 const NOTE_QUEUED_TIMEOUT: Duration = Duration::from_millis(250);
 /// Announces every status write made through regiondb.
 pub const CHANGE_CHANNEL: &str = "regiondb:node_statuses";
-/// An operator's switch: the status and its record, together; 0 (writing
-/// nothing) when the status hash is gone, so that a switch made right after
-/// Redis lost its data does not leave every other node looking deleted.
-const SET_SCRIPT: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
-return 1
-";
-
 /// Bound on one Redis call: status writes and reads must not hang.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
-/// The failure detector's status change, done only by the lease holder:
-/// renews the lease, then takes the node down (if it is up) or brings it
-/// back (only if the detector is who took it down), writing the status and
-/// its record together. Returns -1 when another instance holds the lease,
-/// 1 when the status changed, 0 otherwise, and -2 (changing nothing) when
-/// the status hash is gone: Redis lost its data and must be restored first.
-const PROBE_SCRIPT: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return -2 end
-local holder = redis.call('GET', KEYS[3])
-if holder and holder ~= ARGV[2] then return -1 end
-redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[3])
-local verdict = ARGV[4]
-if verdict == '' then return 0 end
-local current = redis.call('HGET', KEYS[1], ARGV[1])
-if verdict == 'unavailable' then
-  if current == 'unavailable' then return 0 end
-else
-  if current ~= 'unavailable' then return 0 end
-  local raw = redis.call('HGET', KEYS[2], ARGV[1])
-  if not raw then return 0 end
-  local ok, record = pcall(cjson.decode, raw)
-  if not ok or type(record) ~= 'table' or record.source ~= 'probe'
-     or record.status ~= 'unavailable' then return 0 end
-end
-redis.call('HSET', KEYS[1], ARGV[1], verdict)
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[5])
-return 1
-"#;
-
 #[derive(Debug, thiserror::Error)]
 #[error("redis: {0}")]
 pub struct StatusError(#[from] redis::RedisError);
@@ -112,17 +82,6 @@ impl StatusError {
             "redis refused the command".into()
         }
     }
-}
-
-/// What the failure detector's report did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProbeReport {
-    /// Another instance holds this node's lease: its detector decides.
-    NotHolder,
-    /// This instance holds the lease; the status stays as it is.
-    Unchanged,
-    /// This instance changed the status.
-    Changed,
 }
 
 pub struct NodeStatuses {
@@ -225,136 +184,9 @@ impl NodeStatuses {
         StatusRecord::explain(records.get(node), self.status(node))
     }
 
-    /// An operator's switch: writes the status and its `manual` record to
-    /// Redis, announces it, and applies it locally.
-    pub async fn set(&self, node: &NodeId, status: NodeStatus) -> Result<(), StatusError> {
-        crate::metrics::timed("redis", "set_status", self.write_status(node, status)).await
-    }
-
-    async fn write_status(&self, node: &NodeId, status: NodeStatus) -> Result<(), StatusError> {
-        let record = StatusRecord {
-            source: StatusSource::Manual,
-            status,
-            at_ms: now_millis(),
-        };
-        let raw = serde_json::to_string(&record).unwrap_or_default();
-        static SCRIPT: std::sync::LazyLock<redis::Script> =
-            std::sync::LazyLock::new(|| redis::Script::new(SET_SCRIPT));
-        let mut invocation = SCRIPT.key(STATUS_HASH);
-        invocation
-            .key(SOURCE_HASH)
-            .arg(node.as_str())
-            .arg(status.as_str())
-            .arg(&raw);
-        let mut conn = self.conn.clone();
-        let mut written: Result<i64, _> = invocation.invoke_async(&mut conn).await;
-        if let Err(e) = &written
-            && (e.is_io_error() || e.is_connection_dropped())
-        {
-            // A connection broken by a Redis restart is only noticed on use;
-            // the manager reconnects, and the write is idempotent: try once more.
-            tracing::debug!(error = %e, "redis connection lost; retrying the status write");
-            written = invocation.invoke_async(&mut conn).await;
-        }
-        if written? == 0 {
-            self.restore().await?;
-            let again: i64 = invocation.invoke_async(&mut conn).await?;
-            if again == 0 {
-                tracing::warn!(%node, "status hash gone again; the switch is not saved");
-            }
-        }
-        self.record_local(node, record);
-        self.apply_local(node, status);
-        self.announce(node, status).await;
-        Ok(())
-    }
-
-    /// Tells every instance to re-read the hash now.
-    async fn announce(&self, node: &NodeId, status: NodeStatus) {
-        self.announce_change(&format!("{node}={status}")).await;
-    }
-
     fn record_local(&self, node: &NodeId, record: StatusRecord) {
         let mut records = self.records.write().unwrap_or_else(|e| e.into_inner());
         records.insert(node.clone(), record);
-    }
-
-    /// The failure detector's report for `node` from instance `me`: renews
-    /// its lease on the node (for `lease`), and, if it holds it, sets the
-    /// status to `verdict` where the rules allow (see [`PROBE_SCRIPT`]).
-    pub async fn probe_report(
-        &self,
-        node: &NodeId,
-        me: &str,
-        lease: Duration,
-        verdict: Option<NodeStatus>,
-    ) -> Result<ProbeReport, StatusError> {
-        let record = verdict.map(|status| StatusRecord {
-            source: StatusSource::Probe,
-            status,
-            at_ms: now_millis(),
-        });
-        let raw = record
-            .map(|r| serde_json::to_string(&r).unwrap_or_default())
-            .unwrap_or_default();
-        let mut conn = self.conn.clone();
-        let lease_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX).max(1);
-        static SCRIPT: std::sync::LazyLock<redis::Script> =
-            std::sync::LazyLock::new(|| redis::Script::new(PROBE_SCRIPT));
-        let report = async {
-            let outcome: i64 = SCRIPT
-                .key(STATUS_HASH)
-                .key(SOURCE_HASH)
-                .key(format!("{PROBE_LEASE_PREFIX}{node}"))
-                .arg(node.as_str())
-                .arg(me)
-                .arg(lease_ms)
-                .arg(verdict.map_or("", NodeStatus::as_str))
-                .arg(&raw)
-                .invoke_async(&mut conn)
-                .await?;
-            Ok::<_, StatusError>(outcome)
-        };
-        let outcome = crate::metrics::timed("redis", "probe_report", report).await?;
-        if outcome == -2 {
-            self.restore().await?;
-            return Ok(ProbeReport::Unchanged);
-        }
-        Ok(match (outcome, verdict, record) {
-            (-1, _, _) => ProbeReport::NotHolder,
-            (1, Some(status), Some(record)) => {
-                self.record_local(node, record);
-                self.apply_local(node, status);
-                self.announce(node, status).await;
-                ProbeReport::Changed
-            }
-            _ => ProbeReport::Unchanged,
-        })
-    }
-
-    /// Gives up `node`'s failure-detector lease if `me` holds it, so
-    /// another instance's detector takes over at its next ping instead of
-    /// after the lease expires.
-    pub async fn release_probe_lease(&self, node: &NodeId, me: &str) {
-        let key = format!("{PROBE_LEASE_PREFIX}{node}");
-        if let Err(e) = self.release_if_held(&key, me).await {
-            tracing::debug!(%node, error = %e, "probe lease not released; it expires by itself");
-        }
-    }
-
-    /// Deletes the lease `key` if `me` still holds it (never another's).
-    pub async fn release_if_held(&self, key: &str, me: &str) -> Result<(), StatusError> {
-        static SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
-            redis::Script::new(
-                "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
-            )
-        });
-        let _: i64 = SCRIPT
-            .key(key)
-            .arg(me)
-            .invoke_async(&mut self.conn.clone())
-            .await?;
-        Ok(())
     }
 
     /// Re-reads both hashes into the local view. A status hash that is gone
@@ -404,34 +236,6 @@ impl NodeStatuses {
         Ok((statuses, sources))
     }
 
-    /// Tells every instance that a hint was queued for `node` (so none of
-    /// them reads it as caught up before its replay applied the hint).
-    /// Bounded and best effort: the hint is in Kafka either way.
-    pub async fn note_queued(&self, node: &NodeId) {
-        let mut conn = self.conn.clone();
-        let mut pipe = redis::pipe();
-        pipe.hincr(QUEUED_HASH, node.as_str(), 1)
-            .ignore()
-            .publish(CHANGE_CHANNEL, format!("{node} queued"))
-            .ignore();
-        let noted = tokio::time::timeout(NOTE_QUEUED_TIMEOUT, pipe.query_async::<()>(&mut conn));
-        match noted.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::debug!(%node, error = %e, "could not share the queued hint"),
-            Err(_) => tracing::debug!(%node, "sharing the queued hint timed out"),
-        }
-    }
-
-    /// Tells every instance to re-read Redis now (`what` changed).
-    pub async fn announce_change(&self, what: &str) {
-        let mut conn = self.conn.clone();
-        let announced: Result<i64, _> = conn.publish(CHANGE_CHANNEL, what).await;
-        if let Err(e) = announced {
-            // The change is in Redis; other instances pick it up on resync.
-            tracing::warn!(change = what, error = %e, "could not announce a change");
-        }
-    }
-
     fn apply_sources(&self, sources: &Hash) {
         let mut records = self.records.write().unwrap_or_else(|e| e.into_inner());
         records.clear();
@@ -446,44 +250,6 @@ impl NodeStatuses {
                 Err(e) => tracing::debug!(%node, error = %e, "unreadable status source record"),
             }
         }
-    }
-
-    /// The last repair's report, as saved by [`NodeStatuses::save_last_repair`].
-    pub async fn last_repair(&self) -> Result<Option<String>, StatusError> {
-        let mut conn = self.conn.clone();
-        Ok(conn.get(LAST_REPAIR).await?)
-    }
-
-    pub async fn save_last_repair(&self, report: &str) -> Result<(), StatusError> {
-        let mut conn = self.conn.clone();
-        let () = conn.set(LAST_REPAIR, report).await?;
-        Ok(())
-    }
-
-    /// Takes the automatic-repair lock for `hold` if no instance holds it;
-    /// otherwise answers how long until it is free.
-    pub async fn claim_auto_repair(
-        &self,
-        me: &str,
-        hold: Duration,
-    ) -> Result<Option<Duration>, StatusError> {
-        let mut conn = self.conn.clone();
-        let hold_ms = u64::try_from(hold.as_millis()).unwrap_or(u64::MAX).max(1);
-        let taken: Option<String> = redis::cmd("SET")
-            .arg(AUTO_REPAIR_LOCK)
-            .arg(me)
-            .arg("NX")
-            .arg("PX")
-            .arg(hold_ms)
-            .query_async(&mut conn)
-            .await?;
-        if taken.is_some() {
-            return Ok(None);
-        }
-        let left: i64 = conn.pttl(AUTO_REPAIR_LOCK).await?;
-        Ok(Some(Duration::from_millis(
-            u64::try_from(left).unwrap_or(0).max(10),
-        )))
     }
 
     pub async fn ping(&self) -> Result<(), StatusError> {

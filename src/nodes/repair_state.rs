@@ -1,0 +1,48 @@
+//! What Redis keeps for repair: the last report (shown on the home page)
+//! and the lock that spaces automatic repairs out across instances.
+
+use std::time::Duration;
+
+use redis::AsyncCommands;
+
+use super::{AUTO_REPAIR_LOCK, LAST_REPAIR, NodeStatuses, StatusError};
+
+impl NodeStatuses {
+    /// The last repair's report, as saved by [`NodeStatuses::save_last_repair`].
+    pub async fn last_repair(&self) -> Result<Option<String>, StatusError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.get(LAST_REPAIR).await?)
+    }
+
+    pub async fn save_last_repair(&self, report: &str) -> Result<(), StatusError> {
+        let mut conn = self.conn.clone();
+        let () = conn.set(LAST_REPAIR, report).await?;
+        Ok(())
+    }
+
+    /// Takes the automatic-repair lock for `hold` if no instance holds it;
+    /// otherwise answers how long until it is free.
+    pub async fn claim_auto_repair(
+        &self,
+        me: &str,
+        hold: Duration,
+    ) -> Result<Option<Duration>, StatusError> {
+        let mut conn = self.conn.clone();
+        let hold_ms = u64::try_from(hold.as_millis()).unwrap_or(u64::MAX).max(1);
+        let taken: Option<String> = redis::cmd("SET")
+            .arg(AUTO_REPAIR_LOCK)
+            .arg(me)
+            .arg("NX")
+            .arg("PX")
+            .arg(hold_ms)
+            .query_async(&mut conn)
+            .await?;
+        if taken.is_some() {
+            return Ok(None);
+        }
+        let left: i64 = conn.pttl(AUTO_REPAIR_LOCK).await?;
+        Ok(Some(Duration::from_millis(
+            u64::try_from(left).unwrap_or(0).max(10),
+        )))
+    }
+}

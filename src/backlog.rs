@@ -19,7 +19,27 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
+use tokio::sync::mpsc;
+
 use crate::domain::NodeId;
+
+/// Where replays say that a node's queue drained (automatic repair
+/// listens on the other end).
+#[derive(Clone)]
+pub struct DrainedQueues(mpsc::UnboundedSender<NodeId>);
+
+impl DrainedQueues {
+    /// The sending side, and the receiver automatic repair reads.
+    pub fn channel() -> (DrainedQueues, mpsc::UnboundedReceiver<NodeId>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (DrainedQueues(tx), rx)
+    }
+
+    pub fn node_drained(&self, node: &NodeId) {
+        // Closed only at shutdown, when no repair should start anyway.
+        let _ = self.0.send(node.clone());
+    }
+}
 
 #[derive(Debug)]
 struct NodeBacklog {

@@ -6,6 +6,7 @@
 //! compose them (`writes`, `reads`, `replay`) · `http` · `startup` wiring.
 
 pub mod backlog;
+pub mod cli;
 pub mod clock_lease;
 pub mod config;
 pub mod domain;

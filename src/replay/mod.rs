@@ -64,7 +64,7 @@ pub struct Replay {
     pub status: watch::Receiver<NodeStatus>,
     pub config: ReplayConfig,
     /// Told when this node's queue drained after a replay (automatic repair).
-    pub drained: Option<crate::repair::DrainedQueues>,
+    pub drained: Option<crate::backlog::DrainedQueues>,
 }
 
 /// What the replay does after waiting with nothing pending.

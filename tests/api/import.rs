@@ -64,13 +64,13 @@ async fn a_generated_file_is_imported_routed_replicated_and_idempotently() {
     );
     let queued_home = want[&("region_2", "customers")];
     let stored_home = want[&("region_1", "customers")] + want[&("region_3", "customers")];
-    assert!(stdout.contains("rows read 601"), "{stdout}");
+    assert!(stdout.contains("rows read        601\n"), "{stdout}");
     assert!(
-        stdout.contains(&format!("stored    {stored_home}\n")),
+        stdout.contains(&format!("stored           {stored_home}\n")),
         "{stdout}"
     );
     assert!(
-        stdout.contains(&format!("queued    {queued_home}\n")),
+        stdout.contains(&format!("queued           {queued_home}\n")),
         "{stdout}"
     );
     assert!(stdout.contains("bad       1\n"), "{stdout}");
@@ -104,7 +104,7 @@ async fn a_generated_file_is_imported_routed_replicated_and_idempotently() {
     // Again, every node available: the same records, newer versions.
     let again = app.run_command(&["import", &file]);
     assert_eq!(again.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&again.stdout).contains("stored    600\n"));
+    assert!(String::from_utf8_lossy(&again.stdout).contains("stored           600\n"));
     assert_eq!(count_all().await, want);
     let first_id = csv
         .lines()

@@ -1,0 +1,142 @@
+//! The command line: `serve` (the default), `repair`, `import` and `gen`,
+//! one file each. Every subcommand answers an exit code or a [`CliError`],
+//! which is printed with the subcommand's name and mapped to its exit code
+//! in one place.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, ConfigError};
+use crate::import::FileError;
+use crate::startup::{ConnectError, StartupError};
+use crate::store::StoreError;
+
+mod generate;
+mod import;
+mod repair;
+mod serve;
+
+/// Customer records in their home region's MongoDB, with hinted handoff
+/// through Kafka while a node is down. Configured by environment variables
+/// (and a `.env` file); see the README.
+#[derive(Parser)]
+#[command(name = "regiondb", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API and the pages (what `regiondb` alone does).
+    Serve,
+    /// Make every region's home and replica copies agree: the newer version
+    /// of each record is copied over the older or missing one. Exits
+    /// non-zero only if a node could not be reached.
+    Repair {
+        /// Only this region (e.g. region_2).
+        #[arg(long)]
+        region: Option<String>,
+        /// Compare and report, but write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Load customers from a CSV shaped like the Olist customers file,
+    /// routed and replicated like the API. Exits 1 if any row was bad or
+    /// could not be placed (each is reported with its line number).
+    Import {
+        /// The CSV file (header customer_id, customer_unique_id,
+        /// customer_zip_code_prefix, customer_city, customer_state).
+        file: PathBuf,
+        /// Rows per batch (one bulk write per node per batch).
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u16).range(1..=10_000))]
+        batch_size: u16,
+    },
+    /// Write realistic customer rows (Olist shape) to stdout.
+    Gen {
+        /// How many rows.
+        #[arg(long)]
+        count: u64,
+        /// Same seed, same rows.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+}
+
+/// Why a subcommand could not do its job.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Startup(#[from] StartupError),
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+    #[error("--region: unknown region {given:?} (known: {known})")]
+    UnknownRegion { given: String, known: String },
+    #[error(transparent)]
+    Stores(#[from] StoreError),
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error(transparent)]
+    ImportServices(ConnectError),
+    #[error("cannot prepare the node topics: {0}")]
+    Topics(String),
+    #[error("{0}")]
+    Output(std::io::Error),
+}
+
+impl CliError {
+    /// 2: the configuration, the arguments, or (for an import) the file or
+    /// the services could not be used at all; 1: anything else.
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            CliError::Config(_)
+            | CliError::UnknownRegion { .. }
+            | CliError::File(_)
+            | CliError::ImportServices(_)
+            | CliError::Topics(_) => ExitCode::from(2),
+            _ => ExitCode::from(1),
+        }
+    }
+}
+
+/// Parses the command line and runs the subcommand.
+pub async fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let command = cli.command.unwrap_or(Command::Serve);
+    let name = match &command {
+        Command::Serve => "regiondb",
+        Command::Repair { .. } => "regiondb repair",
+        Command::Import { .. } => "regiondb import",
+        Command::Gen { .. } => "regiondb gen",
+    };
+    match dispatch(command).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> Result<ExitCode, CliError> {
+    if let Command::Gen { count, seed } = command {
+        // Needs no configuration and no services.
+        return generate::run(count, seed);
+    }
+    // A missing .env is normal; a malformed one is reported by the variables.
+    let _ = dotenvy::dotenv();
+    let config = Config::from_env()?;
+    crate::telemetry::init(config.log_format);
+    match command {
+        Command::Serve => serve::run(config).await,
+        Command::Repair { region, dry_run } => repair::run(&config, region.as_deref(), dry_run).await,
+        Command::Import { file, batch_size } => {
+            import::run(&config, &file, usize::from(batch_size)).await
+        }
+        Command::Gen { .. } => Ok(ExitCode::SUCCESS),
+    }
+}

@@ -1,0 +1,201 @@
+//! The comparison: a region's home and replica collections walked side by
+//! side in `_id` order, a page at a time, and the newer copy of every id
+//! that differs written over the older or missing one.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+
+use super::RegionRepair;
+use crate::domain::{CopyTarget, Customer, CustomerCopy, Region, Version};
+use crate::store::{NodeStore, StoreError, StoredCustomer};
+
+/// Ids compared per page.
+const PAGE: usize = 500;
+
+/// One side's view of an id: `None` when it lacks the id, `Some(None)` when
+/// its document has no version.
+type Seen = Option<Option<i64>>;
+
+/// Which side of a region holds a copy.
+#[derive(Clone, Copy)]
+enum Side {
+    Home,
+    Replica,
+}
+
+pub(super) async fn repair_region(
+    region: &Region,
+    home: &NodeStore,
+    replica: &NodeStore,
+    dry_run: bool,
+    report: &mut RegionRepair,
+) -> Result<(), StoreError> {
+    let home_coll = CustomerCopy::PRIMARY_COLLECTION.to_owned();
+    let replica_coll = CustomerCopy::replica_collection(&region.id);
+    let mut after: Option<String> = None;
+    loop {
+        let (h, r) = tokio::try_join!(
+            home.versions_page(&home_coll, after.as_deref(), PAGE),
+            replica.versions_page(&replica_coll, after.as_deref(), PAGE),
+        )?;
+        let (both, upper) = pair_pages(h, r);
+        report.compared += both.len() as u64;
+        let (to_replica, to_home) = differing(&both);
+        report.differing += (to_replica.len() + to_home.len()) as u64;
+        if !dry_run {
+            let into_replica = (replica, CopyTarget::Replica);
+            copy_over(region, (home, &home_coll), into_replica, &to_replica, report).await?;
+            let into_home = (home, CopyTarget::Primary);
+            copy_over(region, (replica, &replica_coll), into_home, &to_home, report).await?;
+        }
+        match upper {
+            Some(u) => after = Some(u),
+            None => return Ok(()),
+        }
+    }
+}
+
+/// Both sides' versions of every id of one page each, up to where both
+/// pages are complete: the smaller of their last ids (a page that is not
+/// full runs to the end of its collection), which is returned as where the
+/// next pages start (`None`: both collections are done).
+fn pair_pages(
+    home: Vec<(String, Option<i64>)>,
+    replica: Vec<(String, Option<i64>)>,
+) -> (BTreeMap<String, (Seen, Seen)>, Option<String>) {
+    let upper = [(&home, home.len() == PAGE), (&replica, replica.len() == PAGE)]
+        .into_iter()
+        .filter(|(page, full)| *full && !page.is_empty())
+        .filter_map(|(page, _)| page.last().map(|(id, _)| id.clone()))
+        .min();
+    let within = |id: &String| upper.as_ref().is_none_or(|u| id <= u);
+    let mut both: BTreeMap<String, (Seen, Seen)> = BTreeMap::new();
+    for (id, v) in home.into_iter().filter(|(id, _)| within(id)) {
+        both.entry(id).or_default().0 = Some(v);
+    }
+    for (id, v) in replica.into_iter().filter(|(id, _)| within(id)) {
+        both.entry(id).or_default().1 = Some(v);
+    }
+    (both, upper)
+}
+
+/// The ids the replica must take from home, and those home must take from
+/// the replica.
+fn differing(both: &BTreeMap<String, (Seen, Seen)>) -> (Vec<&str>, Vec<&str>) {
+    let mut to_replica = Vec::new();
+    let mut to_home = Vec::new();
+    for (id, (h, r)) in both {
+        match newer_side(*h, *r) {
+            None => {}
+            Some(Side::Home) => to_replica.push(id.as_str()),
+            Some(Side::Replica) => to_home.push(id.as_str()),
+        }
+    }
+    (to_replica, to_home)
+}
+
+/// Which side holds the copy the other must take, if they differ. A side
+/// is `None` when it lacks the id, `Some(None)` when its document has no
+/// version (written by another tool: older than any versioned copy).
+fn newer_side(home: Seen, replica: Seen) -> Option<Side> {
+    match (home, replica) {
+        (Some(h), Some(r)) if h == r => None,
+        (Some(h), Some(r)) => Some(if h > r { Side::Home } else { Side::Replica }),
+        (Some(_), None) => Some(Side::Home),
+        (None, Some(_)) => Some(Side::Replica),
+        (None, None) => None,
+    }
+}
+
+/// Reads `ids` from `from` (a store and its collection) and applies them
+/// to `to` as copies of the given target.
+async fn copy_over(
+    region: &Region,
+    (from, from_collection): (&NodeStore, &str),
+    (to, target): (&NodeStore, CopyTarget),
+    ids: &[&str],
+    report: &mut RegionRepair,
+) -> Result<(), StoreError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let records = from.find_ids(from_collection, ids).await?;
+    let mut copies = Vec::new();
+    for record in &records {
+        match rebuild(region, record, target) {
+            Some(copy) => copies.push(copy),
+            None => {
+                tracing::warn!(region = %region.id, customer_id = %record.customer_id,
+                    "cannot repair a document that is not a valid customer");
+                report.skipped += 1;
+            }
+        }
+    }
+    match to.apply(&copies).await {
+        Ok(()) => report.fixed += copies.len() as u64,
+        // Refused for good (e.g. a unique index another record holds): one
+        // by one, so the others are fixed and the refused ones are counted.
+        Err(e) if e.is_permanent() => {
+            for copy in &copies {
+                match to.apply(std::slice::from_ref(copy)).await {
+                    Ok(()) => report.fixed += 1,
+                    Err(e) if e.is_permanent() => {
+                        tracing::warn!(region = %region.id, node = %to.node(),
+                            customer_id = %copy.customer.customer_id, error = %e,
+                            "repair copy refused; skipped");
+                        report.skipped += 1;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(())
+}
+
+/// The copy a stored record stands for, as a hint would carry it.
+fn rebuild(region: &Region, record: &StoredCustomer, target: CopyTarget) -> Option<CustomerCopy> {
+    let body: Map<String, Value> = match json!({
+        "customer_id": record.customer_id,
+        "customer_unique_id": record.customer_unique_id,
+        "customer_zip_code_prefix": record.customer_zip_code_prefix,
+        "customer_city": record.customer_city,
+        "customer_state": record.customer_state,
+    }) {
+        Value::Object(map) => map,
+        _ => return None,
+    };
+    let customer = Customer::parse(&body).ok()?;
+    Some(CustomerCopy {
+        target,
+        region: region.id.clone(),
+        version: Version::new(record.version.unwrap_or(0)),
+        customer,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_newer_or_only_copy_wins() {
+        assert!(newer_side(Some(Some(5)), Some(Some(5))).is_none());
+        assert!(matches!(
+            newer_side(Some(Some(6)), Some(Some(5))),
+            Some(Side::Home)
+        ));
+        assert!(matches!(
+            newer_side(Some(Some(5)), Some(Some(6))),
+            Some(Side::Replica)
+        ));
+        assert!(matches!(
+            newer_side(Some(None), Some(Some(1))),
+            Some(Side::Replica)
+        ));
+        assert!(matches!(newer_side(Some(Some(1)), None), Some(Side::Home)));
+        assert!(matches!(newer_side(None, Some(None)), Some(Side::Replica)));
+    }
+}

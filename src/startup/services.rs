@@ -1,0 +1,109 @@
+//! The backing services connected in the one order that is safe, shared by
+//! `regiondb serve` and `regiondb import`: Redis first (node statuses are
+//! the one thing regiondb cannot guess), then this instance's version slot,
+//! then the statuses (after the slot: see `NodeStatuses::load`), then every
+//! node's MongoDB client and the Kafka clients.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use tokio_util::task::TaskTracker;
+
+use crate::backlog::Backlogs;
+use crate::clock_lease::{ClockError, ClockLease};
+use crate::config::Config;
+use crate::domain::NodeId;
+use crate::hints::{HintError, HintLog};
+use crate::nodes::{NodeStatuses, StatusError};
+use crate::store::{StoreError, Stores};
+use crate::writes::WritePath;
+
+/// Why the services could not be connected.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot reach redis at {url} (waited {waited:?}): {source}")]
+    Redis {
+        url: String,
+        waited: Duration,
+        source: StatusError,
+    },
+    #[error("version clock: {0}")]
+    Clock(#[from] ClockError),
+    #[error(transparent)]
+    Mongo(#[from] StoreError),
+    #[error(transparent)]
+    Kafka(#[from] HintError),
+}
+
+/// Every adapter, connected; the clock lease is held (and must be run by
+/// the caller: see [`ClockLease::run`]).
+pub struct Services {
+    pub nodes: Vec<NodeId>,
+    pub backlogs: Arc<Backlogs>,
+    pub statuses: Arc<NodeStatuses>,
+    pub clock_lease: ClockLease,
+    pub stores: Arc<Stores>,
+    pub hints: Arc<HintLog>,
+}
+
+impl Services {
+    /// Connects as `instance` (its name in Redis leases and locks), waiting
+    /// up to `redis_wait` for Redis to answer (zero: one try).
+    pub async fn connect(
+        config: &Config,
+        instance: &str,
+        redis_wait: Duration,
+    ) -> Result<Services, ConnectError> {
+        let nodes: Vec<NodeId> = config.regions.nodes().cloned().collect();
+        let backlogs = Arc::new(Backlogs::new(&nodes));
+        let redis_error = |waited| {
+            move |source| ConnectError::Redis {
+                url: config.redis_url.clone(),
+                waited,
+                source,
+            }
+        };
+        let connect = || NodeStatuses::connect(&config.redis_url, &nodes, backlogs.clone());
+        let statuses = if redis_wait.is_zero() {
+            connect().await
+        } else {
+            let backoff = ExponentialBuilder::default()
+                .with_max_delay(Duration::from_secs(2))
+                .with_total_delay(Some(redis_wait))
+                .without_max_times();
+            (connect.retry(backoff))
+                .notify(|e, _| tracing::warn!(error = %e, "waiting for redis"))
+                .await
+        };
+        let statuses = Arc::new(statuses.map_err(redis_error(redis_wait))?);
+        let clock_lease = ClockLease::start(statuses.clone(), instance).await?;
+        statuses.load().await.map_err(redis_error(Duration::ZERO))?;
+        let stores = Stores::connect(&config.regions, &config.mongo.uris, config.mongo.timeout);
+        let stores = Arc::new(stores.await?);
+        let hints = Arc::new(HintLog::new(&config.kafka, &nodes)?);
+        Ok(Services {
+            nodes,
+            backlogs,
+            statuses,
+            clock_lease,
+            stores,
+            hints,
+        })
+    }
+
+    /// The write path over these services, with at most `in_flight` single
+    /// writes at once.
+    pub fn write_path(&self, config: &Config, in_flight: usize) -> WritePath {
+        WritePath {
+            regions: config.regions.clone(),
+            statuses: self.statuses.clone(),
+            stores: self.stores.clone(),
+            hints: self.hints.clone(),
+            backlogs: self.backlogs.clone(),
+            clock: self.clock_lease.clock.clone(),
+            tasks: TaskTracker::new(),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(in_flight)),
+        }
+    }
+}

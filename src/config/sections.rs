@@ -1,0 +1,267 @@
+//! One section of the configuration a type, each read from the variables
+//! that set it (see `env` for the rules every variable follows).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::ConfigError;
+use super::env::Env;
+use crate::domain::{NodeId, RegionMap};
+
+/// The failure detector's settings.
+#[derive(Debug, Clone)]
+pub struct ProbeConfig {
+    /// Time between two pings of a node; `None`: no failure detection.
+    pub interval: Option<Duration>,
+    /// Consecutive failures (and, to come back, successes) before a change.
+    pub threshold: u32,
+    /// How long one ping may take before it counts as failed.
+    pub timeout: Duration,
+}
+
+/// The admin token. Never printed: `Debug` hides it.
+#[derive(Clone)]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(..)")
+    }
+}
+
+/// Shorter tokens are too easy to guess.
+pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
+
+/// Bounds that keep the server answering under connection floods.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// Open connections; past it a new connection gets a 503 and is closed.
+    pub max_connections: usize,
+    /// A client must send a request's headers within this (also the idle
+    /// limit between requests on a kept-alive connection).
+    pub header_timeout: Duration,
+    /// Open `GET /events` streams; past it, 503.
+    pub max_event_streams: usize,
+    /// Requests in progress per route class (writes, reads); past it, 503.
+    pub max_requests_per_class: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct MongoConfig {
+    /// The MongoDB URI of every node (its own `MONGO_URI_<NODE>` or `MONGO_URI`).
+    pub uris: HashMap<NodeId, String>,
+    /// Bound on one MongoDB operation (server selection, connect, the command
+    /// itself): a frozen node must turn into a queued write, not a hung request.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    pub bootstrap: String,
+    pub topic_prefix: String,
+    /// How long a hint may wait for the broker's acknowledgement before the
+    /// write is answered 503.
+    pub timeout: Duration,
+    pub partitions: i32,
+    pub replication_factor: i32,
+    /// `retention.ms` of the topics regiondb creates: -1 (keep every hint
+    /// until it is replayed) unless set; a finite value is the longest
+    /// outage a node can have without losing hints.
+    pub retention_ms: i64,
+    /// `min.insync.replicas` of the topics regiondb creates, set only when
+    /// they are replicated.
+    pub min_insync_replicas: Option<i32>,
+    /// How often each replay looks for partitions added to its topic.
+    pub partition_refresh: Duration,
+    /// How long the handoff group waits for a silent member before moving
+    /// its partitions to the others.
+    pub session_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReplayConfig {
+    /// Hints applied per MongoDB command and per offset commit.
+    pub batch_size: usize,
+    /// Pause between batches, so a node that just came back is not flooded
+    /// (Cassandra's hinted-handoff throttle). Zero by default.
+    pub throttle: Duration,
+    /// How long a node's queue may stand still (available, not empty,
+    /// nothing committed by any instance) before a replay re-joins its
+    /// consumer group: longer than a session timeout plus a rebalance.
+    pub stall_after: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl MongoConfig {
+    /// `MONGO_URI` for every node, unless it has its own
+    /// `MONGO_URI_<NODE>`; `MONGO_TIMEOUT_MS`.
+    pub(super) fn read(env: &Env, regions: &RegionMap) -> Result<MongoConfig, ConfigError> {
+        const SCHEMES: [&str; 2] = ["mongodb://", "mongodb+srv://"];
+        let default = env.url("MONGO_URI", "mongodb://localhost:27017", &SCHEMES)?;
+        let mut uris = HashMap::new();
+        for node in regions.nodes() {
+            let name = format!("MONGO_URI_{}", node.env_suffix());
+            let uri = match env.var(&name) {
+                Some(_) => env.url(&name, "", &SCHEMES)?,
+                None => default.clone(),
+            };
+            uris.insert(node.clone(), uri);
+        }
+        Ok(MongoConfig {
+            uris,
+            timeout: env.millis("MONGO_TIMEOUT_MS", 2000, 50)?,
+        })
+    }
+}
+
+/// `REDIS_URL`, or else one made of `REDIS_HOST` and `REDIS_PORT`.
+pub(super) fn redis_url(env: &Env) -> Result<String, ConfigError> {
+    if env.var("REDIS_URL").is_some() {
+        return env.url("REDIS_URL", "", &["redis://", "rediss://"]);
+    }
+    let host = env.var("REDIS_HOST").unwrap_or_else(|| "localhost".into());
+    let port = env.port("REDIS_PORT", 6379)?;
+    Ok(format!("redis://{host}:{port}"))
+}
+
+impl KafkaConfig {
+    pub(super) fn read(env: &Env) -> Result<KafkaConfig, ConfigError> {
+        let bootstrap = env
+            .var("KAFKA_BOOTSTRAP_SERVER")
+            .unwrap_or_else(|| "localhost:9092".into());
+        if bootstrap.split(',').any(|s| !s.trim().contains(':')) {
+            return Err(ConfigError(
+                "KAFKA_BOOTSTRAP_SERVER: must be host:port[,host:port...]".into(),
+            ));
+        }
+        let topic_prefix = env.var("KAFKA_TOPIC_PREFIX").unwrap_or_default();
+        if !topic_prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            return Err(ConfigError(
+                "KAFKA_TOPIC_PREFIX: only letters, digits, '.', '_' and '-' are allowed".into(),
+            ));
+        }
+        let replication_factor = env.number("KAFKA_REPLICATION_FACTOR", 1, 1, 16)? as i32;
+        Ok(KafkaConfig {
+            bootstrap,
+            topic_prefix,
+            timeout: env.millis("KAFKA_TIMEOUT_MS", 5000, 100)?,
+            partitions: env.number("KAFKA_PARTITIONS", 6, 1, 1000)? as i32,
+            replication_factor,
+            retention_ms: retention_ms(env)?,
+            min_insync_replicas: min_insync_replicas(env, replication_factor)?,
+            partition_refresh: env.millis("KAFKA_PARTITION_REFRESH_MS", 30_000, 100)?,
+            session_timeout: env.millis("KAFKA_SESSION_TIMEOUT_MS", 6000, 1000)?,
+        })
+    }
+}
+
+/// `KAFKA_MIN_INSYNC_REPLICAS`, only for replicated topics (default: 2, or
+/// the replication factor if smaller).
+fn min_insync_replicas(env: &Env, replication_factor: i32) -> Result<Option<i32>, ConfigError> {
+    if replication_factor <= 1 {
+        return Ok(None);
+    }
+    let default = u64::from(replication_factor.min(2).unsigned_abs());
+    let max = u64::from(replication_factor.unsigned_abs());
+    Ok(Some(
+        env.number("KAFKA_MIN_INSYNC_REPLICAS", default, 1, max)? as i32,
+    ))
+}
+
+/// `KAFKA_RETENTION_MS`: -1 (keep every hint) unless set.
+fn retention_ms(env: &Env) -> Result<i64, ConfigError> {
+    let Some(v) = env.var("KAFKA_RETENTION_MS") else {
+        return Ok(-1);
+    };
+    match v.parse::<i64>() {
+        Ok(n) if n == -1 || n >= 60_000 => Ok(n),
+        _ => Err(ConfigError(format!(
+            "KAFKA_RETENTION_MS: must be -1 (keep every hint) or at least 60000, got {v:?}"
+        ))),
+    }
+}
+
+impl ReplayConfig {
+    /// The stall limit must exceed the group's `session_timeout`.
+    pub(super) fn read(env: &Env, session_timeout: Duration) -> Result<ReplayConfig, ConfigError> {
+        let stall_after = env.millis("REPLAY_STALL_MS", 15_000, 1000)?;
+        if stall_after <= session_timeout {
+            return Err(ConfigError(format!(
+                "REPLAY_STALL_MS: must be longer than KAFKA_SESSION_TIMEOUT_MS ({} ms), got {}",
+                session_timeout.as_millis(),
+                stall_after.as_millis()
+            )));
+        }
+        Ok(ReplayConfig {
+            batch_size: env.number("REPLAY_BATCH_SIZE", 500, 1, 100_000)? as usize,
+            throttle: env.millis("REPLAY_THROTTLE_MS", 0, 0)?,
+            stall_after,
+        })
+    }
+}
+
+impl LogFormat {
+    pub(super) fn read(env: &Env) -> Result<LogFormat, ConfigError> {
+        match env.var("LOG_FORMAT").as_deref() {
+            None | Some("text") => Ok(LogFormat::Text),
+            Some("json") => Ok(LogFormat::Json),
+            Some(other) => Err(ConfigError(format!(
+                "LOG_FORMAT: must be \"text\" or \"json\", got {other:?}"
+            ))),
+        }
+    }
+}
+
+impl AdminToken {
+    /// `ADMIN_TOKEN`, if set: long enough and printable.
+    pub(super) fn read(env: &Env) -> Result<Option<AdminToken>, ConfigError> {
+        match env.var("ADMIN_TOKEN") {
+            None => Ok(None),
+            Some(t)
+                if t.len() < MIN_ADMIN_TOKEN_LEN || !t.chars().all(|c| c.is_ascii_graphic()) =>
+            {
+                Err(ConfigError(format!(
+                    "ADMIN_TOKEN: must be at least {MIN_ADMIN_TOKEN_LEN} printable ASCII characters \
+                     without spaces (e.g. from `openssl rand -hex 32`)"
+                )))
+            }
+            Some(t) => Ok(Some(AdminToken(t))),
+        }
+    }
+}
+
+impl HttpLimits {
+    pub(super) fn read(env: &Env) -> Result<HttpLimits, ConfigError> {
+        Ok(HttpLimits {
+            max_connections: env.number("HTTP_MAX_CONNECTIONS", 4096, 16, 1_000_000)? as usize,
+            header_timeout: env.millis("HTTP_HEADER_TIMEOUT_MS", 10_000, 100)?,
+            max_event_streams: env.number("HTTP_MAX_EVENT_STREAMS", 512, 1, 1_000_000)? as usize,
+            max_requests_per_class: env.number("HTTP_MAX_REQUESTS_PER_CLASS", 256, 1, 100_000)?
+                as usize,
+        })
+    }
+}
+
+impl ProbeConfig {
+    pub(super) fn read(env: &Env) -> Result<ProbeConfig, ConfigError> {
+        Ok(ProbeConfig {
+            interval: env.millis_or_off("PROBE_INTERVAL_MS", 1000)?,
+            threshold: env.number("PROBE_FAILURES", 3, 1, 100)? as u32,
+            timeout: env.millis("PROBE_TIMEOUT_MS", 800, 10)?,
+        })
+    }
+}

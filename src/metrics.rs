@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::monitor::NodeView;
+use crate::domain::NodeView;
 
 /// Histogram buckets (seconds): from a fast local call to a MongoDB timeout.
 const LATENCY_BUCKETS: [f64; 14] = [

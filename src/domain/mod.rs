@@ -10,6 +10,7 @@ mod filter;
 mod region;
 mod status;
 mod version;
+mod view;
 
 pub use copy::{CopyTarget, CustomerCopy};
 pub use customer::{Customer, CustomerId, Text, ZipPrefix};
@@ -19,6 +20,7 @@ pub use status::{BadStatus, NodeStatus, StatusRecord, StatusSource};
 pub use version::{
     INSTANCE_SLOTS, MAX_FUTURE_MICROS, Version, VersionClock, now_micros, now_millis,
 };
+pub use view::{NodeView, rfc3339};
 
 /// A problem with one input field, reported to clients as
 /// `{"error": message, "field": field}`.

@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::offsets::{backlog, partitions};
-use super::{HintError, HintLog, QueueState, base_config};
-use crate::domain::{CustomerCopy, NodeId};
+use super::parked::parked;
+use super::{HintError, HintLog, ParkedHint, QueueState, base_config};
+use crate::domain::NodeId;
 
 impl HintLog {
     /// A member of `node`'s handoff group, subscribed to its topic: Kafka
@@ -76,24 +76,6 @@ impl HintLog {
             epoch,
         })
     }
-}
-
-/// One hint read back from a topic.
-#[derive(Debug)]
-pub struct ParkedHint {
-    pub partition: i32,
-    pub offset: i64,
-    /// The consumer's assignment epoch when it was read (see
-    /// [`HintConsumer::still_ours`]).
-    pub epoch: u64,
-    /// The copy, or why it could not be read.
-    pub copy: Result<CustomerCopy, String>,
-    /// The message as it was, for the dead-letter topic.
-    pub key: Option<Vec<u8>>,
-    pub payload: Option<Vec<u8>>,
-    /// Already moved to the dead-letter topic (so a retry of its batch does
-    /// not move it twice).
-    pub dead_lettered: bool,
 }
 
 /// Which partitions this member holds, and when each was last taken away.
@@ -258,20 +240,5 @@ impl HintConsumer {
             Ok(Err(e)) => Err(HintError::Join(e.to_string())),
             Ok(Ok(result)) => result,
         }
-    }
-}
-
-pub(super) fn parked(msg: &rdkafka::message::BorrowedMessage<'_>, epoch: u64) -> ParkedHint {
-    ParkedHint {
-        partition: msg.partition(),
-        offset: msg.offset(),
-        epoch,
-        copy: match msg.payload() {
-            Some(bytes) => CustomerCopy::from_json_bytes(bytes),
-            None => Err("empty message".into()),
-        },
-        key: msg.key().map(<[u8]>::to_vec),
-        payload: msg.payload().map(<[u8]>::to_vec),
-        dead_lettered: false,
     }
 }

@@ -20,11 +20,13 @@ use rdkafka::types::RDKafkaErrorCode;
 mod admin;
 mod consumer;
 mod offsets;
+mod parked;
 mod producer;
 
 use producer::new_producer;
 
-pub use consumer::{HintConsumer, ParkedHint, ReplayContext};
+pub use consumer::{HintConsumer, ReplayContext};
+pub use parked::ParkedHint;
 pub use offsets::QueueState;
 
 use crate::config::KafkaConfig;

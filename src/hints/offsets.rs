@@ -11,7 +11,7 @@ use rdkafka::message::Message;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::consumer::parked;
+use super::parked::parked;
 use super::{HintError, HintLog, ParkedHint, base_config};
 use crate::domain::NodeId;
 

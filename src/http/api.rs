@@ -17,7 +17,7 @@ use super::openapi::{
     NodeStatusAnswer, NodeStatusBody, Readiness, RepairAnswer, RepairParams, RepairUnavailable,
 };
 use crate::domain::{Customer, FieldError, NodeId, NodeStatus, RecordFilter};
-use crate::monitor::NodeView;
+use crate::domain::NodeView;
 use crate::reads::FilterResult;
 use crate::writes::{Placement, WriteReceipt};
 
@@ -122,7 +122,7 @@ pub async fn set_node_status(
         status,
         queued,
         source,
-        since: since.and_then(crate::monitor::rfc3339),
+        since: since.and_then(crate::domain::rfc3339),
     }))
 }
 

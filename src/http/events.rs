@@ -11,7 +11,7 @@ use futures::Stream;
 use futures::stream::{self, StreamExt};
 
 use super::{ApiError, AppState};
-use crate::monitor::NodeView;
+use crate::domain::NodeView;
 
 /// How long a browser waits before reconnecting after the stream broke.
 const RECONNECT_AFTER: Duration = Duration::from_secs(1);

@@ -15,7 +15,7 @@ use super::AppState;
 use super::assets;
 use super::auth::{self, PageAuth};
 use crate::domain::{Customer, FieldError, NodeId, NodeStatus, RecordFilter, RegionMap};
-use crate::monitor::{NodeView, rfc3339};
+use crate::domain::{NodeView, rfc3339};
 use crate::reads::FilterResult;
 use crate::repair::{RepairRecord, RepairTrigger};
 use crate::writes::{Placement, WriteError, WriteReceipt};

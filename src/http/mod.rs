@@ -1,7 +1,33 @@
-//! HTTP: the router, its layers and the shared state. Handlers live in one
-//! module per resource.
+//! HTTP: the router, its layers and the shared state. The JSON API lives in
+//! `api` (one file a resource), the server-rendered pages in `pages` (one
+//! file a page); what both do is in `actions`, the one error type in
+//! `error`, the admin token and sessions in `auth`.
 
-mod api;
+/// A `route_layer` that sheds past `max` requests in progress in a class:
+/// more get a 503 at once (never queued), so a flood of one kind cannot
+/// hold every worker. (A macro: the layer's type is unwieldy to name.)
+macro_rules! class_limit {
+    ($max:expr, $class:literal) => {
+        tower::ServiceBuilder::new()
+            .layer(axum::error_handling::HandleErrorLayer::new(
+                |_: tower::BoxError| async {
+                    $crate::http::ApiError::Busy(
+                        concat!(
+                            "server busy: too many ",
+                            $class,
+                            " in progress; retry shortly"
+                        )
+                        .to_owned(),
+                    )
+                },
+            ))
+            .load_shed()
+            .layer(tower::limit::GlobalConcurrencyLimitLayer::new($max))
+    };
+}
+
+mod actions;
+pub mod api;
 mod assets;
 pub mod auth;
 mod body;
@@ -26,15 +52,10 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
-use utoipa::OpenApi;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 pub use error::ApiError;
 
-use axum::error_handling::HandleErrorLayer;
 use tokio::sync::Semaphore;
-use tower::limit::GlobalConcurrencyLimitLayer;
 
 use crate::backlog::Backlogs;
 use crate::config::{AdminToken, HttpLimits};
@@ -77,67 +98,10 @@ pub struct AppState {
     pub readiness: Arc<tokio::sync::Mutex<Option<ReadyAnswer>>>,
 }
 
-pub type ReadyAnswer = (Instant, StatusCode, openapi::Readiness);
-
-/// A `route_layer` that sheds past `max` requests in progress in a class:
-/// more get a 503 at once (never queued), so a flood of one kind cannot
-/// hold every worker. (A macro: the layer's type is unwieldy to name.)
-macro_rules! class_limit {
-    ($max:expr, $class:literal) => {
-        tower::ServiceBuilder::new()
-            .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
-                ApiError::Busy(
-                    concat!(
-                        "server busy: too many ",
-                        $class,
-                        " in progress; retry shortly"
-                    )
-                    .to_owned(),
-                )
-            }))
-            .load_shed()
-            .layer(GlobalConcurrencyLimitLayer::new($max))
-    };
-}
-
-/// The JSON API's routes, each registered through its `#[utoipa::path]`
-/// (which also describes it in `/openapi.json`), and the document. Writes
-/// and reads are limited as classes; health, readiness and the event
-/// stream (capped on its own) are not. The admin calls check the token
-/// before anything else.
-fn api(
-    limits: &HttpLimits,
-    admin_token: Option<AdminToken>,
-) -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    let writes = OpenApiRouter::new()
-        .routes(routes!(api::create_customer))
-        .route_layer(class_limit!(limits.max_requests_per_class, "writes"));
-    let admin = OpenApiRouter::new()
-        .routes(routes!(api::set_node_status))
-        .routes(routes!(api::admin_repair))
-        .route_layer(class_limit!(limits.max_requests_per_class, "admin calls"))
-        .route_layer(middleware::from_fn_with_state(
-            admin_token,
-            auth::require_admin,
-        ));
-    let reads = OpenApiRouter::new()
-        .routes(routes!(api::filter_records_query, api::filter_records_json))
-        .routes(routes!(api::node_statuses))
-        .routes(routes!(api::nodes))
-        .routes(routes!(api::metrics))
-        .route_layer(class_limit!(limits.max_requests_per_class, "reads"));
-    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
-        .merge(writes)
-        .merge(admin)
-        .merge(reads)
-        .routes(routes!(api::healthz))
-        .routes(routes!(api::readyz))
-        .routes(routes!(events::events))
-        .split_for_parts()
-}
+pub type ReadyAnswer = (Instant, StatusCode, api::Readiness);
 
 pub fn router(state: AppState) -> Router {
-    let (api, document) = api(&state.limits, state.admin_token.clone());
+    let (api, document) = api::routes(&state.limits, state.admin_token.clone());
     let nodes: Vec<&str> = state.nodes.iter().map(NodeId::as_str).collect();
     // Serialized once: every request serves the same bytes.
     let document = axum::body::Bytes::from(
@@ -233,7 +197,7 @@ mod tests {
             max_event_streams: 1,
             max_requests_per_class: 1,
         };
-        let (_, document) = api(&limits, None);
+        let (_, document) = api::routes(&limits, None);
         let doc = serde_json::to_value(document).expect("document");
         let mut with_body = 0;
         for (path, item) in doc["paths"].as_object().expect("paths") {

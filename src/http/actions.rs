@@ -1,0 +1,59 @@
+//! What the JSON API and the pages both do, written once: an operator's
+//! node switch, and the status code of an accepted write.
+
+use axum::http::StatusCode;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::domain::{BadStatus, FieldError, NodeId, NodeStatus};
+use crate::nodes::StatusError;
+use crate::writes::{Placement, WriteReceipt};
+
+/// 201 when the home copy is stored, 202 when it is queued for its node.
+pub fn write_status(receipt: &WriteReceipt) -> StatusCode {
+    match receipt.status {
+        Placement::Stored => StatusCode::CREATED,
+        _ => StatusCode::ACCEPTED,
+    }
+}
+
+/// Why a switch was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum SwitchError {
+    #[error("unknown node {0:?}")]
+    UnknownNode(String),
+    #[error(transparent)]
+    BadStatus(#[from] BadStatus),
+    #[error("could not save the status: {}", .source.short_reason())]
+    NotSaved { node: NodeId, source: StatusError },
+}
+
+impl From<SwitchError> for ApiError {
+    fn from(e: SwitchError) -> Self {
+        match e {
+            SwitchError::UnknownNode(_) => ApiError::NotFound(e.to_string()),
+            SwitchError::BadStatus(e) => FieldError::new("status", e.to_string()).into(),
+            SwitchError::NotSaved { .. } => ApiError::Unavailable(e.to_string()),
+        }
+    }
+}
+
+/// Sets `node` (a node id as typed) to `status` (as typed): saved in Redis
+/// as the operator's (`manual`), announced, and in effect here at once.
+pub async fn switch_node(
+    state: &AppState,
+    node: &str,
+    status: &str,
+) -> Result<(NodeId, NodeStatus), SwitchError> {
+    let node = state
+        .regions
+        .get(node.trim())
+        .map(|r| r.id.clone())
+        .ok_or_else(|| SwitchError::UnknownNode(node.to_owned()))?;
+    let status: NodeStatus = status.trim().parse()?;
+    if let Err(source) = state.statuses.set(&node, status).await {
+        tracing::warn!(%node, error = %source, "status not saved");
+        return Err(SwitchError::NotSaved { node, source });
+    }
+    Ok((node, status))
+}

@@ -1,0 +1,112 @@
+//! `POST /admin/repair`: a repair now, answered with its report.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::domain::FieldError;
+use crate::http::AppState;
+use crate::http::error::ApiError;
+use crate::http::openapi::ErrorBody;
+use crate::repair::{RegionRepair, RepairRecord, RepairTrigger, repair};
+
+/// `POST /admin/repair[?region=R][&dry_run=true]`: runs a repair now and
+/// answers its report per region; 503 if a region could not be fully
+/// compared.
+#[utoipa::path(post, path = "/admin/repair", tag = "nodes",
+    params(RepairParams),
+    security((), ("admin_token" = [])),
+    responses(
+        (status = 200, description = "Every region compared (and fixed unless dry_run)", body = RepairAnswer),
+        (status = 400, description = "Malformed query string", body = ErrorBody),
+        (status = 401, description = "ADMIN_TOKEN is set and the request has no valid `Authorization: Bearer` token", body = ErrorBody),
+        (status = 403, description = "A signed-in page's call without its CSRF token", body = ErrorBody),
+        (status = 422, description = "Unknown region or bad dry_run", body = ErrorBody),
+        (status = 503, description = "A node could not be read (the report says which), or the server is busy (an error)", body = RepairUnavailable),
+    ))]
+pub async fn admin_repair(
+    State(state): State<AppState>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<(StatusCode, Json<RepairAnswer>), ApiError> {
+    let Query(params) = query?;
+    let only = match params.get("region").map(|r| r.trim()) {
+        None | Some("") => None,
+        Some(r) => Some(
+            state
+                .regions
+                .get(r)
+                .map(|region| region.id.clone())
+                .ok_or_else(|| FieldError::new("region", format!("unknown region {r:?}")))?,
+        ),
+    };
+    let dry_run = match params.get("dry_run").map(|v| v.trim()) {
+        None | Some("" | "false" | "0") => false,
+        Some("true" | "1") => true,
+        Some(other) => {
+            return Err(FieldError::new(
+                "dry_run",
+                format!("dry_run must be true or false, got {other:?}"),
+            )
+            .into());
+        }
+    };
+    let reports = repair(&state.regions, &state.stores, only.as_ref(), dry_run).await;
+    if !dry_run {
+        RepairRecord::new(RepairTrigger::Api, Vec::new(), reports.clone())
+            .save(&state.statuses)
+            .await;
+    }
+    let code = if reports.iter().any(|r| r.unreachable.is_some()) {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        code,
+        Json(RepairAnswer {
+            dry_run,
+            regions: reports,
+        }),
+    ))
+}
+
+/// `POST /admin/repair` query parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RepairParams {
+    /// Only this region (a node id; default: every region).
+    pub region: Option<String>,
+    /// Compare and report, change nothing: `true`/`1` or `false`/`0`
+    /// (empty: false).
+    #[param(schema_with = flag)]
+    pub dry_run: Option<String>,
+}
+
+fn flag() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(["true", "false", "1", "0", ""]))
+        .build()
+}
+
+/// The answer to `POST /admin/repair`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RepairAnswer {
+    pub dry_run: bool,
+    pub regions: Vec<RegionRepair>,
+}
+
+/// A 503 from `POST /admin/repair`: the report (a node could not be
+/// read), or an error (the server is busy).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum RepairUnavailable {
+    Report(RepairAnswer),
+    Busy(ErrorBody),
+}

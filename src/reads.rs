@@ -62,6 +62,36 @@ pub struct ReadPath {
     backlogs: Arc<Backlogs>,
 }
 
+impl RegionSource {
+    fn of((source, matched): &(Source<'_>, u64)) -> RegionSource {
+        RegionSource {
+            region: source.region.id.clone(),
+            served_by: source.store.node().clone(),
+            replica: source.replica,
+            catching_up: source.catching_up,
+            matched: *matched,
+        }
+    }
+}
+
+/// The page `offset..offset + limit` of the regions' matches laid end to
+/// end, as `(region index, skip, take)` slices, in region order.
+fn window(matched: &[u64], offset: u64, limit: u64) -> Vec<(usize, u64, u64)> {
+    let (mut skip, mut want) = (offset, limit);
+    let mut slices = Vec::new();
+    for (i, n) in matched.iter().enumerate() {
+        if want == 0 || skip >= *n {
+            skip = skip.saturating_sub(*n);
+            continue;
+        }
+        let take = (n - skip).min(want);
+        slices.push((i, skip, take));
+        skip = 0;
+        want -= take;
+    }
+    slices
+}
+
 /// A region's data on one node: its home `customers` or a replica collection.
 struct Source<'a> {
     region: &'a Region,
@@ -91,11 +121,9 @@ impl ReadPath {
             Some(id) => self.regions.get(id.as_str()).into_iter().collect(),
             None => self.regions.regions().iter().collect(),
         };
-
         // 1. Each region: pick a serving node and count its matches.
         let counted = join_all(regions.iter().map(|r| self.count_region(r, filter))).await;
         let mut unavailable = Vec::new();
-        let mut sources = Vec::new();
         let mut answered = Vec::new();
         for (region, counted) in regions.iter().zip(counted) {
             match counted {
@@ -103,36 +131,17 @@ impl ReadPath {
                 None => unavailable.push(region.id.clone()),
             }
         }
-
         // 2. Cut the requested window out of the regions, in order.
-        let mut skip = filter.offset;
-        let mut want = u64::from(filter.limit);
-        let mut slices = Vec::new();
-        for (source, n) in &answered {
-            sources.push(RegionSource {
-                region: source.region.id.clone(),
-                served_by: source.store.node().clone(),
-                replica: source.replica,
-                catching_up: source.catching_up,
-                matched: *n,
-            });
-            if want == 0 || skip >= *n {
-                skip = skip.saturating_sub(*n);
-                continue;
-            }
-            let take = (n - skip).min(want);
-            slices.push((source, skip, take));
-            skip = 0;
-            want -= take;
-        }
-
+        let mut sources: Vec<RegionSource> = answered.iter().map(RegionSource::of).collect();
+        let matched: Vec<u64> = answered.iter().map(|(_, n)| *n).collect();
+        let slices = window(&matched, filter.offset, u64::from(filter.limit));
         // 3. Fetch the slices.
-        let fetched = join_all(slices.iter().map(|(source, skip, take)| async move {
-            let rows = source
-                .store
-                .find(&source.collection, filter, *skip, *take)
-                .await;
-            (source, rows)
+        let fetched = join_all(slices.iter().map(|&(i, skip, take)| {
+            let source = &answered[i].0;
+            async move {
+                let rows = source.store.find(&source.collection, filter, skip, take);
+                (source, rows.await)
+            }
         }))
         .await;
         let mut records = Vec::new();
@@ -150,10 +159,9 @@ impl ReadPath {
                 }
             }
         }
-        let total = sources.iter().map(|s| s.matched).sum();
         FilterResult {
             records,
-            total,
+            total: sources.iter().map(|s| s.matched).sum(),
             unavailable_regions: unavailable,
             sources,
         }
@@ -207,5 +215,21 @@ impl ReadPath {
             }
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::window;
+
+    #[test]
+    fn a_page_is_cut_across_regions_in_order() {
+        // 3 + 5 + 4 matches; records 2..8 are the last of the first region,
+        // all of the second, none of the third.
+        assert_eq!(window(&[3, 5, 4], 2, 6), vec![(0, 2, 1), (1, 0, 5)]);
+        assert_eq!(window(&[3, 5, 4], 8, 10), vec![(2, 0, 4)]);
+        assert_eq!(window(&[3, 0, 4], 3, 2), vec![(2, 0, 2)]);
+        assert!(window(&[3, 5], 20, 5).is_empty());
+        assert!(window(&[3, 5], 0, 0).is_empty());
     }
 }

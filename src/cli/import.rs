@@ -83,7 +83,11 @@ fn rows_per_second(state: &ProgressState, w: &mut dyn std::fmt::Write) {
 pub async fn run(config: &Config, path: &Path, batch: usize) -> Result<ExitCode, CliError> {
     let mut rows = Rows::open(path)?;
     let total = count_rows(path)?;
-    let instance = format!("import-{}-{:08x}", std::process::id(), rand::random::<u32>());
+    let instance = format!(
+        "import-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    );
     let services = Services::connect(config, &instance, Duration::ZERO)
         .await
         .map_err(CliError::ImportServices)?;
@@ -93,7 +97,10 @@ pub async fn run(config: &Config, path: &Path, batch: usize) -> Result<ExitCode,
     let writes = services.write_path(config, 1);
     let shutdown = CancellationToken::new();
     let background = TaskTracker::new();
-    let follow = services.statuses.clone().follow(config.status_resync, shutdown.clone());
+    let follow = services
+        .statuses
+        .clone()
+        .follow(config.status_resync, shutdown.clone());
     background.spawn(follow);
     background.spawn(services.clock_lease.run(shutdown.clone()));
 

@@ -133,7 +133,9 @@ async fn dispatch(command: Command) -> Result<ExitCode, CliError> {
     crate::telemetry::init(config.log_format);
     match command {
         Command::Serve => serve::run(config).await,
-        Command::Repair { region, dry_run } => repair::run(&config, region.as_deref(), dry_run).await,
+        Command::Repair { region, dry_run } => {
+            repair::run(&config, region.as_deref(), dry_run).await
+        }
         Command::Import { file, batch_size } => {
             import::run(&config, &file, usize::from(batch_size)).await
         }

@@ -44,7 +44,12 @@ impl<'a> Env<'a> {
     }
 
     /// Milliseconds from `min` to 600000 (ten minutes).
-    pub(super) fn millis(&self, name: &str, default: u64, min: u64) -> Result<Duration, ConfigError> {
+    pub(super) fn millis(
+        &self,
+        name: &str,
+        default: u64,
+        min: u64,
+    ) -> Result<Duration, ConfigError> {
         self.number(name, default, min, 600_000)
             .map(Duration::from_millis)
     }
@@ -111,7 +116,10 @@ mod tests {
         assert_eq!(env.var("BLANK"), None);
         assert_eq!(env.number("BLANK", 7, 1, 9).unwrap(), 7);
         let err = env.millis("BIG", 1, 0).unwrap_err().to_string();
-        assert!(err.contains("BIG: must be a whole number from 0 to 600000"), "{err}");
+        assert!(
+            err.contains("BIG: must be a whole number from 0 to 600000"),
+            "{err}"
+        );
         assert_eq!(env.millis_or_off("UNSET", 0).unwrap(), None);
     }
 }

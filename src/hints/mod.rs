@@ -26,8 +26,8 @@ mod producer;
 use producer::new_producer;
 
 pub use consumer::{HintConsumer, ReplayContext};
-pub use parked::ParkedHint;
 pub use offsets::QueueState;
+pub use parked::ParkedHint;
 
 use crate::config::KafkaConfig;
 use crate::domain::NodeId;

@@ -29,7 +29,13 @@ pub(super) fn read_uncommitted(
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .create()?;
-    let high = log_offsets(&consumer, topic, &partitions(consumer.client(), topic, timeout)?, Offset::End, timeout)?;
+    let high = log_offsets(
+        &consumer,
+        topic,
+        &partitions(consumer.client(), topic, timeout)?,
+        Offset::End,
+        timeout,
+    )?;
     let start = uncommitted_starts(&consumer, topic, after, &high, timeout)?;
     if start.count() == 0 {
         return Ok(Vec::new());

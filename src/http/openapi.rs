@@ -11,7 +11,6 @@
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
-
 /// The admin token's scheme (`Authorization: Bearer <ADMIN_TOKEN>`), named
 /// by the operations that need it when `ADMIN_TOKEN` is set.
 struct AdminSecurity;

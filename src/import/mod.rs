@@ -191,7 +191,10 @@ mod tests {
             ..Summary::default()
         };
         let text = summary.render(Duration::from_millis(1500));
-        assert!(text.starts_with("rows read        601\nstored           600\n"), "{text}");
+        assert!(
+            text.starts_with("rows read        601\nstored           600\n"),
+            "{text}"
+        );
         assert!(text.contains("\nreplicas missing 3\n"), "{text}");
         assert!(text.ends_with("took 1.5s (401 rows/s)"), "{text}");
     }

@@ -45,9 +45,23 @@ pub(super) async fn repair_region(
         report.differing += (to_replica.len() + to_home.len()) as u64;
         if !dry_run {
             let into_replica = (replica, CopyTarget::Replica);
-            copy_over(region, (home, &home_coll), into_replica, &to_replica, report).await?;
+            copy_over(
+                region,
+                (home, &home_coll),
+                into_replica,
+                &to_replica,
+                report,
+            )
+            .await?;
             let into_home = (home, CopyTarget::Primary);
-            copy_over(region, (replica, &replica_coll), into_home, &to_home, report).await?;
+            copy_over(
+                region,
+                (replica, &replica_coll),
+                into_home,
+                &to_home,
+                report,
+            )
+            .await?;
         }
         match upper {
             Some(u) => after = Some(u),
@@ -64,11 +78,14 @@ fn pair_pages(
     home: Vec<(String, Option<i64>)>,
     replica: Vec<(String, Option<i64>)>,
 ) -> (BTreeMap<String, (Seen, Seen)>, Option<String>) {
-    let upper = [(&home, home.len() == PAGE), (&replica, replica.len() == PAGE)]
-        .into_iter()
-        .filter(|(page, full)| *full && !page.is_empty())
-        .filter_map(|(page, _)| page.last().map(|(id, _)| id.clone()))
-        .min();
+    let upper = [
+        (&home, home.len() == PAGE),
+        (&replica, replica.len() == PAGE),
+    ]
+    .into_iter()
+    .filter(|(page, full)| *full && !page.is_empty())
+    .filter_map(|(page, _)| page.last().map(|(id, _)| id.clone()))
+    .min();
     let within = |id: &String| upper.as_ref().is_none_or(|u| id <= u);
     let mut both: BTreeMap<String, (Seen, Seen)> = BTreeMap::new();
     for (id, v) in home.into_iter().filter(|(id, _)| within(id)) {

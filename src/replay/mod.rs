@@ -29,6 +29,7 @@
 //! node gets its writes whatever the group does; the group's own replay
 //! applies them again later (a no-op) and commits.
 
+mod apply;
 mod stall;
 
 use stall::StallWatch;
@@ -40,7 +41,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backlog::Backlogs;
 use crate::config::ReplayConfig;
-use crate::domain::{CustomerCopy, NodeId, NodeStatus, now_micros};
+use crate::domain::{NodeId, NodeStatus};
 use crate::hints::{HintConsumer, HintLog, ParkedHint, QueueState};
 use crate::retry::backoff;
 use crate::store::NodeStore;
@@ -95,94 +96,122 @@ enum Step {
     CommitFailed,
 }
 
+/// What the loop does next.
+enum Flow {
+    /// Go on with this round.
+    Go,
+    /// Start the next round.
+    Again,
+    Stop,
+}
+
+/// What a replay carries from one round to the next.
+struct Cursor {
+    /// Hints taken from Kafka and not yet applied, in consumption order.
+    pending: Vec<ParkedHint>,
+    /// How many of them go into one apply: halved when the node is too
+    /// slow for a batch, doubled back after each success, so a slow node
+    /// still makes progress instead of timing out on the same batch.
+    chunk: usize,
+    delays: Box<dyn Iterator<Item = Duration> + Send>,
+    /// Whether hints were applied since the queue was last seen empty.
+    replayed: bool,
+    watch: StallWatch,
+}
+
 impl Replay {
     /// Runs until `shutdown`. A batch being applied when shutdown comes is
     /// finished and committed first.
     pub async fn run(mut self, shutdown: CancellationToken) {
-        let node = self.node.clone();
-        let max = self.config.batch_size;
-        // Hints taken from Kafka and not yet applied, in consumption order.
-        let mut pending: Vec<ParkedHint> = Vec::new();
-        // How many of them go into one apply: halved when the node is too
-        // slow for a batch, doubled back after each success, so a slow node
-        // still makes progress instead of timing out on the same batch.
-        let mut chunk = max;
-        let mut delays = backoff();
-        // Whether hints were applied since the queue was last seen empty.
-        let mut replayed = false;
-        let mut watch = StallWatch::new(Instant::now());
+        let mut cursor = Cursor {
+            pending: Vec::new(),
+            chunk: self.config.batch_size,
+            delays: Box::new(backoff()),
+            replayed: false,
+            watch: StallWatch::new(Instant::now()),
+        };
         loop {
             if !self.wait_until_available(&shutdown).await {
                 break;
             }
-            if pending.is_empty() {
-                // Whatever the consumer already holds comes first: asking
-                // Kafka how much is left costs several requests, worth
-                // making only once nothing more arrives.
-                let quick = self.hints.fill(&mut pending, max);
-                let _ = tokio::time::timeout(QUICK_FILL, quick).await;
-                self.took(&mut pending);
+            match self.have_hints(&mut cursor, &shutdown).await {
+                Flow::Go => {}
+                Flow::Again => continue,
+                Flow::Stop => break,
             }
-            if pending.is_empty() {
-                match self
-                    .idle(&mut pending, &mut replayed, &mut watch, &shutdown)
-                    .await
-                {
-                    Idle::Again => continue,
-                    Idle::Stop => break,
-                    Idle::Failed => {
-                        if !self.pause(&mut delays, &shutdown).await {
-                            break;
-                        }
-                        continue;
-                    }
-                    Idle::Apply => {}
-                }
+            match self.apply_head(&mut cursor, &shutdown).await {
+                Flow::Go => {}
+                Flow::Again => continue,
+                Flow::Stop => break,
             }
-
-            // A prefix of what was consumed, so committing its positions
-            // never skips an unapplied hint.
-            let take = chunk.min(pending.len());
-            let step = self.apply_and_commit(&mut pending[..take]).await;
-            match step {
-                Step::Done => {
-                    pending.drain(..take);
-                    replayed = true;
-                    delays = backoff();
-                    chunk = chunk.saturating_mul(2).min(max);
-                }
-                Step::Narrow => {
-                    chunk = 1;
-                    continue;
-                }
-                Step::Retry | Step::TooSlow | Step::CommitFailed => {
-                    if matches!(step, Step::TooSlow) {
-                        chunk = (take / 2).max(1);
-                    }
-                    if !self.pause(&mut delays, &shutdown).await {
-                        break;
-                    }
-                    if matches!(step, Step::CommitFailed) {
-                        // One short poll: serves any rebalance (taking at
-                        // most one more hint), then drops what moved away.
-                        let one_more = pending.len() + 1;
-                        let poll = self.hints.fill(&mut pending, one_more);
-                        let _ = tokio::time::timeout(REBALANCE_POLL, poll).await;
-                        self.took(&mut pending);
-                    }
-                    continue;
-                }
-            }
+            let throttle = tokio::time::sleep(self.config.throttle);
             if !self.config.throttle.is_zero()
-                && shutdown
-                    .run_until_cancelled(tokio::time::sleep(self.config.throttle))
-                    .await
-                    .is_none()
+                && shutdown.run_until_cancelled(throttle).await.is_none()
             {
                 break;
             }
         }
-        tracing::info!(%node, unapplied = pending.len(), "replay stopped");
+        tracing::info!(node = %self.node, unapplied = cursor.pending.len(), "replay stopped");
+    }
+
+    /// Makes sure hints are pending: whatever the consumer already holds
+    /// comes first (asking Kafka how much is left costs several requests,
+    /// worth making only once nothing more arrives), else the idle wait.
+    async fn have_hints(&mut self, c: &mut Cursor, shutdown: &CancellationToken) -> Flow {
+        if !c.pending.is_empty() {
+            return Flow::Go;
+        }
+        let quick = self.hints.fill(&mut c.pending, self.config.batch_size);
+        let _ = tokio::time::timeout(QUICK_FILL, quick).await;
+        self.took(&mut c.pending);
+        if !c.pending.is_empty() {
+            return Flow::Go;
+        }
+        match self
+            .idle(&mut c.pending, &mut c.replayed, &mut c.watch, shutdown)
+            .await
+        {
+            Idle::Apply => Flow::Go,
+            Idle::Again => Flow::Again,
+            Idle::Stop => Flow::Stop,
+            Idle::Failed if self.pause(&mut c.delays, shutdown).await => Flow::Again,
+            Idle::Failed => Flow::Stop,
+        }
+    }
+
+    /// Applies and commits a prefix of what was consumed (so committing its
+    /// positions never skips an unapplied hint), and adapts to the outcome.
+    async fn apply_head(&mut self, c: &mut Cursor, shutdown: &CancellationToken) -> Flow {
+        let max = self.config.batch_size;
+        let take = c.chunk.min(c.pending.len());
+        let step = self.apply_and_commit(&mut c.pending[..take]).await;
+        match step {
+            Step::Done => {
+                c.pending.drain(..take);
+                c.replayed = true;
+                c.delays = Box::new(backoff());
+                c.chunk = c.chunk.saturating_mul(2).min(max);
+                return Flow::Go;
+            }
+            Step::Narrow => {
+                c.chunk = 1;
+                return Flow::Again;
+            }
+            Step::TooSlow => c.chunk = (take / 2).max(1),
+            Step::Retry | Step::CommitFailed => {}
+        }
+        if !self.pause(&mut c.delays, shutdown).await {
+            return Flow::Stop;
+        }
+        if matches!(step, Step::CommitFailed) {
+            // One short poll: serves any rebalance (taking at most one more
+            // hint), then drops what moved away.
+            let one_more = c.pending.len() + 1;
+            let poll = self.hints.fill(&mut c.pending, one_more);
+            let _ = tokio::time::timeout(REBALANCE_POLL, poll).await;
+            self.took(&mut c.pending);
+        }
+        Flow::Again
     }
 
     /// With nothing pending: confirms a drained queue (telling automatic
@@ -250,90 +279,6 @@ impl Replay {
         }
     }
 
-    /// Dead-letters what can never be applied, applies the rest, commits.
-    async fn apply_and_commit(&self, head: &mut [ParkedHint]) -> Step {
-        let node = &self.node;
-        let now = now_micros();
-        let mut copies: Vec<CustomerCopy> = Vec::new();
-        for hint in head.iter_mut() {
-            if hint.dead_lettered {
-                continue;
-            }
-            let reason = match applicable(hint, now) {
-                Ok(copy) => {
-                    copies.push(copy.clone());
-                    continue;
-                }
-                Err(reason) => reason,
-            };
-            if !self.dead_letter(hint, &reason).await {
-                return Step::Retry;
-            }
-        }
-
-        match self.store.apply(&copies).await {
-            Ok(()) => {}
-            Err(e) if e.is_permanent() && copies.len() > 1 => {
-                tracing::warn!(%node, error = %e, hints = copies.len(),
-                    "a hint in this batch was refused; applying one by one");
-                return Step::Narrow;
-            }
-            Err(e) if e.is_permanent() => {
-                let Some(hint) = head.iter_mut().find(|h| h.copy.is_ok() && !h.dead_lettered)
-                else {
-                    return Step::Retry;
-                };
-                if !self
-                    .dead_letter(hint, &format!("refused by MongoDB: {e}"))
-                    .await
-                {
-                    return Step::Retry;
-                }
-            }
-            Err(e) => {
-                tracing::warn!(%node, error = %e, hints = copies.len(),
-                    "replay batch not applied; will retry");
-                return if e.is_timeout() {
-                    Step::TooSlow
-                } else {
-                    Step::Retry
-                };
-            }
-        }
-
-        match self.hints.commit(head).await {
-            Ok(()) => {
-                tracing::info!(%node, hints = head.len(), "replayed hints");
-                crate::metrics::hints_replayed(node.as_str(), copies.len());
-                Step::Done
-            }
-            // Applied but not committed: apply again (a no-op) and commit.
-            Err(e) => {
-                tracing::warn!(%node, error = %e, "offset commit failed after apply; will retry");
-                Step::CommitFailed
-            }
-        }
-    }
-
-    /// Moves one hint to the dead-letter topic; false if Kafka did not take
-    /// it (the hint stays pending and is tried again).
-    async fn dead_letter(&self, hint: &mut ParkedHint, reason: &str) -> bool {
-        let node = &self.node;
-        match self.log.dead_letter(node, hint, reason).await {
-            Ok(()) => {
-                tracing::error!(%node, partition = hint.partition, offset = hint.offset,
-                    %reason, "hint moved to the dead-letter topic");
-                hint.dead_lettered = true;
-                crate::metrics::dead_lettered(node.as_str());
-                true
-            }
-            Err(e) => {
-                tracing::warn!(%node, error = %e, "cannot dead-letter a hint yet");
-                false
-            }
-        }
-    }
-
     /// With nothing pending: if the topic holds nothing uncommitted, the
     /// node has caught up as of the epoch read before looking. Answers
     /// whether it is caught up, and the queue if it was looked at.
@@ -378,19 +323,6 @@ impl Replay {
             _ = tokio::time::sleep(delay) => true,
             _ = self.status.changed() => true,
         }
-    }
-}
-
-/// The copy a hint carries, or why it can never be applied: unreadable, or
-/// a version more than a minute ahead of this instance's clock at `now`.
-fn applicable(hint: &ParkedHint, now: i64) -> Result<&CustomerCopy, String> {
-    match &hint.copy {
-        Err(why) => Err(format!("unreadable hint: {why}")),
-        Ok(copy) if copy.version.is_from_the_future(now) => Err(format!(
-            "version {} is more than a minute ahead of this instance's clock",
-            copy.version.get()
-        )),
-        Ok(copy) => Ok(copy),
     }
 }
 

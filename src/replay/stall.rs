@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use std::collections::BTreeMap;
 
-use super::{BACKLOG_RECHECK, Replay, applicable};
+use super::apply::applicable;
+use super::{BACKLOG_RECHECK, Replay};
 use crate::domain::{CustomerCopy, now_micros};
 use crate::hints::QueueState;
 

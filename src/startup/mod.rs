@@ -153,10 +153,17 @@ impl Background<'_> {
         let resync = self.config.status_resync;
         tasks.spawn(state.statuses.clone().follow(resync, shutdown.clone()));
         tasks.spawn(state.monitor.clone().run(shutdown.clone()));
-        tasks.spawn(tasks::metrics_upkeep(state.metrics.clone(), shutdown.clone()));
+        tasks.spawn(tasks::metrics_upkeep(
+            state.metrics.clone(),
+            shutdown.clone(),
+        ));
         for store in state.stores.iter() {
             let regions = state.regions.clone();
-            tasks.spawn(tasks::prepare_indexes(store.clone(), regions, shutdown.clone()));
+            tasks.spawn(tasks::prepare_indexes(
+                store.clone(),
+                regions,
+                shutdown.clone(),
+            ));
         }
         tasks::spawn_probers(state, self.config, instance, tasks, shutdown);
         let drained = auto_repair.map(|(auto, drained)| {
@@ -165,7 +172,13 @@ impl Background<'_> {
         });
         let replay = self.config.replay.clone();
         let (state, tasks_handle) = (state.clone(), tasks.clone());
-        tasks.spawn(tasks::start_replays(state, replay, drained, tasks_handle, shutdown.clone()));
+        tasks.spawn(tasks::start_replays(
+            state,
+            replay,
+            drained,
+            tasks_handle,
+            shutdown.clone(),
+        ));
     }
 }
 

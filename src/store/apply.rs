@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use futures::TryStreamExt;
 use mongodb::bson::{self, Bson, Document, doc};
 
-use super::errors::{WriteErrorClass, classify_write_error, command_message, is_id_conflict, is_permanent_failure};
+use super::errors::{
+    WriteErrorClass, classify_write_error, command_message, is_id_conflict, is_permanent_failure,
+};
 use super::query::id_and_version;
 use super::{CONFLICT_ROUNDS, NodeStore, StoreError, ZIP_FIELD};
 use crate::domain::CustomerCopy;

@@ -1,7 +1,6 @@
 //! Operations: `GET /healthz`, `GET /readyz` (cached for a second) and
 //! `GET /metrics`.
 
-
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;

@@ -58,34 +58,7 @@ pub async fn view(
     auth: PageAuth,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let get = |k: &str| params.get(k).cloned().unwrap_or_default();
-    let q = FilterForm {
-        zip_min: get("zipRangeMin"),
-        zip_max: get("zipRangeMax"),
-        city: get("city"),
-        state: get("state"),
-        region: get("region"),
-        limit: params
-            .get("limit")
-            .cloned()
-            .unwrap_or_else(|| DEFAULT_PAGE_SIZE.to_string()),
-    };
-    let mut page = ViewPage {
-        page: "view",
-        asset_version: assets::version(),
-        auth,
-        regions: state.regions.nodes().cloned().collect(),
-        page_sizes: PAGE_SIZES,
-        q,
-        error: None,
-        error_field: String::new(),
-        result: None,
-        notes: Vec::new(),
-        first: 0,
-        last: 0,
-        prev_href: None,
-        next_href: None,
-    };
+    let mut page = ViewPage::new(&state, auth, FilterForm::of(&params));
     let lookup = |k: &str| match k {
         "limit" => Some(page.q.limit.clone()),
         _ => params.get(k).cloned(),
@@ -99,23 +72,7 @@ pub async fn view(
         }
     };
     let result = state.reads.filter(&filter).await;
-    for s in result.sources.iter().filter(|s| s.replica) {
-        page.notes.push(Note {
-            kind: "warning",
-            text: format!(
-                "Region {} was read from its replica on node {}: its home node is unavailable or did not answer.",
-                s.region, s.served_by
-            ),
-        });
-    }
-    for region in &result.unavailable_regions {
-        page.notes.push(Note {
-            kind: "error",
-            text: format!(
-                "Region {region} could not be read: its home node and its replica node are both unavailable. Its records are missing from this list."
-            ),
-        });
-    }
+    page.notes = notes(&result);
     let shown = result.records.len() as u64;
     page.first = filter.offset + u64::from(shown > 0);
     page.last = filter.offset + shown;
@@ -128,6 +85,64 @@ pub async fn view(
     }
     page.result = Some(result);
     render(StatusCode::OK, page)
+}
+
+impl FilterForm {
+    /// The form as typed (the page size defaults to 25).
+    fn of(params: &HashMap<String, String>) -> FilterForm {
+        let get = |k: &str| params.get(k).cloned().unwrap_or_default();
+        FilterForm {
+            zip_min: get("zipRangeMin"),
+            zip_max: get("zipRangeMax"),
+            city: get("city"),
+            state: get("state"),
+            region: get("region"),
+            limit: params
+                .get("limit")
+                .cloned()
+                .unwrap_or_else(|| DEFAULT_PAGE_SIZE.to_string()),
+        }
+    }
+}
+
+impl ViewPage {
+    /// The page with the form filled in and no result yet.
+    fn new(state: &AppState, auth: PageAuth, q: FilterForm) -> ViewPage {
+        ViewPage {
+            page: "view",
+            asset_version: assets::version(),
+            auth,
+            regions: state.regions.nodes().cloned().collect(),
+            page_sizes: PAGE_SIZES,
+            q,
+            error: None,
+            error_field: String::new(),
+            result: None,
+            notes: Vec::new(),
+            first: 0,
+            last: 0,
+            prev_href: None,
+            next_href: None,
+        }
+    }
+}
+
+/// A note for every region read from its replica or not read at all.
+fn notes(result: &FilterResult) -> Vec<Note> {
+    let from_replica = result.sources.iter().filter(|s| s.replica).map(|s| Note {
+        kind: "warning",
+        text: format!(
+            "Region {} was read from its replica on node {}: its home node is unavailable or did not answer.",
+            s.region, s.served_by
+        ),
+    });
+    let unread = result.unavailable_regions.iter().map(|region| Note {
+        kind: "error",
+        text: format!(
+            "Region {region} could not be read: its home node and its replica node are both unavailable. Its records are missing from this list."
+        ),
+    });
+    from_replica.chain(unread).collect()
 }
 
 /// A link to another page of the same filter (filters stay in the query

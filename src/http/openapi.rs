@@ -59,6 +59,26 @@ pub struct ErrorBody {
     pub field: Option<String>,
 }
 
+/// How the admin calls answer without the admin token (see `auth`).
+#[derive(Debug, utoipa::IntoResponses)]
+pub enum AdminErrors {
+    #[response(
+        status = 401,
+        description = "ADMIN_TOKEN is set and the request has no valid `Authorization: Bearer` token"
+    )]
+    Unauthorized(ErrorBody),
+    #[response(status = 403, description = "A signed-in page's call without its CSRF token")]
+    Forbidden(ErrorBody),
+}
+
+/// How every operation with query parameters answers a query string it
+/// cannot read.
+#[derive(Debug, utoipa::IntoResponses)]
+pub enum QueryErrors {
+    #[response(status = 400, description = "Malformed query string")]
+    Malformed(ErrorBody),
+}
+
 /// How every operation with a JSON body answers a body it cannot read
 /// (see `error::JsonObject`).
 #[derive(Debug, utoipa::IntoResponses)]

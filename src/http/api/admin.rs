@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::domain::FieldError;
 use crate::http::AppState;
 use crate::http::error::ApiError;
-use crate::http::openapi::ErrorBody;
+use crate::http::openapi::{AdminErrors, ErrorBody, QueryErrors};
 use crate::repair::{RegionRepair, RepairRecord, RepairTrigger, repair};
 
 /// `POST /admin/repair[?region=R][&dry_run=true]`: runs a repair now and
@@ -24,9 +24,8 @@ use crate::repair::{RegionRepair, RepairRecord, RepairTrigger, repair};
     security((), ("admin_token" = [])),
     responses(
         (status = 200, description = "Every region compared (and fixed unless dry_run)", body = RepairAnswer),
-        (status = 400, description = "Malformed query string", body = ErrorBody),
-        (status = 401, description = "ADMIN_TOKEN is set and the request has no valid `Authorization: Bearer` token", body = ErrorBody),
-        (status = 403, description = "A signed-in page's call without its CSRF token", body = ErrorBody),
+        QueryErrors,
+        AdminErrors,
         (status = 422, description = "Unknown region or bad dry_run", body = ErrorBody),
         (status = 503, description = "A node could not be read (the report says which), or the server is busy (an error)", body = RepairUnavailable),
     ))]

@@ -13,7 +13,7 @@ use crate::domain::{NodeId, NodeStatus, NodeView, StatusSource};
 use crate::http::AppState;
 use crate::http::actions::switch_node;
 use crate::http::error::{ApiError, JsonObject};
-use crate::http::openapi::{ErrorBody, JsonBodyErrors};
+use crate::http::openapi::{AdminErrors, ErrorBody, JsonBodyErrors};
 
 /// `POST /node-status {"node_id", "status"}`. Becoming available starts the
 /// node's replay in the background; this returns at once.
@@ -23,8 +23,7 @@ use crate::http::openapi::{ErrorBody, JsonBodyErrors};
     responses(
         (status = 200, description = "Saved in Redis (source `manual`) and in effect on this instance", body = NodeStatusAnswer),
         JsonBodyErrors,
-        (status = 401, description = "ADMIN_TOKEN is set and the request has no valid `Authorization: Bearer` token", body = ErrorBody),
-        (status = 403, description = "A signed-in page's call without its CSRF token", body = ErrorBody),
+        AdminErrors,
         (status = 404, description = "Unknown node", body = ErrorBody),
         (status = 422, description = "A field is invalid", body = ErrorBody),
         (status = 503, description = "Redis could not save the status, or server busy", body = ErrorBody),

@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::domain::RecordFilter;
 use crate::http::AppState;
 use crate::http::error::{ApiError, JsonObject};
-use crate::http::openapi::{ErrorBody, JsonBodyErrors};
+use crate::http::openapi::{ErrorBody, JsonBodyErrors, QueryErrors};
 use crate::reads::FilterResult;
 
 /// `GET /filter-records?zipRangeMin=..&city=..` (query parameters).
@@ -20,7 +20,7 @@ use crate::reads::FilterResult;
     params(FilterParams),
     responses(
         (status = 200, description = "One page of the matching records of every region that answered", body = FilterResult),
-        (status = 400, description = "Malformed query string", body = ErrorBody),
+        QueryErrors,
         (status = 422, description = "A parameter is invalid", body = ErrorBody),
         (status = 503, description = "Server busy (too many reads in progress); retry shortly", body = ErrorBody),
     ))]
@@ -71,17 +71,25 @@ pub struct FilterParams {
     pub state: Option<String>,
     /// Only this region (a node id; see `GET /nodes`).
     pub region: Option<String>,
-    /// Page size (default 50).
-    #[param(minimum = 1, maximum = 500)]
-    pub limit: Option<u32>,
-    /// Records to skip.
-    #[param(minimum = 0, maximum = 1000000)]
-    pub offset: Option<u64>,
+    /// Page size: 1-500 (default 50; empty: the default).
+    #[param(pattern = r"^ *(\+?0*([1-9][0-9]?|[1-4][0-9]{2}|500))? *$")]
+    pub limit: Option<String>,
+    /// Records to skip: 0-1000000 (default 0; empty: the default).
+    #[param(pattern = r"^ *(\+?0*([0-9]{1,6}|1000000))? *$")]
+    pub offset: Option<String>,
 }
 
-/// A number in `min..=max`, as a JSON number or a string of its digits
-/// (an empty string or null means "not given").
-fn number_or_digits(min: u64, max: u64, digits: usize) -> Schema {
+/// What the server accepts as a page size or an offset in a string: the
+/// digits of a number in range (a `+` and leading zeros allowed), or
+/// nothing at all ("not given").
+const LIMIT_DIGITS: &str = r"^ *(\+?0*([1-9][0-9]?|[1-4][0-9]{2}|500))? *$";
+const OFFSET_DIGITS: &str = r"^ *(\+?0*([0-9]{1,6}|1000000))? *$";
+/// A zip bound as a string: at most nine digits, or nothing at all.
+const ZIP_DIGITS: &str = "^ *[0-9]{0,9} *$";
+
+/// A number in `min..=max`, as a JSON number or a string matching
+/// `digits` (an empty string or null means "not given").
+fn number_or_digits(min: u64, max: u64, digits: &str) -> Schema {
     OneOfBuilder::new()
         .item(
             ObjectBuilder::new()
@@ -92,7 +100,7 @@ fn number_or_digits(min: u64, max: u64, digits: usize) -> Schema {
         .item(
             ObjectBuilder::new()
                 .schema_type(Type::String)
-                .pattern(Some(format!("^ *[0-9]{{0,{digits}}} *$"))),
+                .pattern(Some(digits)),
         )
         .item(ObjectBuilder::new().schema_type(Type::Null))
         .build()
@@ -100,16 +108,15 @@ fn number_or_digits(min: u64, max: u64, digits: usize) -> Schema {
 }
 
 fn zip_bound() -> Schema {
-    number_or_digits(0, 999_999_999, 9)
+    number_or_digits(0, 999_999_999, ZIP_DIGITS)
 }
 
 fn limit() -> Schema {
-    // (as a string, any digits; values outside 1-500 answer 422)
-    number_or_digits(1, 500, 3)
+    number_or_digits(1, 500, LIMIT_DIGITS)
 }
 
 fn offset() -> Schema {
-    number_or_digits(0, 1_000_000, 7)
+    number_or_digits(0, 1_000_000, OFFSET_DIGITS)
 }
 
 /// `POST /filter-records`: the query parameters of `GET` in a JSON object

@@ -88,11 +88,8 @@ pub async fn run(config: &Config, path: &Path, batch: usize) -> Result<ExitCode,
         std::process::id(),
         rand::random::<u32>()
     );
-    let services = Services::connect(config, &instance, Duration::ZERO)
-        .await
-        .map_err(CliError::ImportServices)?;
-    (services.hints.ensure_topics(&services.nodes).await)
-        .map_err(|e| CliError::Topics(e.short_reason()))?;
+    let services = Services::connect(config, &instance, Duration::ZERO).await?;
+    (services.hints.ensure_topics(&services.nodes).await).map_err(CliError::Topics)?;
     // The import places batches itself, never through single writes.
     let writes = services.write_path(config, 1);
     let shutdown = CancellationToken::new();

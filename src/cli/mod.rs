@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::{Config, ConfigError};
+use crate::hints::HintError;
 use crate::import::FileError;
 use crate::startup::{ConnectError, StartupError};
 use crate::store::StoreError;
@@ -81,9 +82,9 @@ pub enum CliError {
     #[error(transparent)]
     File(#[from] FileError),
     #[error(transparent)]
-    ImportServices(ConnectError),
-    #[error("cannot prepare the node topics: {0}")]
-    Topics(String),
+    ImportServices(#[from] ConnectError),
+    #[error("cannot prepare the node topics: {}", .0.short_reason())]
+    Topics(HintError),
     #[error("{0}")]
     Output(std::io::Error),
 }

@@ -67,7 +67,10 @@ pub enum AdminErrors {
         description = "ADMIN_TOKEN is set and the request has no valid `Authorization: Bearer` token"
     )]
     Unauthorized(ErrorBody),
-    #[response(status = 403, description = "A signed-in page's call without its CSRF token")]
+    #[response(
+        status = 403,
+        description = "A signed-in page's call without its CSRF token"
+    )]
     Forbidden(ErrorBody),
 }
 

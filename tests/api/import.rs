@@ -73,8 +73,8 @@ async fn a_generated_file_is_imported_routed_replicated_and_idempotently() {
         stdout.contains(&format!("queued           {queued_home}\n")),
         "{stdout}"
     );
-    assert!(stdout.contains("bad       1\n"), "{stdout}");
-    assert!(stdout.contains("failed    0\n"), "{stdout}");
+    assert!(stdout.contains("bad              1\n"), "{stdout}");
+    assert!(stdout.contains("failed           0\n"), "{stdout}");
     // Not a terminal: plain progress lines, no bar.
     assert!(!stderr.contains('\u{1b}'), "no escape codes: {stderr}");
 

@@ -1,9 +1,12 @@
 //! regiondb: customer records kept in the MongoDB node of their home region,
 //! with Cassandra-style hinted handoff through Kafka while a node is down.
 //!
-//! Layout: `domain` (types, no I/O) · one adapter per backing service
+//! Layout, bottom to top (docs/architecture.md has the whole map):
+//! `domain` (types, no I/O) and `config` · one adapter per backing service
 //! (`nodes` = Redis, `store` = MongoDB, `hints` = Kafka) · the paths that
-//! compose them (`writes`, `reads`, `replay`) · `http` · `startup` wiring.
+//! compose them (`writes`, `reads`, `replay`, `repair`, `recovery`,
+//! `prober`, `import`, ...) · the edges (`http`, `cli`) · `startup`, which
+//! connects the services and wires a serving instance.
 
 pub mod backlog;
 pub mod cli;

@@ -54,7 +54,7 @@ struct Args {
     small_faults: usize,
     /// Regions (one MongoDB each). The large run spreads its records over
     /// more of them: the stand-in MongoDB's cost per write grows with the
-    /// square of its collection's size (see the README).
+    /// square of its collection's size (see docs/losing-nothing.md).
     regions: usize,
 }
 

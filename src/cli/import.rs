@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+use indicatif::{HumanCount, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -71,10 +71,11 @@ impl Progress {
     }
 }
 
-/// The bar's rate, in whole rows a second (indicatif's own `per_sec`
-/// prints four decimals).
+/// The bar's rate, in whole rows a second with thousands separators, like
+/// its row counts (indicatif's own `per_sec` prints four decimals).
 fn rows_per_second(state: &ProgressState, w: &mut dyn std::fmt::Write) {
-    let _ = write!(w, "{:.0} rows/s", state.per_sec());
+    let rate = state.per_sec().round() as u64;
+    let _ = write!(w, "{} rows/s", HumanCount(rate));
 }
 
 /// `regiondb import FILE`: exit code 0 when every row was imported, 1 when

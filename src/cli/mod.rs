@@ -21,7 +21,7 @@ mod serve;
 
 /// Customer records in their home region's MongoDB, with hinted handoff
 /// through Kafka while a node is down. Configured by environment variables
-/// (and a `.env` file); see the README.
+/// (and a `.env` file); see docs/configuration.md.
 #[derive(Parser)]
 #[command(name = "regiondb", version, about)]
 pub struct Cli {

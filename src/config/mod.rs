@@ -1,4 +1,4 @@
-//! Configuration: environment variables (and a `.env` file, read by `main`)
+//! Configuration: environment variables (and a `.env` file, read by `cli`)
 //! plus an optional regions file, checked once at start.
 //!
 //! Variable names are the seed system's (`MONGO_URI`, `REDIS_HOST`,

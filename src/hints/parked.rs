@@ -10,7 +10,7 @@ pub struct ParkedHint {
     pub partition: i32,
     pub offset: i64,
     /// The consumer's assignment epoch when it was read (see
-    /// [`HintConsumer::still_ours`]).
+    /// [`super::HintConsumer::still_ours`]).
     pub epoch: u64,
     /// The copy, or why it could not be read.
     pub copy: Result<CustomerCopy, String>,

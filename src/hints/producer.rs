@@ -126,7 +126,8 @@ pub(super) fn new_producer(config: &KafkaConfig) -> Result<FutureProducer, Kafka
         // that timed out is retried (deduplicated by idempotence) within the
         // delivery window, and a 503 mostly means "the broker never took
         // it". What remains: a broker that took the last try and answered
-        // after the delivery deadline (see the README).
+        // after the delivery deadline (see docs/losing-nothing.md, "Unknown
+        // outcomes").
         .set(
             "request.timeout.ms",
             request_timeout(config.timeout).to_string(),

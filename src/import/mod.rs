@@ -1,18 +1,21 @@
-//! `regiondb import FILE.csv`: loads customers from a CSV shaped like the
-//! Olist customers file (header `customer_id,customer_unique_id,
-//! customer_zip_code_prefix,customer_city,customer_state`, in any column
-//! order; quoted or not; zip prefixes with leading zeros).
+//! Importing customers from a CSV shaped like the Olist customers file
+//! (header `customer_id,customer_unique_id,customer_zip_code_prefix,
+//! customer_city,customer_state`, in any column order; quoted or not; zip
+//! prefixes with leading zeros; see `rows`). `regiondb import` (in `cli`)
+//! connects the services and runs it.
 //!
 //! Every row is routed, versioned and placed exactly like a
 //! `POST /create-customer` (home copy first, then the replica; a node that
 //! is unavailable gets its copies queued in its topic), a batch at a time
-//! through [`WritePath::create_customers`], so each node receives one bulk
-//! apply per batch: the same last-writer-wins apply the replay uses.
-//! Importing a file twice leaves the same records (with newer versions).
+//! through [`WritePath::place_homes`] and [`WritePath::place_replicas`], so
+//! each node receives one bulk apply per batch: the same last-writer-wins
+//! apply the replay uses. A batch's replicas are placed while the next
+//! batch's home copies are. Importing a file twice leaves the same records
+//! (with newer versions).
 //!
 //! A bad row (unreadable, a field missing or invalid, a zip in no region)
-//! never stops the load: it is reported with its line number and reason.
-//! The exit code says whether any row was bad or could not be placed.
+//! never stops the load: it is reported with its line number and reason,
+//! and counted in the [`Summary`].
 
 use std::time::Duration;
 

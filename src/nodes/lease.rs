@@ -50,7 +50,7 @@ pub enum ProbeReport {
 impl NodeStatuses {
     /// The failure detector's report for `node` from instance `me`: renews
     /// its lease on the node (for `lease`), and, if it holds it, sets the
-    /// status to `verdict` where the rules allow (see [`PROBE_SCRIPT`]).
+    /// status to `verdict` where the rules allow (see `PROBE_SCRIPT`).
     pub async fn probe_report(
         &self,
         node: &NodeId,

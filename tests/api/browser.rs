@@ -124,7 +124,7 @@ impl Browser {
     async fn screenshot(&self, dir: &Path, name: &str) {
         let png = self.client.screenshot().await.expect("screenshot");
         std::fs::write(dir.join(format!("{name}.png")), &png).expect("save screenshot");
-        // scripts/screenshots refreshes the README's pictures from here.
+        // scripts/screenshots refreshes the docs' pictures from here.
         if std::env::var_os("REGIONDB_UPDATE_SCREENSHOTS").is_some() {
             let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
             std::fs::create_dir_all(&docs).expect("docs/screenshots");

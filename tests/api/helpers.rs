@@ -8,7 +8,7 @@
 //!
 //! To run the same suite against real services instead, set
 //! `REGIONDB_TEST_REDIS_URL`, `REGIONDB_TEST_KAFKA` (bootstrap servers) and
-//! `REGIONDB_TEST_MONGO_URI_REGION_1..3` (see the README). Tests then run one
+//! `REGIONDB_TEST_MONGO_URI_REGION_1..3` (see docs/testing.md). Tests then run one
 //! at a time, each starting from an emptied Redis database, dropped node
 //! databases and its own topic prefix; tests that need to freeze or kill a
 //! server process say so and skip.
@@ -77,7 +77,7 @@ pub fn region_specs(n: usize) -> Vec<RegionSpec> {
         .collect()
 }
 
-/// A regions file (see the README) for `specs`.
+/// A regions file (see docs/configuration.md) for `specs`.
 fn regions_file(specs: &[RegionSpec]) -> String {
     specs
         .iter()

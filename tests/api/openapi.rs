@@ -1,5 +1,5 @@
 //! `GET /openapi.json`: generated from the handlers, covering every JSON
-//! route, and the README documents every route in it.
+//! route, and docs/api.md documents every route in it.
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -7,14 +7,14 @@ use serde_json::Value;
 use crate::helpers::*;
 
 #[tokio::test]
-async fn the_openapi_document_describes_every_route_and_the_readme_mentions_each() {
+async fn the_openapi_document_describes_every_route_and_the_api_docs_mention_each() {
     let app = TestApp::spawn("openapi").await;
     let (code, doc) = app.get("/openapi.json").await;
     assert_eq!(code, StatusCode::OK);
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
     let paths = doc["paths"].as_object().expect("paths");
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/api.md"))
+        .expect("docs/api.md");
 
     let mut operations = 0;
     for (path, item) in paths {
@@ -55,7 +55,7 @@ async fn the_openapi_document_describes_every_route_and_the_readme_mentions_each
             // Documented for users.
             assert!(
                 readme.contains(&format!("{method} {path}")),
-                "README does not mention `{method} {path}`"
+                "docs/api.md does not mention `{method} {path}`"
             );
         }
     }

@@ -23,7 +23,7 @@ use crate::writes::WriteReceipt;
         JsonBodyErrors,
         (status = 409, description = "Refused for good by the home node (e.g. a unique index); nothing written", body = ErrorBody),
         (status = 422, description = "A field is invalid", body = ErrorBody),
-        (status = 503, description = "Neither stored nor queued, nothing written (see the README for the unknown-outcome cases); or server busy (too many writes in progress, nothing done)", body = ErrorBody),
+        (status = 503, description = "Neither stored nor queued, nothing written (see docs/losing-nothing.md for the unknown-outcome cases); or server busy (too many writes in progress, nothing done)", body = ErrorBody),
     ))]
 pub async fn create_customer(
     State(state): State<AppState>,

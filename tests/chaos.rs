@@ -24,7 +24,7 @@
 //! both instances are restarted right after the broker is. Real Kafka needs
 //! no such thing.
 
-#[path = "api/helpers.rs"]
+#[path = "api/helpers/mod.rs"]
 mod helpers;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

@@ -18,7 +18,7 @@
 //! 2.3e-5 ms x N^2 per write for N documents), which both sides of the
 //! ratio pay alike.
 
-#[path = "api/helpers.rs"]
+#[path = "api/helpers/mod.rs"]
 mod helpers;
 
 use std::process::ExitCode;

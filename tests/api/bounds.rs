@@ -32,8 +32,7 @@ async fn bodies_that_trickle_in_hold_no_write_permit_and_time_out() {
     for _ in 0..12 {
         slow.push(trickling(&app.address).await);
     }
-    let (code, body) = app.create(&customer("fast", ZIP_1)).await;
-    assert_eq!(code, StatusCode::CREATED, "{body}");
+    app.stored(&customer("fast", ZIP_1)).await;
 
     // The body never comes: a clear 408 after the read bound.
     let started = Instant::now();
@@ -80,10 +79,9 @@ async fn writes_whose_clients_hung_up_still_count_against_the_write_limit() {
     let options = Options::default()
         .env("HTTP_MAX_REQUESTS_PER_CLASS", "2")
         .env("PROBE_INTERVAL_MS", "0");
-    let app = TestApp::spawn_with("hung_up_writes", options).await;
-    if !app.controls_processes() {
+    let Some(app) = TestApp::spawn_for_faults("hung_up_writes", options).await else {
         return;
-    }
+    };
     app.freeze_mongo("region_2");
     let impatient = reqwest::Client::builder()
         .timeout(Duration::from_millis(200))
@@ -134,10 +132,9 @@ async fn a_hint_queued_by_one_instance_makes_every_instance_distrust_the_node() 
     let options = Options::default()
         .env("KAFKA_PARTITIONS", "1")
         .env("PROBE_INTERVAL_MS", "0");
-    let app = TestApp::spawn_with("shared_backlog", options).await;
-    if !app.controls_processes() {
+    let Some(app) = TestApp::spawn_for_faults("shared_backlog", options).await else {
         return;
-    }
+    };
     let b = app.spawn_instance("regiondb-b").await;
     wait_until("b to know region_2 caught up", DEADLINE, || async {
         node_at(&app.http, &b.address, "region_2").await["caught_up"] == true
@@ -155,8 +152,7 @@ async fn a_hint_queued_by_one_instance_makes_every_instance_distrust_the_node() 
 
     // A direct write that times out is queued; no status changes.
     app.freeze_mongo("region_2");
-    let (code, body) = app.create(&customer("q1", ZIP_2)).await;
-    assert_eq!(code, StatusCode::ACCEPTED, "{body}");
+    app.queued(&customer("q1", ZIP_2)).await;
     wait_until("b to distrust region_2", DEADLINE, || async {
         node_at(&app.http, &b.address, "region_2").await["caught_up"] == false
     })

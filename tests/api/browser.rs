@@ -263,10 +263,10 @@ async fn a_status_changed_with_redis_cli_shows_in_an_open_page() {
 
 #[tokio::test]
 async fn a_failed_switch_is_put_back_and_says_why() {
-    let mut app = TestApp::spawn("browser_switch_fails").await;
-    if !app.controls_processes() {
+    let Some(mut app) = TestApp::spawn_for_faults("browser_switch_fails", Options::default()).await
+    else {
         return;
-    }
+    };
     let b = Browser::start(&app.dir).await;
     b.goto(&format!("{}/create-records", app.address)).await;
     app.kill_redis();
@@ -318,14 +318,14 @@ async fn a_city_named_like_a_script_is_shown_as_text() {
 #[tokio::test]
 async fn a_detected_node_shows_who_took_it_down_and_a_signed_in_page_switches() {
     let token = "browser-admin-token-0123456789";
-    let app = TestApp::spawn_with(
+    let Some(app) = TestApp::spawn_for_faults(
         "browser_admin",
         Options::default().env("ADMIN_TOKEN", token),
     )
-    .await;
-    if !app.controls_processes() {
+    .await
+    else {
         return;
-    }
+    };
     let b = Browser::start(&app.dir).await;
     b.goto(&format!("{}/create-records", app.address)).await;
     b.wait_text("live updates", DEADLINE, "[data-live-text]", "Live")

@@ -53,10 +53,9 @@ async fn timed_write(app: &TestApp, id: &str, zip: u32) -> (StatusCode, Value, D
 
 #[tokio::test]
 async fn a_frozen_node_is_detected_its_writes_queue_fast_and_it_comes_back_by_itself() {
-    let app = TestApp::spawn("detect_frozen").await;
-    if !app.controls_processes() {
+    let Some(app) = TestApp::spawn_for_faults("detect_frozen", Options::default()).await else {
         return;
-    }
+    };
     app.freeze_mongo("region_2");
     let detected = wait_status(&app, "region_2", "unavailable", DETECT).await;
     let view = node_at(&app.http, &app.address, "region_2").await;
@@ -99,17 +98,16 @@ async fn a_frozen_node_is_detected_its_writes_queue_fast_and_it_comes_back_by_it
 
 #[tokio::test]
 async fn a_killed_node_is_detected_and_an_empty_restart_is_replayed_and_repaired() {
-    let mut app = TestApp::spawn_with(
+    let Some(mut app) = TestApp::spawn_for_faults(
         "detect_killed",
         Options::default().env("AUTO_REPAIR_MIN_INTERVAL_MS", "200"),
     )
-    .await;
-    if !app.controls_processes() {
+    .await
+    else {
         return;
-    }
+    };
     // Stored on region_2 with its replica on region_1.
-    let (code, stored) = app.create(&customer("before-kill", 45_000)).await;
-    assert_eq!(code, StatusCode::CREATED, "{stored}");
+    let stored = app.stored(&customer("before-kill", 45_000)).await;
     let version = stored["version"].as_i64().unwrap();
 
     app.kill_mongo("region_2");
@@ -148,10 +146,9 @@ async fn a_killed_node_is_detected_and_an_empty_restart_is_replayed_and_repaired
 
 #[tokio::test]
 async fn the_prober_never_overrides_an_operator() {
-    let app = TestApp::spawn("detect_operator").await;
-    if !app.controls_processes() {
+    let Some(app) = TestApp::spawn_for_faults("detect_operator", Options::default()).await else {
         return;
-    }
+    };
     // Switched off through the API, and with redis-cli: both stay off while
     // their nodes answer every ping.
     app.set_status("region_3", "unavailable").await;
@@ -188,10 +185,9 @@ async fn the_prober_never_overrides_an_operator() {
 
 #[tokio::test]
 async fn two_instances_agree_and_the_survivor_takes_over() {
-    let app = TestApp::spawn("detect_two").await;
-    if !app.controls_processes() {
+    let Some(app) = TestApp::spawn_for_faults("detect_two", Options::default()).await else {
         return;
-    }
+    };
     let mut other = app.spawn_instance("regiondb-b").await;
     let changes = |status: &'static str| {
         let labels = [

@@ -144,10 +144,9 @@ async fn flipping_a_node_while_its_replay_fills_batches_loses_no_hint() {
 
 #[tokio::test]
 async fn a_client_that_hangs_up_mid_write_still_gets_its_replica_placed() {
-    let app = TestApp::spawn("client_hangs_up").await;
-    if !app.controls_processes() {
+    let Some(app) = TestApp::spawn_for_faults("client_hangs_up", Options::default()).await else {
         return;
-    }
+    };
     // region_2's replica lives on region_1.
     app.freeze_mongo("region_1");
     let impatient = reqwest::Client::builder()
@@ -187,8 +186,7 @@ async fn a_queued_record_stays_readable_while_its_node_catches_up() {
         .map(|i| with_city(&format!("q{i:03}"), ZIP_2 + i, "backlog"))
         .collect();
     write_concurrently(&app, backlog, 8).await;
-    let (code, body) = app.create(&with_city("last", ZIP_2, "the-last-one")).await;
-    assert_eq!(code, StatusCode::ACCEPTED, "{body}");
+    app.queued(&with_city("last", ZIP_2, "the-last-one")).await;
     let find = || async {
         let (_, found) = app.get("/filter-records?city=the-last-one").await;
         found["total"].as_u64()

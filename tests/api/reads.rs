@@ -19,8 +19,7 @@ async fn seed(app: &TestApp) {
         let mut body = customer(id, zip);
         body["customer_city"] = json!(city);
         body["customer_state"] = json!(state);
-        let (code, b) = app.create(&body).await;
-        assert_eq!(code, StatusCode::CREATED, "{b}");
+        app.stored(&body).await;
     }
 }
 
@@ -125,10 +124,9 @@ async fn reads_fail_over_to_the_replica_and_name_unreachable_regions() {
 
 #[tokio::test]
 async fn a_frozen_home_node_is_read_from_its_replica() {
-    let app = TestApp::spawn("read_frozen").await;
-    if !app.controls_processes() {
+    let Some(app) = TestApp::spawn_for_faults("read_frozen", Options::default()).await else {
         return;
-    }
+    };
     seed(&app).await;
     app.freeze_mongo("region_3");
     let (code, body) = app.get("/filter-records?region=region_3").await;

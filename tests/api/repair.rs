@@ -69,10 +69,10 @@ async fn repair_restores_a_deleted_replica_and_a_deleted_home_copy() {
 
 #[tokio::test]
 async fn repair_says_which_region_it_could_not_reach_and_fails() {
-    let app = TestApp::spawn("repair_unreachable").await;
-    if !app.controls_processes() {
+    let Some(app) = TestApp::spawn_for_faults("repair_unreachable", Options::default()).await
+    else {
         return;
-    }
+    };
     app.create(&customer("c1", ZIP_3)).await;
     app.freeze_mongo("region_3");
     let out = app.run_command(&["repair", "--region", "region_3"]);

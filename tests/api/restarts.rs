@@ -195,10 +195,9 @@ async fn region_read(app: &TestApp, address: &str, region: &str) -> (u64, String
 
 #[tokio::test]
 async fn a_node_restarted_empty_is_read_from_its_replica_until_repaired() {
-    let mut app = TestApp::spawn("emptied_node").await;
-    if !app.controls_processes() {
+    let Some(mut app) = TestApp::spawn_for_faults("emptied_node", Options::default()).await else {
         return;
-    }
+    };
     const N: u64 = 30;
     stored(&app, "e", ZIP_2, N).await;
     // region_2 also hosts region_3's replica.
@@ -305,8 +304,7 @@ async fn statuses_an_operator_set_survive_redis_losing_everything() {
     );
 
     // Writes go on, versions keep increasing, the slots are held again.
-    let (code, body) = app.create(&customer("f2", ZIP_2)).await;
-    assert_eq!(code, StatusCode::ACCEPTED, "{body}");
+    app.queued(&customer("f2", ZIP_2)).await;
     let after = version_of(&app, &b.address, "f1", ZIP_1, "after").await;
     assert!(after > before, "{after} <= {before}");
     let a_after = version_of(&app, &app.address, "f1", ZIP_1, "after a").await;
@@ -348,10 +346,9 @@ async fn a_node_restarted_empty_is_trusted_again_only_once_its_replica_is_comple
     let options = Options::default()
         .env("REPLAY_BATCH_SIZE", "1")
         .env("REPLAY_THROTTLE_MS", "300");
-    let mut app = TestApp::spawn_with("emptied_replica_behind", options).await;
-    if !app.controls_processes() {
+    let Some(mut app) = TestApp::spawn_for_faults("emptied_replica_behind", options).await else {
         return;
-    }
+    };
     const N: u64 = 10;
     stored(&app, "m", ZIP_2, 1).await;
     wait_until(

@@ -38,10 +38,9 @@ async fn two_instances_share_the_replay_and_the_survivor_finishes_it() {
     let options = Options::default()
         .env("REPLAY_BATCH_SIZE", "10")
         .env("REPLAY_THROTTLE_MS", "100");
-    let app = TestApp::spawn_with("scale_two", options).await;
-    if !app.controls_processes() {
+    let Some(app) = TestApp::spawn_for_faults("scale_two", options).await else {
         return;
-    }
+    };
     let mut b = app.spawn_instance("regiondb-b").await;
     let instances = [app.address.clone(), b.address.clone()];
 

@@ -20,10 +20,9 @@ async fn a_queue_held_by_a_silent_member_still_reaches_its_node() {
     let options = Options::default()
         .env("KAFKA_SESSION_TIMEOUT_MS", "120000")
         .env("REPLAY_STALL_MS", "130000");
-    let app = TestApp::spawn_with("stall_silent_member", options).await;
-    if !app.controls_processes() {
+    let Some(app) = TestApp::spawn_for_faults("stall_silent_member", options).await else {
         return;
-    }
+    };
     let b = app
         .spawn_instance_with(
             "regiondb-b",

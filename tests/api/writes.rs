@@ -15,8 +15,7 @@ async fn all_nodes_up_stores_home_copy_and_replica() {
         ("c2", ZIP_2, "region_2", "region_1"),
         ("c3", ZIP_3, "region_3", "region_2"),
     ] {
-        let (code, body) = app.create(&customer(id, zip)).await;
-        assert_eq!(code, StatusCode::CREATED, "{body}");
+        let body = app.stored(&customer(id, zip)).await;
         assert_eq!(body["status"], "stored");
         assert_eq!(body["region"], home);
         assert_eq!(body["node"], home);
@@ -47,8 +46,7 @@ async fn home_node_down_queues_the_write_and_replays_it_when_back() {
     let app = TestApp::spawn("home_down").await;
     app.set_status("region_2", "unavailable").await;
 
-    let (code, body) = app.create(&customer("c1", ZIP_2)).await;
-    assert_eq!(code, StatusCode::ACCEPTED, "{body}");
+    let body = app.queued(&customer("c1", ZIP_2)).await;
     assert_eq!(body["status"], "queued");
     assert_eq!(body["replica"], "stored");
     let version = body["version"].as_i64().unwrap();
@@ -95,8 +93,7 @@ async fn home_and_replica_down_queue_two_hints_applied_when_both_return() {
     app.set_status("region_2", "unavailable").await;
     app.set_status("region_1", "unavailable").await;
 
-    let (code, body) = app.create(&customer("c1", ZIP_2)).await;
-    assert_eq!(code, StatusCode::ACCEPTED, "{body}");
+    let body = app.queued(&customer("c1", ZIP_2)).await;
     assert_eq!(body["status"], "queued");
     assert_eq!(body["replica"], "queued");
     let version = body["version"].as_i64().unwrap();
@@ -120,10 +117,9 @@ async fn home_and_replica_down_queue_two_hints_applied_when_both_return() {
 
 #[tokio::test]
 async fn frozen_node_marked_available_gets_its_write_queued() {
-    let app = TestApp::spawn("frozen_node").await;
-    if !app.controls_processes() {
+    let Some(app) = TestApp::spawn_for_faults("frozen_node", Options::default()).await else {
         return;
-    }
+    };
     app.freeze_mongo("region_1");
     let started = Instant::now();
     let (code, body) = app.create(&customer("c1", ZIP_1)).await;
@@ -144,10 +140,9 @@ async fn frozen_node_marked_available_gets_its_write_queued() {
 
 #[tokio::test]
 async fn kafka_unreachable_and_home_down_is_503_and_writes_nothing() {
-    let mut app = TestApp::spawn("kafka_down").await;
-    if !app.controls_processes() {
+    let Some(mut app) = TestApp::spawn_for_faults("kafka_down", Options::default()).await else {
         return;
-    }
+    };
     app.set_status("region_2", "unavailable").await;
     app.kill_kafka();
 
@@ -239,8 +234,7 @@ async fn a_document_without_a_version_is_overwritten_by_a_versioned_write() {
         .unwrap();
     let mut body = customer("legacy", ZIP_1);
     body["customer_city"] = json!("new");
-    let (code, answer) = app.create(&body).await;
-    assert_eq!(code, StatusCode::CREATED, "{answer}");
+    let answer = app.stored(&body).await;
     let doc = app.doc("region_1", "customers", "legacy").await.unwrap();
     assert_eq!(doc.get_str("customer_city"), Ok("new"));
     assert_eq!(doc.get_i64("version").ok(), answer["version"].as_i64());

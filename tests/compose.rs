@@ -416,19 +416,11 @@ fn listeners(list: &str) -> Vec<(String, String, u16)> {
 /// (`KAFKA_X_Y` is the property `x.y`). `own_host` is the name other
 /// containers reach this one by.
 fn check_kraft(env: &serde_json::Map<String, Value>, own_host: &str) {
-    let get = |key: &str| {
-        env.get(key)
-            .and_then(Value::as_str)
-            .unwrap_or_else(|| panic!("{key} is not set"))
-    };
+    let get = |key: &str| setting(env, key);
     // The image's configure script: KRaft mode needs CLUSTER_ID, and
     // kafka-storage format needs it to be a Uuid (not the zero one).
     let id = kafka_uuid(get("CLUSTER_ID")).unwrap_or_else(|e| panic!("CLUSTER_ID: {e}"));
     assert_ne!(id, [0; 16], "CLUSTER_ID: the zero Uuid is reserved");
-
-    let node_id: u32 = get("KAFKA_NODE_ID")
-        .parse()
-        .expect("KAFKA_NODE_ID is a number");
     let roles: BTreeSet<&str> = get("KAFKA_PROCESS_ROLES")
         .split(',')
         .map(str::trim)
@@ -438,7 +430,30 @@ fn check_kraft(env: &serde_json::Map<String, Value>, own_host: &str) {
         BTreeSet::from(["broker", "controller"]),
         "combined mode"
     );
+    let controller_port = check_listeners(env);
+    check_quorum(env, own_host, controller_port);
+    // One broker: internal topics cannot have more replicas than that.
+    for key in [
+        "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR",
+        "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
+        "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR",
+    ] {
+        assert_eq!(get(key), "1", "{key} on a one-broker cluster");
+    }
+}
 
+/// A setting of the Kafka container's environment, which must be set.
+fn setting<'a>(env: &'a serde_json::Map<String, Value>, key: &str) -> &'a str {
+    env.get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("{key} is not set"))
+}
+
+/// Listeners, advertised listeners, the protocol map, the controller and
+/// inter-broker listener names agree; answers the port of the first
+/// controller listener.
+fn check_listeners(env: &serde_json::Map<String, Value>) -> u16 {
+    let get = |key: &str| setting(env, key);
     let protocol_map: BTreeMap<&str, &str> = get("KAFKA_LISTENER_SECURITY_PROTOCOL_MAP")
         .split(',')
         .map(|p| p.trim().split_once(':').expect("NAME:PROTOCOL"))
@@ -491,12 +506,19 @@ fn check_kraft(env: &serde_json::Map<String, Value>, own_host: &str) {
         "KAFKA_INTER_BROKER_LISTENER_NAME {inter_broker} must be an advertised broker listener"
     );
 
-    // The quorum: this node votes, reached on its first controller listener.
-    let controller_port = bound
+    bound
         .iter()
         .find(|(n, _, _)| n == controller_names[0])
         .map(|(_, _, p)| *p)
-        .expect("controller listener");
+        .expect("controller listener")
+}
+
+/// The quorum: this node votes, reached on its first controller listener.
+fn check_quorum(env: &serde_json::Map<String, Value>, own_host: &str, controller_port: u16) {
+    let get = |key: &str| setting(env, key);
+    let node_id: u32 = get("KAFKA_NODE_ID")
+        .parse()
+        .expect("KAFKA_NODE_ID is a number");
     let voters: Vec<(u32, String, u16)> = get("KAFKA_CONTROLLER_QUORUM_VOTERS")
         .split(',')
         .map(|v| {
@@ -514,14 +536,6 @@ fn check_kraft(env: &serde_json::Map<String, Value>, own_host: &str) {
         [(node_id, own_host.to_owned(), controller_port)],
         "the single voter is this node, on its controller listener"
     );
-    // One broker: internal topics cannot have more replicas than that.
-    for key in [
-        "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR",
-        "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
-        "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR",
-    ] {
-        assert_eq!(get(key), "1", "{key} on a one-broker cluster");
-    }
 }
 
 #[test]

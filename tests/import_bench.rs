@@ -181,21 +181,32 @@ async fn main() -> ExitCode {
         .find(|w| w[0] == "--rows")
         .and_then(|w| w[1].parse().ok())
         .unwrap_or(3000);
-
-    // 1. Import, every node available, against plain bulk inserts of the
-    // same documents; each on fresh servers, five times (this machine is
-    // noisy), the median ratio reported.
     let csv = {
         let app = TestApp::spawn("bench-gen").await;
         let generated = app.run_command(&["gen", "--count", &rows.to_string(), "--seed", "42"]);
         assert!(generated.status.success());
         String::from_utf8(generated.stdout).expect("utf-8")
     };
+    let rounds = import_rounds(&csv).await;
+    // Write throughput of one instance on fresh servers, 8 concurrent
+    // clients.
+    let fresh = Arc::new(TestApp::spawn("bench-writes").await);
+    let throughput = write_throughput(&fresh, 8, Duration::from_secs(5)).await;
+    drop(fresh);
+    let replay = replay_round(&csv).await;
+    print_report(rows, &rounds, &replay, throughput);
+    ExitCode::SUCCESS
+}
+
+/// Round 1: import, every node available, against plain bulk inserts of the same
+/// documents; each on fresh servers, five times (this machine is noisy),
+/// sorted by their ratio (the median is reported).
+async fn import_rounds(csv: &str) -> Vec<(f64, f64)> {
     let mut rounds = Vec::new();
     for round in 0..5 {
         let app = TestApp::spawn(&format!("bench-import-{round}")).await;
         let file = app.dir.join("customers.csv");
-        std::fs::write(&file, &csv).expect("write csv");
+        std::fs::write(&file, csv).expect("write csv");
         let run = app.run_command(&["import", &file.display().to_string()]);
         let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
         assert!(
@@ -206,24 +217,29 @@ async fn main() -> ExitCode {
         let import = import_rate(&stdout);
         drop(app);
         let bare = TestApp::spawn(&format!("bench-bulk-{round}")).await;
-        let bulk = bulk_insert_rate(&bare, &parse_rows(&csv)).await;
+        let bulk = bulk_insert_rate(&bare, &parse_rows(csv)).await;
         rounds.push((import, bulk));
     }
     rounds.sort_by(|a, b| (a.0 / a.1).total_cmp(&(b.0 / b.1)));
-    let (import, bulk) = rounds[rounds.len() / 2];
+    rounds
+}
 
-    // Write throughput of one instance on fresh servers, 8 concurrent
-    // clients.
-    let fresh = Arc::new(TestApp::spawn("bench-writes").await);
-    let throughput = write_throughput(&fresh, 8, Duration::from_secs(5)).await;
-    drop(fresh);
+/// What the replay round measured.
+struct ReplayRound {
+    backlog: i64,
+    drain: Duration,
+    /// (median ms, p99 ms, writes) during the drain and right after it.
+    during: (f64, f64, usize),
+    after: (f64, f64, usize),
+}
 
-    // 2. Replay: the same rows with region_1 (the largest) switched off, on
-    // fresh servers; then the drain, while one client writes on. Latency
-    // during the drain is compared with the same client's right after it
-    // (same data sizes: the stand-in slows down as collections grow).
+/// Round 2, the replay: the same rows with region_1 (the largest) switched off, on
+/// fresh servers; then the drain, while one client writes on. Latency
+/// during the drain is compared with the same client's right after it
+/// (same data sizes: the stand-in slows down as collections grow).
+async fn replay_round(csv: &str) -> ReplayRound {
     let app = Arc::new(TestApp::spawn_with("bench-replay", Options::default()).await);
-    std::fs::write(app.dir.join("customers.csv"), &csv).expect("write csv");
+    std::fs::write(app.dir.join("customers.csv"), csv).expect("write csv");
     let file = app.dir.join("customers.csv").display().to_string();
     app.set_status("region_1", "unavailable").await;
     let queued_run = app.run_command(&["import", &file]);
@@ -241,21 +257,32 @@ async fn main() -> ExitCode {
     tokio::time::sleep(drain.max(Duration::from_secs(3))).await;
     stop.store(true, Ordering::SeqCst);
     let samples = writer.await.expect("writer");
-    let during = percentiles(
-        samples
-            .iter()
-            .filter(|(at, _)| *at >= started && *at < drained)
-            .map(|(_, ms)| *ms)
-            .collect(),
-    );
-    let after = percentiles(
-        samples
-            .iter()
-            .filter(|(at, _)| *at >= drained)
-            .map(|(_, ms)| *ms)
-            .collect(),
-    );
+    let between = |from: Instant, to: Option<Instant>| {
+        let within = |at: &Instant| *at >= from && to.is_none_or(|to| *at < to);
+        percentiles(
+            samples
+                .iter()
+                .filter(|(at, _)| within(at))
+                .map(|(_, ms)| *ms)
+                .collect(),
+        )
+    };
+    ReplayRound {
+        backlog,
+        drain,
+        during: between(started, Some(drained)),
+        after: between(drained, None),
+    }
+}
 
+fn print_report(rows: usize, rounds: &[(f64, f64)], replay: &ReplayRound, throughput: f64) {
+    let (import, bulk) = rounds[rounds.len() / 2];
+    let ReplayRound {
+        backlog,
+        drain,
+        during,
+        after,
+    } = replay;
     println!("## Import and replay (scripts/bench-import --rows {rows})\n");
     println!("| measure | value |\n|---|---|");
     println!("| rows | {rows} ({} documents: home + replica) |", rows * 2);
@@ -275,7 +302,7 @@ async fn main() -> ExitCode {
     println!(
         "| replay of {backlog} queued copies for region_1 | {:.2} s, {:.0} copies/s |",
         drain.as_secs_f64(),
-        backlog as f64 / drain.as_secs_f64()
+        *backlog as f64 / drain.as_secs_f64()
     );
     println!(
         "| API write latency during that replay: median / p99 ({} writes) | {:.1} ms / {:.1} ms |",
@@ -292,5 +319,4 @@ async fn main() -> ExitCode {
     println!(
         "| API writes, 8 concurrent clients, one instance, empty collections (5 s) | {throughput:.0} writes/s |"
     );
-    ExitCode::SUCCESS
 }

@@ -9,9 +9,34 @@ use crate::helpers::*;
 #[tokio::test]
 async fn every_malformed_body_gets_its_4xx_and_writes_nothing() {
     let app = TestApp::spawn("bad_input").await;
+    unreadable_bodies(&app).await;
+    bad_fields(&app).await;
+    bad_node_switches(&app).await;
+    bad_queries(&app).await;
+    // Unknown route and wrong method are JSON too.
+    let (code, body) = app.get("/no-such-thing").await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert!(body["error"].is_string());
+    let (code, body) = app.get("/create-customer").await;
+    assert_eq!(code, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(body["error"].is_string());
+
+    // Nothing was written anywhere, and every node is still available.
+    for node in NODES {
+        assert_eq!(app.offsets(node).await.0, 0, "{node} topic");
+        assert!(app.docs(node, "customers").await.is_empty(), "{node}");
+    }
+    let (_, statuses) = app.get("/node-statuses").await;
+    assert_eq!(
+        statuses,
+        json!({"region_1": "available", "region_2": "available", "region_3": "available"})
+    );
+}
+
+/// Bodies that cannot be read as a JSON object: 400, 415, 413, 422.
+async fn unreadable_bodies(app: &TestApp) {
     let url = format!("{}/create-customer", app.address);
     let raw = |body: String, content_type: &'static str| {
-        let app = &app;
         let url = url.clone();
         async move {
             let r = app
@@ -38,7 +63,10 @@ async fn every_malformed_body_gets_its_4xx_and_writes_nothing() {
     assert!(body["error"].as_str().unwrap().contains("64 KiB"));
     let (code, _) = raw("[1,2]".into(), "application/json").await;
     assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+}
 
+/// Each field of a customer wrong in turn: 422 naming it.
+async fn bad_fields(app: &TestApp) {
     let cases: Vec<(&str, Value)> = vec![
         ("customer_id", json!(null)),
         ("customer_id", json!("  ")),
@@ -71,8 +99,10 @@ async fn every_malformed_body_gets_its_4xx_and_writes_nothing() {
     let (code, answer) = app.create(&missing).await;
     assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(answer["field"], "customer_state");
+}
 
-    // Node status.
+/// Switches of an unknown node, to an unknown status, without a node.
+async fn bad_node_switches(app: &TestApp) {
     let (code, _) = app
         .post(
             "/node-status",
@@ -93,8 +123,11 @@ async fn every_malformed_body_gets_its_4xx_and_writes_nothing() {
         .await;
     assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["field"], "node_id");
+}
 
-    // Reads.
+/// Filters that cannot be read: 422 naming the parameter; an empty value
+/// means "not given".
+async fn bad_queries(app: &TestApp) {
     for (query, field) in [
         ("zipRangeMin=abc", "zipRangeMin"),
         ("zipRangeMin=9&zipRangeMax=1", "zipRangeMin"),
@@ -107,22 +140,8 @@ async fn every_malformed_body_gets_its_4xx_and_writes_nothing() {
         assert_eq!(body["field"], field, "{query}");
     }
 
-    // Unknown route and wrong method are JSON too.
-    let (code, body) = app.get("/no-such-thing").await;
-    assert_eq!(code, StatusCode::NOT_FOUND);
-    assert!(body["error"].is_string());
-    let (code, body) = app.get("/create-customer").await;
-    assert_eq!(code, StatusCode::METHOD_NOT_ALLOWED);
-    assert!(body["error"].is_string());
-
-    // Nothing was written anywhere, and every node is still available.
-    for node in NODES {
-        assert_eq!(app.offsets(node).await.0, 0, "{node} topic");
-        assert!(app.docs(node, "customers").await.is_empty(), "{node}");
+    for query in ["offset=", "limit=", "zipRangeMin=&zipRangeMax=", "region="] {
+        let (code, body) = app.get(&format!("/filter-records?{query}")).await;
+        assert_eq!(code, StatusCode::OK, "{query}: {body}");
     }
-    let (_, statuses) = app.get("/node-statuses").await;
-    assert_eq!(
-        statuses,
-        json!({"region_1": "available", "region_2": "available", "region_3": "available"})
-    );
 }

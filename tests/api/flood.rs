@@ -77,41 +77,12 @@ async fn floods_of_idle_slow_and_streaming_connections_are_bounded() {
     // A backlog to replay during the flood.
     app.set_status("region_2", "unavailable").await;
     for i in 0..20 {
-        let (code, _) = app.create(&customer(&format!("q{i}"), ZIP_2)).await;
-        assert_eq!(code, StatusCode::ACCEPTED);
+        app.queued(&customer(&format!("q{i}"), ZIP_2)).await;
     }
     let rss_before = app.app_proc_status("VmRSS");
 
-    // Idle connections (never a byte), slow ones (half a request head).
-    let mut idle = Vec::new();
-    for _ in 0..IDLE {
-        idle.push(connect(&app.address).await);
-    }
-    let mut slow = Vec::new();
-    for _ in 0..SLOW {
-        let mut s = connect(&app.address).await;
-        s.write_all(b"GET /nodes HTTP/1.1\r\nHost: x\r\n")
-            .await
-            .unwrap();
-        slow.push(s);
-    }
-    // Event streams, past their cap.
-    let mut streams = Vec::new();
-    let mut refused_streams = 0;
-    for _ in 0..STREAMS {
-        let r = app.get_response("/events").await;
-        match r.status() {
-            StatusCode::OK => streams.push(r),
-            StatusCode::SERVICE_UNAVAILABLE => refused_streams += 1,
-            other => panic!("/events answered {other}"),
-        }
-    }
-    assert_eq!(
-        streams.len(),
-        MAX_STREAMS,
-        "streams over the cap are refused"
-    );
-    assert_eq!(refused_streams, STREAMS - MAX_STREAMS);
+    let (mut idle, mut slow) = idle_and_slow(&app.address).await;
+    let streams = streams_to_the_cap(&app).await;
 
     // Past the connection cap: a clean 503, then close.
     let mut extra = Vec::new();
@@ -132,18 +103,7 @@ async fn floods_of_idle_slow_and_streaming_connections_are_bounded() {
         .timeout(Duration::from_secs(2))
         .build()
         .unwrap();
-    let mut slowest = Duration::ZERO;
-    for i in 0..20 {
-        let started = std::time::Instant::now();
-        let r = quick
-            .post(app.url("/create-customer"))
-            .json(&customer(&format!("w{i}"), ZIP_1))
-            .send()
-            .await
-            .expect("a write during the flood");
-        assert_eq!(r.status(), StatusCode::CREATED);
-        slowest = slowest.max(started.elapsed());
-    }
+    let slowest = slowest_of_20_writes(&app, &quick).await;
     println!("slowest write during the flood: {slowest:?}");
 
     // The replay still runs and commits.
@@ -183,6 +143,61 @@ async fn floods_of_idle_slow_and_streaming_connections_are_bounded() {
     })
     .await;
     drop(streams);
+}
+
+/// Idle connections (never a byte) and slow ones (half a request head).
+async fn idle_and_slow(address: &str) -> (Vec<TcpStream>, Vec<TcpStream>) {
+    let mut idle = Vec::new();
+    for _ in 0..IDLE {
+        idle.push(connect(address).await);
+    }
+    let mut slow = Vec::new();
+    for _ in 0..SLOW {
+        let mut s = connect(address).await;
+        s.write_all(b"GET /nodes HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        slow.push(s);
+    }
+    (idle, slow)
+}
+
+/// Event streams, past their cap: the ones over it are refused with 503.
+async fn streams_to_the_cap(app: &TestApp) -> Vec<reqwest::Response> {
+    let mut streams = Vec::new();
+    let mut refused_streams = 0;
+    for _ in 0..STREAMS {
+        let r = app.get_response("/events").await;
+        match r.status() {
+            StatusCode::OK => streams.push(r),
+            StatusCode::SERVICE_UNAVAILABLE => refused_streams += 1,
+            other => panic!("/events answered {other}"),
+        }
+    }
+    assert_eq!(
+        streams.len(),
+        MAX_STREAMS,
+        "streams over the cap are refused"
+    );
+    assert_eq!(refused_streams, STREAMS - MAX_STREAMS);
+    streams
+}
+
+/// Twenty writes, each of which must be stored in time; the slowest.
+async fn slowest_of_20_writes(app: &TestApp, quick: &reqwest::Client) -> Duration {
+    let mut slowest = Duration::ZERO;
+    for i in 0..20 {
+        let started = std::time::Instant::now();
+        let r = quick
+            .post(app.url("/create-customer"))
+            .json(&customer(&format!("w{i}"), ZIP_1))
+            .send()
+            .await
+            .expect("a write during the flood");
+        assert_eq!(r.status(), StatusCode::CREATED);
+        slowest = slowest.max(started.elapsed());
+    }
+    slowest
 }
 
 #[tokio::test]

@@ -74,6 +74,17 @@ pub enum AdminErrors {
     Forbidden(ErrorBody),
 }
 
+/// How every read answers when too many reads are in progress (see
+/// `class_limit!`): at once, never queued.
+#[derive(Debug, utoipa::IntoResponses)]
+pub enum ReadsBusy {
+    #[response(
+        status = 503,
+        description = "Server busy (too many reads in progress); retry shortly"
+    )]
+    Busy(ErrorBody),
+}
+
 /// How every operation with query parameters answers a query string it
 /// cannot read.
 #[derive(Debug, utoipa::IntoResponses)]

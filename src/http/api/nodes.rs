@@ -13,7 +13,7 @@ use crate::domain::{NodeId, NodeStatus, NodeView, StatusSource};
 use crate::http::AppState;
 use crate::http::actions::switch_node;
 use crate::http::error::{ApiError, JsonObject};
-use crate::http::openapi::{AdminErrors, ErrorBody, JsonBodyErrors};
+use crate::http::openapi::{AdminErrors, ErrorBody, JsonBodyErrors, ReadsBusy};
 
 /// `POST /node-status {"node_id", "status"}`. Becoming available starts the
 /// node's replay in the background; this returns at once.
@@ -51,7 +51,7 @@ pub async fn set_node_status(
 #[utoipa::path(get, path = "/node-statuses", tag = "nodes",
     responses((status = 200, description = "Every node's status, by node id",
         body = BTreeMap<String, NodeStatus>),
-        (status = 503, description = "Server busy (too many reads in progress); retry shortly", body = ErrorBody),
+        ReadsBusy,
     ))]
 pub async fn node_statuses(State(state): State<AppState>) -> Json<BTreeMap<NodeId, NodeStatus>> {
     Json(state.statuses.all().into_iter().collect())
@@ -61,7 +61,7 @@ pub async fn node_statuses(State(state): State<AppState>) -> Json<BTreeMap<NodeI
 /// size and hosted replicas.
 #[utoipa::path(get, path = "/nodes", tag = "nodes",
     responses((status = 200, description = "Every node, in region order", body = Vec<NodeView>),
-        (status = 503, description = "Server busy (too many reads in progress); retry shortly", body = ErrorBody),
+        ReadsBusy,
     ))]
 pub async fn nodes(State(state): State<AppState>) -> Json<Vec<NodeView>> {
     Json(state.monitor.snapshot().await)

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use crate::domain::NodeStatus;
 use crate::http::AppState;
-use crate::http::openapi::ErrorBody;
+use crate::http::openapi::ReadsBusy;
 
 /// `GET /healthz`: the process is up.
 #[utoipa::path(get, path = "/healthz", tag = "operations",
@@ -94,7 +94,7 @@ async fn check_readiness(state: &AppState) -> (StatusCode, Readiness) {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text exposition format",
         content_type = "text/plain", body = String),
-        (status = 503, description = "Server busy (too many reads in progress); retry shortly", body = ErrorBody),
+        ReadsBusy,
     ))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     crate::metrics::nodes(&state.monitor.current().await);

@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::domain::RecordFilter;
 use crate::http::AppState;
 use crate::http::error::{ApiError, JsonObject};
-use crate::http::openapi::{ErrorBody, JsonBodyErrors, QueryErrors};
+use crate::http::openapi::{ErrorBody, JsonBodyErrors, QueryErrors, ReadsBusy};
 use crate::reads::FilterResult;
 
 /// `GET /filter-records?zipRangeMin=..&city=..` (query parameters).
@@ -22,7 +22,7 @@ use crate::reads::FilterResult;
         (status = 200, description = "One page of the matching records of every region that answered", body = FilterResult),
         QueryErrors,
         (status = 422, description = "A parameter is invalid", body = ErrorBody),
-        (status = 503, description = "Server busy (too many reads in progress); retry shortly", body = ErrorBody),
+        ReadsBusy,
     ))]
 pub async fn filter_records_query(
     State(state): State<AppState>,
@@ -41,7 +41,7 @@ pub async fn filter_records_query(
         (status = 200, description = "As GET", body = FilterResult),
         JsonBodyErrors,
         (status = 422, description = "A parameter is invalid", body = ErrorBody),
-        (status = 503, description = "Server busy (too many reads in progress); retry shortly", body = ErrorBody),
+        ReadsBusy,
     ))]
 pub async fn filter_records_json(
     State(state): State<AppState>,

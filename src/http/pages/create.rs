@@ -239,3 +239,40 @@ fn switch_problem(node: &str, e: SwitchError) -> (StatusCode, String) {
     };
     (ApiError::from(e).status(), text)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{NodeId, Version};
+
+    fn receipt(status: Placement, replica: Placement) -> WriteReceipt {
+        let id = |s: &str| NodeId::parse(s).unwrap();
+        WriteReceipt {
+            status,
+            region: id("region_2"),
+            node: id("region_2"),
+            replica_node: id("region_1"),
+            replica,
+            version: Version::new(7),
+        }
+    }
+
+    #[test]
+    fn outcomes_are_said_in_plain_words() {
+        let o = describe("c1", &receipt(Placement::Stored, Placement::Stored));
+        assert_eq!((o.kind, o.title.as_str()), ("stored", "Stored in region_2"));
+        assert_eq!(
+            o.lines[0],
+            "Customer c1 was stored in region region_2 (node region_2)."
+        );
+        assert_eq!(o.lines[1], "Replicated to region_1.");
+
+        let o = describe("c1", &receipt(Placement::Queued, Placement::Queued));
+        assert_eq!(o.title, "Queued for region_2 because it is down");
+        assert!(o.lines[0].starts_with("Node region_2 is unavailable"));
+        assert!(o.lines[1].contains("replica is queued for node region_1"));
+
+        let o = describe("c1", &receipt(Placement::Stored, Placement::Missing));
+        assert!(o.lines[1].contains("could neither be written nor queued"));
+    }
+}

@@ -17,6 +17,8 @@ pub mod generate;
 pub mod hints;
 pub mod http;
 pub mod import;
+pub mod locate;
+pub mod lookup;
 pub mod metrics;
 pub mod monitor;
 pub mod nodes;

@@ -22,6 +22,7 @@ use serde::Serialize;
 use crate::backlog::Backlogs;
 use crate::domain::{CustomerCopy, NodeId, RecordFilter, Region, RegionMap};
 use crate::nodes::NodeStatuses;
+use crate::locate::{Locate, superseded};
 use crate::store::{NodeStore, StoredCustomer, Stores};
 
 /// One record of a read, with the node that served it.
@@ -147,9 +148,12 @@ impl ReadPath {
         let mut records = Vec::new();
         for (source, rows) in fetched {
             match rows {
-                Ok(rows) => records.extend(rows.into_iter().map(|record| RecordView {
-                    record,
-                    served_by: source.store.node().clone(),
+                Ok(rows) => records.extend(rows.into_iter().map(|record| {
+                    let view = RecordView {
+                        record,
+                        served_by: source.store.node().clone(),
+                    };
+                    (&source.region.id, view)
                 })),
                 Err(e) => {
                     // Answered the count, then failed: report it as not read.
@@ -159,12 +163,42 @@ impl ReadPath {
                 }
             }
         }
+        let records = self.drop_superseded(records).await;
         FilterResult {
             records,
             total: sources.iter().map(|s| s.matched).sum(),
             unavailable_regions: unavailable,
             sources,
         }
+    }
+
+    /// Leaves out every record some other region holds a newer version of
+    /// (a move whose old copies are not removed yet: their node is down),
+    /// so no answer shows one `customer_id` twice or an old copy of it.
+    async fn drop_superseded(&self, records: Vec<(&NodeId, RecordView)>) -> Vec<RecordView> {
+        if records.is_empty() || self.regions.regions().len() < 2 {
+            return records.into_iter().map(|(_, r)| r).collect();
+        }
+        let ids: Vec<&str> = records.iter().map(|(_, r)| r.record.customer_id.as_str()).collect();
+        let locate = Locate {
+            regions: &self.regions,
+            stores: &self.stores,
+            statuses: Some((&self.statuses, &self.backlogs)),
+        };
+        let elsewhere = locate.elsewhere(None, &ids).await;
+        let newer_elsewhere = |region: &NodeId, view: &RecordView| {
+            elsewhere.iter().any(|(other, held)| {
+                other.id != *region
+                    && held.as_ref().is_some_and(|held| {
+                        superseded(view.record.version, held.get(&view.record.customer_id))
+                    })
+            })
+        };
+        let kept: Vec<RecordView> = (records.iter())
+            .filter(|(region, view)| !newer_elsewhere(region, view))
+            .map(|(_, view)| view.clone())
+            .collect();
+        kept
     }
 
     /// The first copy of the region that is marked available and answers

@@ -12,7 +12,7 @@ mod status;
 mod version;
 mod view;
 
-pub use copy::{CopyTarget, CustomerCopy};
+pub use copy::{CopyTarget, CustomerCopy, Record, Tombstone};
 pub use customer::{Customer, CustomerId, Text, ZipPrefix};
 pub use filter::{MAX_PAGE_SIZE, RecordFilter};
 pub use region::{NodeId, Region, RegionMap, RegionMapError, ZipRange};

@@ -19,7 +19,7 @@ impl HintLog {
         let topic = self.topic(node);
         let payload = copy.to_json_bytes();
         let record = FutureRecord::to(&topic)
-            .key(copy.customer.customer_id.as_str())
+            .key(copy.customer_id().as_str())
             .payload(&payload);
         crate::metrics::timed("kafka", "produce", self.send(record)).await
     }

@@ -1,13 +1,28 @@
 //! What the JSON API and the pages both do, written once: an operator's
-//! node switch, and the status code of an accepted write.
+//! node switch, a delete, and the status codes of accepted writes and
+//! deletes.
 
 use axum::http::StatusCode;
 
 use super::AppState;
 use super::error::ApiError;
-use crate::domain::{BadStatus, FieldError, NodeId, NodeStatus};
+use crate::domain::{BadStatus, CustomerId, FieldError, NodeId, NodeStatus};
 use crate::nodes::StatusError;
 use crate::writes::{Placement, WriteReceipt};
+
+/// Deletes the customer `id` (see `WritePath::delete_customer`); `None`
+/// when no region holds it.
+pub async fn delete(state: &AppState, id: CustomerId) -> Result<Option<WriteReceipt>, ApiError> {
+    Ok(state.writes.delete_customer(id).await?)
+}
+
+/// 200 when the home tombstone is stored, 202 when it is queued.
+pub fn delete_status(receipt: &WriteReceipt) -> StatusCode {
+    match receipt.status {
+        Placement::Stored => StatusCode::OK,
+        _ => StatusCode::ACCEPTED,
+    }
+}
 
 /// 201 when the home copy is stored, 202 when it is queued for its node.
 pub fn write_status(receipt: &WriteReceipt) -> StatusCode {

@@ -98,6 +98,18 @@ pub struct AppState {
     pub readiness: Arc<tokio::sync::Mutex<Option<ReadyAnswer>>>,
 }
 
+impl AppState {
+    /// Looking one record up with every copy (see `lookup`).
+    pub fn lookup(&self) -> crate::lookup::Lookup<'_> {
+        crate::lookup::Lookup {
+            regions: &self.regions,
+            stores: &self.stores,
+            statuses: &self.statuses,
+            backlogs: &self.backlogs,
+        }
+    }
+}
+
 pub type ReadyAnswer = (Instant, StatusCode, api::Readiness);
 
 pub fn router(state: AppState) -> Router {

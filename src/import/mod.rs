@@ -10,7 +10,8 @@
 //! through [`WritePath::place_homes`] and [`WritePath::place_replicas`], so
 //! each node receives one bulk apply per batch: the same last-writer-wins
 //! apply the replay uses. A batch's replicas are placed while the next
-//! batch's home copies are. Importing a file twice leaves the same records
+//! batch's home copies are; then, as for every write, a row whose id lives
+//! in another region moves it there (its old copies become tombstones). Importing a file twice leaves the same records
 //! (with newer versions).
 //!
 //! A bad row (unreadable, a field missing or invalid, a zip in no region)
@@ -131,7 +132,14 @@ pub async fn import(
         let homes = writes.place_homes(customers);
         let (homes, finished) = match previous.take() {
             Some((placed, lines, rows)) => {
-                let (homes, answers) = tokio::join!(homes, writes.place_replicas(placed));
+                let records = placed.placed();
+                let replicas = async {
+                    let answers = writes.place_replicas(placed).await;
+                    // A row whose id lives in another region moves it.
+                    writes.settle_moves(&records).await;
+                    answers
+                };
+                let (homes, answers) = tokio::join!(homes, replicas);
                 (homes, Some((answers, lines, rows)))
             }
             None => (homes.await, None),

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value, json};
 
 use super::RegionRepair;
-use crate::domain::{CopyTarget, Customer, CustomerCopy, Region, Version};
+use crate::domain::{CopyTarget, Customer, CustomerCopy, Region, Text, Version};
 use crate::store::{NodeStore, StoreError, StoredCustomer};
 
 /// Ids compared per page.
@@ -159,7 +159,7 @@ async fn copy_over(
                     Ok(()) => report.fixed += 1,
                     Err(e) if e.is_permanent() => {
                         tracing::warn!(region = %region.id, node = %to.node(),
-                            customer_id = %copy.customer.customer_id, error = %e,
+                            customer_id = %copy.customer_id(), error = %e,
                             "repair copy refused; skipped");
                         report.skipped += 1;
                     }
@@ -172,8 +172,19 @@ async fn copy_over(
     Ok(())
 }
 
-/// The copy a stored record stands for, as a hint would carry it.
-fn rebuild(region: &Region, record: &StoredCustomer, target: CopyTarget) -> Option<CustomerCopy> {
+/// The copy a stored record stands for, as a hint would carry it: a
+/// tombstone stays a tombstone, so a repair never brings a deleted record
+/// back.
+pub(super) fn rebuild(
+    region: &Region,
+    record: &StoredCustomer,
+    target: CopyTarget,
+) -> Option<CustomerCopy> {
+    let version = Version::new(record.version.unwrap_or(0));
+    if record.deleted {
+        let id = Text::parse("customer_id", &record.customer_id).ok()?;
+        return Some(CustomerCopy::tombstone(target, region.id.clone(), version, id));
+    }
     let body: Map<String, Value> = match json!({
         "customer_id": record.customer_id,
         "customer_unique_id": record.customer_unique_id,
@@ -185,12 +196,7 @@ fn rebuild(region: &Region, record: &StoredCustomer, target: CopyTarget) -> Opti
         _ => return None,
     };
     let customer = Customer::parse(&body).ok()?;
-    Some(CustomerCopy {
-        target,
-        region: region.id.clone(),
-        version: Version::new(record.version.unwrap_or(0)),
-        customer,
-    })
+    Some(CustomerCopy::live(target, region.id.clone(), version, customer))
 }
 
 #[cfg(test)]

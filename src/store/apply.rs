@@ -11,7 +11,7 @@ use super::errors::{
     WriteErrorClass, classify_write_error, command_message, is_id_conflict, is_permanent_failure,
 };
 use super::query::id_and_version;
-use super::{CONFLICT_ROUNDS, NodeStore, StoreError, ZIP_FIELD};
+use super::{CONFLICT_ROUNDS, DELETED_AT_FIELD, DELETED_FIELD, NodeStore, StoreError, ZIP_FIELD};
 use crate::domain::CustomerCopy;
 
 impl NodeStore {
@@ -28,7 +28,7 @@ impl NodeStore {
         let mut by_collection: Vec<(String, Vec<&CustomerCopy>)> = Vec::new();
         for copy in copies {
             let collection = copy.collection();
-            let key = (collection.clone(), copy.customer.customer_id.as_str());
+            let key = (collection.clone(), copy.customer_id().as_str());
             let group = match by_collection.iter().position(|(c, _)| *c == collection) {
                 Some(i) => i,
                 None => {
@@ -102,7 +102,7 @@ impl NodeStore {
         let stored = self.stored_versions(collection, &copies).await?;
         let (fresh, existing): (Vec<&CustomerCopy>, Vec<&CustomerCopy>) = copies
             .into_iter()
-            .partition(|c| !stored.contains_key(c.customer.customer_id.as_str()));
+            .partition(|c| !stored.contains_key(c.customer_id().as_str()));
         let mut rest: Vec<&CustomerCopy> = existing
             .into_iter()
             .filter(|c| newer_than_stored(c, &stored))
@@ -178,7 +178,7 @@ impl NodeStore {
     ) -> Result<HashMap<String, Option<i64>>, StoreError> {
         let ids: Vec<&str> = copies
             .iter()
-            .map(|c| c.customer.customer_id.as_str())
+            .map(|c| c.customer_id().as_str())
             .collect();
         let coll = self.db.collection::<Document>(collection);
         let docs: Vec<Document> = self
@@ -304,31 +304,55 @@ enum Conflicts {
 /// Whether `copy` is newer than what `stored` says is on the node (a
 /// missing record or one without a version counts as older).
 fn newer_than_stored(copy: &CustomerCopy, stored: &HashMap<String, Option<i64>>) -> bool {
-    match stored.get(copy.customer.customer_id.as_str()) {
+    match stored.get(copy.customer_id().as_str()) {
         None | Some(None) => true,
         Some(Some(v)) => *v < copy.version.get(),
     }
 }
 
-/// The stored fields of a copy (without `_id`).
-fn record_fields(copy: &CustomerCopy) -> Document {
-    let c = &copy.customer;
-    doc! {
-        "customer_id": c.customer_id.as_str(),
-        "customer_unique_id": c.customer_unique_id.as_str(),
-        ZIP_FIELD: i64::from(c.customer_zip_code_prefix.get()),
-        "customer_city": c.customer_city.as_str(),
-        "customer_state": c.customer_state.as_str(),
+/// The fields a tombstone does not keep: everything personal.
+const PERSONAL_FIELDS: [&str; 4] = [
+    "customer_unique_id",
+    ZIP_FIELD,
+    "customer_city",
+    "customer_state",
+];
+
+/// What storing a copy sets (without `_id`), and what it removes: a live
+/// copy removes a tombstone's marks, a tombstone every personal field.
+fn record_fields(copy: &CustomerCopy) -> (Document, Document) {
+    let mut set = doc! {
+        "customer_id": copy.customer_id().as_str(),
         "region": copy.region.as_str(),
         "version": copy.version.get(),
         "updated_at": bson::DateTime::from_millis(copy.version.accepted_at_millis()),
+    };
+    let mut unset = Document::new();
+    match copy.customer() {
+        Some(c) => {
+            set.insert("customer_unique_id", c.customer_unique_id.as_str());
+            set.insert(ZIP_FIELD, i64::from(c.customer_zip_code_prefix.get()));
+            set.insert("customer_city", c.customer_city.as_str());
+            set.insert("customer_state", c.customer_state.as_str());
+            unset.insert(DELETED_FIELD, "");
+            unset.insert(DELETED_AT_FIELD, "");
+        }
+        None => {
+            set.insert(DELETED_FIELD, true);
+            let at = bson::DateTime::from_millis(copy.version.accepted_at_millis());
+            set.insert(DELETED_AT_FIELD, at);
+            for field in PERSONAL_FIELDS {
+                unset.insert(field, "");
+            }
+        }
     }
+    (set, unset)
 }
 
 /// A copy as a new document, for the insert-first path.
 fn record_document(copy: &CustomerCopy) -> Document {
-    let mut d = doc! {"_id": copy.customer.customer_id.as_str()};
-    d.extend(record_fields(copy));
+    let mut d = doc! {"_id": copy.customer_id().as_str()};
+    d.extend(record_fields(copy).0);
     d
 }
 
@@ -337,14 +361,15 @@ fn record_document(copy: &CustomerCopy) -> Document {
 /// filter matches nothing and the upsert collides with its `_id`: a
 /// duplicate-key error that means "maybe stale" (see `update_lww`).
 fn lww_statement(copy: &CustomerCopy) -> Document {
+    let (set, unset) = record_fields(copy);
     doc! {
         // "not >= version" also matches a document without a version
         // (written by another tool), in one predicate the _id index serves.
         "q": {
-            "_id": copy.customer.customer_id.as_str(),
+            "_id": copy.customer_id().as_str(),
             "version": {"$not": {"$gte": copy.version.get()}},
         },
-        "u": {"$set": record_fields(copy)},
+        "u": {"$set": set, "$unset": unset},
         "upsert": true,
     }
 }

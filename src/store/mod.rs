@@ -23,10 +23,15 @@ mod query;
 pub use errors::StoreError;
 use errors::command_code;
 pub use identity::IDENTITY_COLLECTION;
-pub use query::StoredCustomer;
+pub use query::{Held, StoredCustomer};
 
 /// Index on the field every range filter uses.
 const ZIP_FIELD: &str = "customer_zip_code_prefix";
+/// `true` on a tombstone: the record is gone from this region as of its
+/// version (deleted, or moved away); it keeps no personal field.
+pub const DELETED_FIELD: &str = "deleted";
+/// When a tombstone's delete (or move) was accepted.
+const DELETED_AT_FIELD: &str = "deleted_at";
 /// Extra time allowed per record in a multi-record command.
 const PER_ITEM_TIME: Duration = Duration::from_millis(10);
 /// Rounds of "re-read the stored versions and retry the newer copies" after

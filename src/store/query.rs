@@ -1,11 +1,14 @@
-//! Reads: counting and paging filtered records, the `(id, version)` walk
-//! repair uses, and lookups by id. Documents written by other tools are
+//! Reads: counting and paging filtered records (never a tombstone), the
+//! `(id, version)` walk repair uses, lookups by id, and the tombstones
+//! purge walks and removes. Documents written by other tools are
 //! read leniently.
 
 use futures::TryStreamExt;
 use mongodb::bson::{Bson, Document, doc};
 
-use super::{NodeStore, StoreError, ZIP_FIELD};
+use std::collections::HashMap;
+
+use super::{DELETED_FIELD, NodeStore, StoreError, ZIP_FIELD};
 use crate::domain::RecordFilter;
 
 /// A record as read back from a node. Documents written by other tools may
@@ -19,6 +22,10 @@ pub struct StoredCustomer {
     pub customer_state: String,
     pub region: String,
     pub version: Option<i64>,
+    /// A tombstone: the record is gone from this region as of `version`
+    /// (never shown by reads; its personal fields are empty).
+    #[serde(skip)]
+    pub deleted: bool,
 }
 
 impl NodeStore {
@@ -101,6 +108,106 @@ impl NodeStore {
 }
 
 /// A document's `_id` and `version` (`None` for a document without one,
+/// What one node holds of a record: its version (`None` for a document
+/// without one) and whether it is a tombstone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held {
+    pub version: Option<i64>,
+    pub deleted: bool,
+}
+
+impl NodeStore {
+    /// What `collection` holds of each of `ids` (absent ids are left out).
+    pub async fn held(
+        &self,
+        collection: &str,
+        ids: &[&str],
+    ) -> Result<HashMap<String, Held>, StoreError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let coll = self.db.collection::<Document>(collection);
+        let docs: Vec<Document> = self
+            .bounded_for("find_held", ids.len(), async {
+                let cursor = coll
+                    .find(doc! {"_id": {"$in": ids}})
+                    .projection(doc! {"version": 1, DELETED_FIELD: 1})
+                    .await?;
+                cursor.try_collect().await
+            })
+            .await?;
+        Ok(docs
+            .iter()
+            .filter_map(|d| {
+                let (id, version) = id_and_version(d)?;
+                let deleted = matches!(d.get(DELETED_FIELD), Some(Bson::Boolean(true)));
+                Some((id, Held { version, deleted }))
+            })
+            .collect())
+    }
+
+    /// One page of the tombstones of `collection` older than `before` (a
+    /// version), in `_id` order after `after`: what purge may remove.
+    pub async fn tombstones_page(
+        &self,
+        collection: &str,
+        after: Option<&str>,
+        before: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let coll = self.db.collection::<Document>(collection);
+        let mut filter = doc! {DELETED_FIELD: true, "version": {"$lt": before}};
+        if let Some(id) = after {
+            filter.insert("_id", doc! {"$gt": id});
+        }
+        let docs: Vec<Document> = self
+            .bounded_for("tombstones_page", limit, async {
+                let cursor = coll
+                    .find(filter)
+                    .projection(doc! {"version": 1})
+                    .sort(doc! {"_id": 1})
+                    .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+                    .await?;
+                cursor.try_collect().await
+            })
+            .await?;
+        Ok(docs
+            .iter()
+            .filter_map(id_and_version)
+            .filter_map(|(id, v)| Some((id, v?)))
+            .collect())
+    }
+
+    /// Removes these tombstones, each only if it is still the tombstone at
+    /// that version (a newer write in between is kept). Answers how many
+    /// went.
+    pub async fn remove_tombstones(
+        &self,
+        collection: &str,
+        tombstones: &[(String, i64)],
+    ) -> Result<u64, StoreError> {
+        if tombstones.is_empty() {
+            return Ok(0);
+        }
+        let deletes: Vec<Document> = tombstones
+            .iter()
+            .map(|(id, version)| {
+                doc! {"q": {"_id": id, "version": version, DELETED_FIELD: true}, "limit": 1}
+            })
+            .collect();
+        let command = doc! {
+            "delete": collection,
+            "deletes": deletes,
+            "ordered": false,
+            "writeConcern": self.write_concern.clone(),
+        };
+        let reply = self
+            .bounded_for("remove_tombstones", tombstones.len(), self.db.run_command(command))
+            .await?;
+        Ok(u64::try_from(reply.get_i32("n").unwrap_or(0)).unwrap_or(0))
+    }
+}
+
 /// written by another tool); nothing for a document without a string id.
 pub(super) fn id_and_version(d: &Document) -> Option<(String, Option<i64>)> {
     let id = d.get_str("_id").ok()?.to_owned();
@@ -111,7 +218,7 @@ pub(super) fn id_and_version(d: &Document) -> Option<(String, Option<i64>)> {
 /// case-insensitive substrings: the user's text is escaped, never run as a
 /// pattern.
 fn filter_document(filter: &RecordFilter) -> Document {
-    let mut query = Document::new();
+    let mut query = doc! {DELETED_FIELD: {"$ne": true}};
     let mut zip = Document::new();
     if let Some(min) = filter.zip_min {
         zip.insert("$gte", i64::from(min.get()));
@@ -157,6 +264,7 @@ fn stored_customer(d: &Document) -> StoredCustomer {
         customer_state: text("customer_state"),
         region: text("region"),
         version: int("version"),
+        deleted: matches!(d.get(DELETED_FIELD), Some(Bson::Boolean(true))),
     }
 }
 

@@ -20,7 +20,10 @@
 //! replay's; for a single copy, one versioned upsert) or queued; then every
 //! replica copy the same way. A single write is a batch of one.
 
+mod moves;
 mod place;
+
+pub use moves::PlacedRecord;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,6 +106,19 @@ pub struct HomesPlaced {
     replicas: Vec<(usize, CustomerCopy)>,
 }
 
+impl HomesPlaced {
+    /// The records whose home copy was placed: where, at which version.
+    pub fn placed(&self) -> Vec<PlacedRecord> {
+        (self.replicas.iter())
+            .map(|(_, c)| PlacedRecord {
+                id: c.customer_id().clone(),
+                region: c.region.clone(),
+                version: c.version,
+            })
+            .collect()
+    }
+}
+
 /// Why one copy could not be placed.
 #[derive(Debug, thiserror::Error)]
 enum PlaceError {
@@ -132,7 +148,8 @@ pub struct WritePath {
 
 impl WritePath {
     /// Routes, versions and places one customer record: home copy first,
-    /// then its replica. Runs to the end whatever happens to the caller.
+    /// then its replica, then (after the answer) the removal of its old
+    /// copies if it moved. Runs to the end whatever happens to the caller.
     pub async fn create_customer(
         self: &Arc<Self>,
         customer: Customer,
@@ -141,25 +158,23 @@ impl WritePath {
             return Err(WriteError::Busy);
         };
         let this = self.clone();
+        let (answer, answered) = tokio::sync::oneshot::channel();
         // In the request's span, so its log lines carry the request id.
-        let write = self.tasks.spawn(
+        self.tasks.spawn(
             async move {
                 let _permit = permit;
-                this.write(customer).await
+                let homes = this.place_homes(vec![customer]).await;
+                let placed = homes.placed();
+                let mut answers = this.place_replicas(homes).await;
+                let _ = answer.send(answers.pop().unwrap_or(Err(WriteError::Interrupted)));
+                this.settle_moves(&placed).await;
             }
             .in_current_span(),
         );
-        write.await.unwrap_or_else(|e| {
-            tracing::error!(error = %e, "write task failed");
+        answered.await.unwrap_or_else(|_| {
+            tracing::error!("write task failed");
             Err(WriteError::Interrupted)
         })
-    }
-
-    /// One record is a batch of one: its home copy, then its replica,
-    /// each one versioned upsert or one queued hint.
-    async fn write(&self, customer: Customer) -> Result<WriteReceipt, WriteError> {
-        let mut answers = self.create_customers(vec![customer]).await;
-        answers.pop().unwrap_or(Err(WriteError::Interrupted))
     }
 
     /// Routes, versions and places a batch of records (in their order, so
@@ -171,7 +186,10 @@ impl WritePath {
         customers: Vec<Customer>,
     ) -> Vec<Result<WriteReceipt, WriteError>> {
         let homes = self.place_homes(customers).await;
-        self.place_replicas(homes).await
+        let placed = homes.placed();
+        let answers = self.place_replicas(homes).await;
+        self.settle_moves(&placed).await;
+        answers
     }
 
     /// The first half of [`WritePath::create_customers`]: routes, versions
@@ -188,12 +206,8 @@ impl WritePath {
                         answers.push(Err(WriteError::NoVersion));
                         continue;
                     };
-                    let copy = CustomerCopy {
-                        target: CopyTarget::Primary,
-                        region: region.id.clone(),
-                        version,
-                        customer,
-                    };
+                    let copy =
+                        CustomerCopy::live(CopyTarget::Primary, region.id.clone(), version, customer);
                     answers.push(Ok(WriteReceipt {
                         status: Placement::Missing,
                         region: region.id.clone(),
@@ -273,7 +287,7 @@ impl WritePath {
             crate::metrics::write("replica", outcome(&replica));
             let placement = replica.unwrap_or_else(|reason| {
                 tracing::error!(region = %copy.region, %reason,
-                    customer_id = %copy.customer.customer_id, "replica copy missing");
+                    customer_id = %copy.customer_id(), "replica copy missing");
                 Placement::Missing
             });
             if let Ok(receipt) = &mut answers[*i] {

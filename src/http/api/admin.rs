@@ -7,9 +7,9 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 use utoipa::{IntoParams, ToSchema};
 
+use super::{flag, flag_value};
 use crate::domain::FieldError;
 use crate::http::AppState;
 use crate::http::error::ApiError;
@@ -44,17 +44,7 @@ pub async fn admin_repair(
                 .ok_or_else(|| FieldError::new("region", format!("unknown region {r:?}")))?,
         ),
     };
-    let dry_run = match params.get("dry_run").map(|v| v.trim()) {
-        None | Some("" | "false" | "0") => false,
-        Some("true" | "1") => true,
-        Some(other) => {
-            return Err(FieldError::new(
-                "dry_run",
-                format!("dry_run must be true or false, got {other:?}"),
-            )
-            .into());
-        }
-    };
+    let dry_run = flag_value(&params, "dry_run")?;
     let reports = repair(&state.regions, &state.stores, only.as_ref(), dry_run).await;
     if !dry_run {
         RepairRecord::new(RepairTrigger::Api, Vec::new(), reports.clone())
@@ -87,12 +77,6 @@ pub struct RepairParams {
     pub dry_run: Option<String>,
 }
 
-fn flag() -> Object {
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .enum_values(Some(["true", "false", "1", "0", ""]))
-        .build()
-}
 
 /// The answer to `POST /admin/repair`.
 #[derive(Debug, Serialize, ToSchema)]

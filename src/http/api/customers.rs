@@ -1,16 +1,24 @@
-//! `POST /create-customer` and the body it reads.
+//! The customers: `POST /create-customer` and the body it reads,
+//! `GET /customers/{id}` (one record with every copy) and
+//! `DELETE /customers/{id}`.
+
+use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use utoipa::ToSchema;
+use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::{Object, ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::{IntoParams, ToSchema};
 
-use crate::domain::Customer;
+use super::{flag, flag_value};
+use crate::domain::{Customer, CustomerId, NodeId, Text};
 use crate::http::AppState;
-use crate::http::actions::write_status;
+use crate::http::actions::{delete, delete_status, write_status};
 use crate::http::error::{ApiError, JsonObject};
-use crate::http::openapi::{ErrorBody, JsonBodyErrors};
+use crate::http::openapi::{AdminErrors, ErrorBody, JsonBodyErrors, QueryErrors, ReadsBusy};
+use crate::lookup::{CopyView, Found};
 use crate::writes::WriteReceipt;
 
 /// `POST /create-customer`: 201 stored, 202 queued, 422 invalid, 409 refused
@@ -84,4 +92,125 @@ pub struct CustomerBody {
     pub customer_city: String,
     #[schema(schema_with = text, example = "SP")]
     pub customer_state: String,
+}
+
+/// `GET /customers/{customer_id}` query parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LookupParams {
+    /// Answer a deleted record too (its tombstones, no personal fields):
+    /// `true`/`1` or `false`/`0` (empty: false).
+    #[param(schema_with = flag)]
+    pub include_deleted: Option<String>,
+}
+
+/// `GET /customers/{customer_id}`: the record's newest version (its fields
+/// at the top level, like a row of `/filter-records`) and every copy.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CustomerAnswer {
+    pub customer_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub customer_unique_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub customer_zip_code_prefix: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub customer_city: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub customer_state: Option<String>,
+    /// The region the newest version is in.
+    pub region: NodeId,
+    pub version: Option<i64>,
+    /// The node the fields were read from (null for a deleted record).
+    pub served_by: Option<NodeId>,
+    /// The newest version is a tombstone (only with `include_deleted`).
+    pub deleted: bool,
+    pub copies: Vec<CopyView>,
+    /// The copies disagree (a repair makes them agree).
+    pub divergent: bool,
+}
+
+impl CustomerAnswer {
+    fn of(id: &str, found: Found) -> CustomerAnswer {
+        let r = found.record;
+        CustomerAnswer {
+            customer_id: id.to_owned(),
+            customer_unique_id: r.as_ref().map(|r| r.customer_unique_id.clone()),
+            customer_zip_code_prefix: r.as_ref().map(|r| r.customer_zip_code_prefix),
+            customer_city: r.as_ref().map(|r| r.customer_city.clone()),
+            customer_state: r.as_ref().map(|r| r.customer_state.clone()),
+            region: found.region,
+            version: found.version,
+            served_by: found.served_by,
+            deleted: found.deleted,
+            copies: found.copies,
+            divergent: found.divergent,
+        }
+    }
+}
+
+/// The id in the path, checked like the field it is.
+fn customer_id(path: Result<Path<String>, PathRejection>) -> Result<CustomerId, ApiError> {
+    let Path(raw) = path.map_err(|e| ApiError::Body {
+        status: StatusCode::BAD_REQUEST,
+        message: format!("malformed path: {}", e.body_text()),
+    })?;
+    Ok(Text::parse("customer_id", &raw)?)
+}
+
+/// `GET /customers/{customer_id}[?include_deleted=true]`: 404 when no copy
+/// holds it, or when it is deleted (unless `include_deleted`).
+#[utoipa::path(get, path = "/customers/{customer_id}", tag = "records",
+    params(("customer_id" = String, Path, description = "The record's id"), LookupParams),
+    responses(
+        (status = 200, description = "The newest version and every copy", body = CustomerAnswer),
+        QueryErrors,
+        (status = 404, description = "No copy holds it, or it is deleted", body = ErrorBody),
+        (status = 422, description = "A bad id or include_deleted", body = ErrorBody),
+        ReadsBusy,
+    ))]
+pub async fn lookup_customer(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Json<CustomerAnswer>, ApiError> {
+    let id = customer_id(path)?;
+    let Query(params) = query?;
+    let include_deleted = flag_value(&params, "include_deleted")?;
+    let lookup = state.lookup();
+    let found = lookup.find(id.as_str()).await;
+    match found {
+        Some(found) if !found.deleted || include_deleted => {
+            Ok(Json(CustomerAnswer::of(id.as_str(), found)))
+        }
+        Some(_) => Err(ApiError::NotFound(format!(
+            "customer {} is deleted (add ?include_deleted=true to see its tombstones)",
+            id.as_str()
+        ))),
+        None => Err(ApiError::NotFound(format!("no copy of customer {} was found", id.as_str()))),
+    }
+}
+
+/// `DELETE /customers/{customer_id}`: a tombstone (the id and the version,
+/// nothing personal) on the home node and the replica of the record's
+/// region, stored or queued.
+#[utoipa::path(delete, path = "/customers/{customer_id}", tag = "records",
+    params(("customer_id" = String, Path, description = "The record's id")),
+    security((), ("admin_token" = [])),
+    responses(
+        (status = 200, description = "The tombstone is stored on the home node (the replica: see `replica`)", body = WriteReceipt),
+        (status = 202, description = "Home node unavailable: the tombstone is queued in its Kafka topic", body = WriteReceipt),
+        AdminErrors,
+        (status = 404, description = "No region holds the record", body = ErrorBody),
+        (status = 422, description = "A bad id", body = ErrorBody),
+        (status = 503, description = "Neither stored nor queued: nothing written; or server busy", body = ErrorBody),
+    ))]
+pub async fn delete_customer(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<(StatusCode, Json<WriteReceipt>), ApiError> {
+    let id = customer_id(path)?;
+    match delete(&state, id).await? {
+        Some(receipt) => Ok((delete_status(&receipt), Json(receipt))),
+        None => Err(ApiError::NotFound("no region holds this customer".into())),
+    }
 }

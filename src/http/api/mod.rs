@@ -39,6 +39,7 @@ pub(super) fn routes(
         .route_layer(class_limit!(limits.max_requests_per_class, "writes"));
     let admin = OpenApiRouter::new()
         .routes(routes!(nodes::set_node_status))
+        .routes(routes!(customers::delete_customer))
         .routes(routes!(admin::admin_repair))
         .route_layer(class_limit!(limits.max_requests_per_class, "admin calls"))
         .route_layer(middleware::from_fn_with_state(
@@ -50,6 +51,7 @@ pub(super) fn routes(
             records::filter_records_query,
             records::filter_records_json
         ))
+        .routes(routes!(customers::lookup_customer))
         .routes(routes!(nodes::node_statuses))
         .routes(routes!(nodes::nodes))
         .routes(routes!(ops::metrics))
@@ -73,6 +75,31 @@ pub async fn method_not_allowed() -> impl IntoResponse {
         StatusCode::METHOD_NOT_ALLOWED,
         Json(json!({"error": "method not allowed on this endpoint"})),
     )
+}
+
+/// A yes-or-no parameter: `true`/`1` or `false`/`0` (empty or absent:
+/// false).
+pub(super) fn flag() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(["true", "false", "1", "0", ""]))
+        .build()
+}
+
+/// The value of the yes-or-no parameter `name` (see [`flag`]).
+pub(super) fn flag_value(
+    params: &std::collections::HashMap<String, String>,
+    name: &str,
+) -> Result<bool, FieldError> {
+    match params.get(name).map(|v| v.trim()) {
+        None | Some("" | "false" | "0") => Ok(false),
+        Some("true" | "1") => Ok(true),
+        Some(other) => Err(FieldError::new(
+            name,
+            format!("{name} must be true or false, got {other:?}"),
+        )),
+    }
 }
 
 fn string_field(body: &serde_json::Map<String, Value>, field: &str) -> Result<String, FieldError> {

@@ -1,0 +1,92 @@
+//! Where a record is: what each region holds of some ids, read from the
+//! region's best readable copy (the read path's rule: an available,
+//! caught-up node first, home before replica). A record lives in exactly
+//! one region, the one its newest version is in; this is how writes, reads,
+//! deletes and repair find the other regions' copies of it.
+//!
+//! The one rule every user applies: a live copy is superseded when any
+//! copy of the same id, in any region, has a newer version (a move or a
+//! delete decided after it).
+
+use std::collections::HashMap;
+
+use futures::future::join_all;
+
+use crate::backlog::Backlogs;
+use crate::domain::{CustomerCopy, NodeId, Region, RegionMap};
+use crate::nodes::NodeStatuses;
+use crate::store::{Held, NodeStore, Stores};
+
+/// What a region holds of some ids; `None` when no copy of the region
+/// could be read.
+pub type RegionHeld = Option<HashMap<String, Held>>;
+
+/// How copies are chosen. With the node statuses (a serving instance),
+/// unavailable nodes are skipped and caught-up ones come first; without
+/// (`regiondb repair`), home then replica, whichever answers.
+pub struct Locate<'a> {
+    pub regions: &'a RegionMap,
+    pub stores: &'a Stores,
+    pub statuses: Option<(&'a NodeStatuses, &'a Backlogs)>,
+}
+
+impl Locate<'_> {
+    /// A region's two copies, in the order they are trusted.
+    pub fn order<'r>(&self, region: &'r Region) -> Vec<(&'r NodeId, String, bool)> {
+        let home = (&region.id, CustomerCopy::PRIMARY_COLLECTION.to_owned(), false);
+        let replica = (&region.replica, CustomerCopy::replica_collection(&region.id), true);
+        let Some((statuses, backlogs)) = self.statuses else {
+            return vec![home, replica];
+        };
+        let mut copies: Vec<_> = [home, replica]
+            .into_iter()
+            .filter(|(node, _, _)| statuses.status(node).is_available())
+            .collect();
+        // Stable: caught-up copies first, home before replica in each group.
+        copies.sort_by_key(|(node, _, _)| !backlogs.readable(node));
+        copies
+    }
+
+    /// What `region` holds of `ids`, from its first copy that answers.
+    pub async fn held(&self, region: &Region, ids: &[&str]) -> RegionHeld {
+        for (node, collection, _) in self.order(region) {
+            let Some(store) = self.stores.get(node) else {
+                continue;
+            };
+            match store.held(&collection, ids).await {
+                Ok(held) => return Some(held),
+                Err(e) => tracing::debug!(region = %region.id, %node, error = %e,
+                    "lookup failed; trying the next copy"),
+            }
+        }
+        None
+    }
+
+    /// What every region but `except` holds of `ids`, all asked at once.
+    pub async fn elsewhere<'r>(
+        &'r self,
+        except: Option<&NodeId>,
+        ids: &[&str],
+    ) -> Vec<(&'r Region, RegionHeld)> {
+        let others: Vec<&Region> = (self.regions.regions().iter())
+            .filter(|r| except != Some(&r.id))
+            .collect();
+        let held = join_all(others.iter().map(|r| self.held(r, ids))).await;
+        others.into_iter().zip(held).collect()
+    }
+
+    /// The store of `node`.
+    pub fn store(&self, node: &NodeId) -> Option<&NodeStore> {
+        self.stores.get(node)
+    }
+}
+
+/// Whether a live copy at `version` is superseded by what `held` says
+/// another region holds of it.
+pub fn superseded(version: Option<i64>, held: Option<&Held>) -> bool {
+    match (version, held.and_then(|h| h.version)) {
+        (Some(mine), Some(theirs)) => theirs > mine,
+        (None, Some(_)) => true,
+        _ => false,
+    }
+}

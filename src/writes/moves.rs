@@ -1,0 +1,195 @@
+//! A record lives in exactly one region, the one its newest version's zip
+//! routes to. After a write is placed (home, then replica), every other
+//! region is looked up by `_id` (one query per region, all at once, after
+//! the write's own copies, so of two racing writes the later always sees
+//! the earlier): a live copy there that is older is replaced by a
+//! tombstone at the write's version, in that region's home and replica, and
+//! if another region already holds a newer version, this write's own
+//! region gets the tombstone instead. A region none of whose copies can be
+//! read gets the tombstone queued blind (a tombstone where there was
+//! nothing is harmless and purged later). Every tombstone is placed like
+//! any copy: stored, or queued for an unavailable node.
+//!
+//! A delete is the same move to nowhere: a tombstone at a new version in
+//! the region the record lives in, and in every region that cannot be read.
+
+use std::collections::BTreeMap;
+
+use super::{PlaceError, Placement, WriteError, WritePath, WriteReceipt, outcome};
+use crate::domain::{CopyTarget, CustomerCopy, CustomerId, NodeId, Region, Version};
+use crate::locate::{Locate, RegionHeld};
+
+/// A record whose copies were placed: where, and at which version.
+#[derive(Debug, Clone)]
+pub struct PlacedRecord {
+    pub id: CustomerId,
+    pub region: NodeId,
+    pub version: Version,
+}
+
+impl WritePath {
+    fn locate(&self) -> Locate<'_> {
+        Locate {
+            regions: &self.regions,
+            stores: &self.stores,
+            statuses: Some((&self.statuses, &self.backlogs)),
+        }
+    }
+
+    /// Removes the other regions' copies of records that were just placed
+    /// (see the module docs). Runs to the end; failures are logged and left
+    /// to repair.
+    pub async fn settle_moves(&self, placed: &[PlacedRecord]) {
+        if placed.is_empty() || self.regions.regions().len() < 2 {
+            return;
+        }
+        let ids: Vec<&str> = placed.iter().map(|p| p.id.as_str()).collect();
+        let locate = self.locate();
+        let elsewhere = locate.elsewhere(None, &ids).await;
+        let mut tombstones = Vec::new();
+        for record in placed {
+            tombstones.extend(tombstones_for(record, &elsewhere));
+        }
+        if tombstones.is_empty() {
+            return;
+        }
+        let placed = self.place_tombstones(&tombstones).await;
+        for (copy, result) in tombstones.iter().zip(placed) {
+            if let Err(e) = result {
+                tracing::error!(region = %copy.region, customer_id = %copy.customer_id(),
+                    error = %e, "an old copy of a moved record could not be removed; repair will");
+            }
+        }
+    }
+
+    /// Places tombstones on the node each belongs to: the primary ones on
+    /// their region's home node, the replica ones on its replica node.
+    pub(super) async fn place_tombstones(
+        &self,
+        tombstones: &[CustomerCopy],
+    ) -> Vec<Result<Placement, PlaceError>> {
+        let copies: Vec<(usize, CustomerCopy)> = tombstones.iter().cloned().enumerate().collect();
+        let regions = &self.regions;
+        let placed = self
+            .place_many(&copies, |c| {
+                let region = regions.get(c.region.as_str());
+                match (c.target, region) {
+                    (CopyTarget::Replica, Some(r)) => r.replica.clone(),
+                    _ => c.region.clone(),
+                }
+            })
+            .await;
+        for result in &placed {
+            crate::metrics::write("tombstone", outcome(result));
+        }
+        placed
+    }
+
+    /// `DELETE /customers/{id}`: a tombstone at a new version on the home
+    /// node and the replica of the region the record lives in (stored or
+    /// queued, home first), and in every region that could not be read.
+    /// `Ok(None)` when no region holds it (and all could be read): nothing
+    /// is written.
+    pub async fn delete_customer(&self, id: CustomerId) -> Result<Option<WriteReceipt>, WriteError> {
+        let Some(version) = self.version().await else {
+            return Err(WriteError::NoVersion);
+        };
+        let locate = self.locate();
+        let held = locate.elsewhere(None, &[id.as_str()]).await;
+        let live: Vec<&Region> = (held.iter())
+            .filter(|(_, h)| h.as_ref().and_then(|h| h.get(id.as_str())).is_some_and(|h| !h.deleted))
+            .map(|(r, _)| *r)
+            .collect();
+        let blind: Vec<&Region> = (held.iter()).filter(|(_, h)| h.is_none()).map(|(r, _)| *r).collect();
+        let Some(home) = live.first().or(blind.first()).copied() else {
+            return Ok(None);
+        };
+        let mut receipt = self.delete_in(home, &id, version).await?;
+        let rest: Vec<CustomerCopy> = (live.iter().chain(&blind))
+            .filter(|r| r.id != home.id)
+            .flat_map(|r| both_tombstones(r, &id, version))
+            .collect();
+        let _ = self.place_tombstones(&rest).await;
+        if live.is_empty() {
+            // Only regions that could not be read: the record may be there.
+            receipt.status = Placement::Queued;
+        }
+        Ok(Some(receipt))
+    }
+
+    /// The delete's own region: its home tombstone (503 if neither stored
+    /// nor queued: then nothing is written anywhere), then its replica's.
+    async fn delete_in(
+        &self,
+        region: &Region,
+        id: &CustomerId,
+        version: Version,
+    ) -> Result<WriteReceipt, WriteError> {
+        let [home, replica] = both_tombstones(region, id, version);
+        let placed = self.place(&region.id, &home).await;
+        crate::metrics::write("tombstone", outcome(&placed));
+        let status = match placed {
+            Ok(placed) => placed,
+            Err(PlaceError::Rejected(reason)) => {
+                return Err(WriteError::Rejected { node: region.id.clone(), reason });
+            }
+            Err(PlaceError::Unplaced(reason)) => {
+                return Err(WriteError::Unavailable { node: region.id.clone(), reason });
+            }
+        };
+        let replica = self.place(&region.replica, &replica).await;
+        crate::metrics::write("tombstone", outcome(&replica));
+        let replica = replica.unwrap_or_else(|e| {
+            tracing::error!(region = %region.id, error = %e, "replica tombstone missing");
+            Placement::Missing
+        });
+        Ok(WriteReceipt {
+            status,
+            region: region.id.clone(),
+            node: region.id.clone(),
+            replica_node: region.replica.clone(),
+            replica,
+            version,
+        })
+    }
+}
+
+/// The home and replica tombstones of `id` in `region` at `version`.
+fn both_tombstones(region: &Region, id: &CustomerId, version: Version) -> [CustomerCopy; 2] {
+    [CopyTarget::Primary, CopyTarget::Replica]
+        .map(|target| CustomerCopy::tombstone(target, region.id.clone(), version, id.clone()))
+}
+
+/// The tombstones `record`'s write calls for, given what the other regions
+/// hold of it.
+fn tombstones_for(record: &PlacedRecord, elsewhere: &[(&Region, RegionHeld)]) -> Vec<CustomerCopy> {
+    let mine = record.version.get();
+    let mut newest_elsewhere: Option<i64> = None;
+    let mut out = Vec::new();
+    let mut own: BTreeMap<&NodeId, &Region> = BTreeMap::new();
+    for (region, held) in elsewhere {
+        if region.id == record.region {
+            own.insert(&region.id, region);
+            continue;
+        }
+        match held {
+            // Nothing readable: the record may be there.
+            None => out.extend(both_tombstones(region, &record.id, record.version)),
+            Some(held) => match held.get(record.id.as_str()) {
+                Some(h) if !h.deleted && h.version.is_none_or(|v| v < mine) => {
+                    out.extend(both_tombstones(region, &record.id, record.version));
+                }
+                Some(h) if h.version.is_some_and(|v| v > mine) => {
+                    newest_elsewhere = newest_elsewhere.max(h.version);
+                }
+                _ => {}
+            },
+        }
+    }
+    if let (Some(newer), Some(region)) = (newest_elsewhere, own.get(&record.region)) {
+        // A newer write (or delete) of this record won elsewhere meanwhile:
+        // this write's own copies go.
+        out.extend(both_tombstones(region, &record.id, Version::new(newer)));
+    }
+    out
+}

@@ -106,6 +106,11 @@ pub fn probe_changed(node: &str, status: &'static str) {
     .increment(1);
 }
 
+/// Tombstones removed by a purge.
+pub fn tombstones_purged(n: u64) {
+    counter!("regiondb_tombstones_purged_total").increment(n);
+}
+
 /// A repair run, and whether every region could be compared.
 pub fn repair(trigger: &'static str, complete: bool) {
     let outcome = if complete { "complete" } else { "incomplete" };

@@ -1,12 +1,15 @@
-//! `regiondb repair`: connects to every node's MongoDB (nothing else),
-//! repairs, prints one line per region.
+//! `regiondb repair`: connects to every node's MongoDB, repairs, then purges
+//! the tombstones no copy or hint can need any more (asking Kafka whether
+//! the nodes' queues are empty; without Kafka, nothing is purged), and
+//! prints one line per region.
 
 use std::process::ExitCode;
 
 use super::CliError;
 use crate::config::Config;
 use crate::domain::NodeId;
-use crate::repair::{render_table, repair};
+use crate::hints::HintLog;
+use crate::repair::{RegionRepair, purge, purge_rule, render_table, repair};
 use crate::store::Stores;
 
 /// Exit code 1 if a region could not be fully compared, 2 for a bad
@@ -30,11 +33,38 @@ pub async fn run(
         },
     };
     let stores = Stores::connect(&config.regions, &config.mongo.uris, config.mongo.timeout).await?;
-    let reports = repair(&config.regions, &stores, only.as_ref(), dry_run).await;
+    let mut reports = repair(&config.regions, &stores, only.as_ref(), dry_run).await;
+    if !dry_run {
+        purge_too(config, &stores, only.as_ref(), &mut reports).await;
+    }
     println!("{}", render_table(&reports, dry_run));
     Ok(if reports.iter().any(|r| r.unreachable.is_some()) {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Purges what the rule allows and adds the counts to `reports` (a purge's
+/// own problems are logged; they do not make the repair fail).
+async fn purge_too(
+    config: &Config,
+    stores: &Stores,
+    only: Option<&NodeId>,
+    reports: &mut [RegionRepair],
+) {
+    let nodes: Vec<NodeId> = config.regions.nodes().cloned().collect();
+    let hints = match HintLog::new(&config.kafka, &nodes) {
+        Ok(h) => h,
+        Err(e) => return tracing::warn!(error = %e, "no purge: kafka"),
+    };
+    let rule = purge_rule(&hints, &nodes, config.purge.grace).await;
+    for purged in purge(&config.regions, stores, only, &rule).await {
+        if let Some(reason) = &purged.unreachable {
+            tracing::info!(region = %purged.region, %reason, "not purged");
+        }
+        if let Some(report) = reports.iter_mut().find(|r| r.region == purged.region) {
+            report.purged += purged.purged;
+        }
+    }
 }

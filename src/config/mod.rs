@@ -20,7 +20,7 @@ use env::{Env, parse_port};
 use regions_file::load_regions_file;
 pub use sections::{
     AdminToken, HttpLimits, KafkaConfig, LogFormat, MIN_ADMIN_TOKEN_LEN, MongoConfig, ProbeConfig,
-    ReplayConfig,
+    PurgeConfig, ReplayConfig,
 };
 
 #[derive(Debug, Clone)]
@@ -40,6 +40,7 @@ pub struct Config {
     /// Shortest time between two automatic repairs (run after a node's
     /// queue drains); `None`: never automatically.
     pub auto_repair: Option<Duration>,
+    pub purge: PurgeConfig,
     /// When set, switching nodes and repairs need it (see `http::auth`).
     pub admin_token: Option<AdminToken>,
 }
@@ -71,12 +72,13 @@ impl Config {
             regions,
             redis_url: sections::redis_url(&env)?,
             replay: ReplayConfig::read(&env, kafka.session_timeout)?,
-            kafka,
             status_resync: env.millis("STATUS_RESYNC_MS", 5000, 100)?,
             log_format: LogFormat::read(&env)?,
             http: HttpLimits::read(&env)?,
             probe: ProbeConfig::read(&env)?,
             auto_repair: env.millis_or_off("AUTO_REPAIR_MIN_INTERVAL_MS", 60_000)?,
+            purge: PurgeConfig::read(&env, kafka.timeout)?,
+            kafka,
             admin_token: AdminToken::read(&env)?,
         })
     }
@@ -195,6 +197,7 @@ mod tests {
             ),
             (vec![("PROBE_FAILURES", "0")], "PROBE_FAILURES"),
             (vec![("REPLAY_STALL_MS", "5000")], "REPLAY_STALL_MS"),
+            (vec![("PURGE_GRACE_MS", "10000")], "PURGE_GRACE_MS"),
             (vec![("KAFKA_RETENTION_MS", "1000")], "KAFKA_RETENTION_MS"),
             (
                 vec![

@@ -265,3 +265,34 @@ impl ProbeConfig {
         })
     }
 }
+
+/// Purging tombstones (see `repair::purge`).
+#[derive(Debug, Clone)]
+pub struct PurgeConfig {
+    /// Shortest time between two automatic purges across instances;
+    /// `None`: only `regiondb repair` purges.
+    pub interval: Option<Duration>,
+    /// How old a tombstone must be before it may go: more than the longest
+    /// a hint takes from acceptance to the broker.
+    pub grace: Duration,
+}
+
+impl PurgeConfig {
+    /// The grace must exceed how long a hint may take to be produced (the
+    /// producer's own bound: twice `KAFKA_TIMEOUT_MS` plus 5 s).
+    pub(super) fn read(env: &Env, kafka_timeout: Duration) -> Result<PurgeConfig, ConfigError> {
+        let grace = Duration::from_millis(env.number("PURGE_GRACE_MS", 600_000, 1000, 86_400_000)?);
+        let produce = kafka_timeout * 2 + Duration::from_secs(5);
+        if grace <= produce {
+            return Err(ConfigError(format!(
+                "PURGE_GRACE_MS: must be longer than twice KAFKA_TIMEOUT_MS plus 5000 ({} ms), got {}",
+                produce.as_millis(),
+                grace.as_millis()
+            )));
+        }
+        Ok(PurgeConfig {
+            interval: env.millis_or_off("PURGE_INTERVAL_MS", 60_000)?,
+            grace,
+        })
+    }
+}

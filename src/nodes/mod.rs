@@ -52,6 +52,9 @@ pub const LAST_REPAIR: &str = "regiondb:last_repair";
 /// Held by the instance running an automatic repair; its expiry is the
 /// shortest time between two automatic repairs.
 pub const AUTO_REPAIR_LOCK: &str = "regiondb:auto_repair";
+/// Held by the instance running an automatic purge of tombstones; its
+/// expiry is the shortest time between two purges.
+pub const PURGE_LOCK: &str = "regiondb:purge";
 /// Nodes that lost their data and await their repair: node -> JSON
 /// `{"reason", "at_ms"}` (see `recovery`).
 pub const DATA_LOSS_HASH: &str = "regiondb:data_loss";

@@ -1,11 +1,12 @@
 //! What Redis keeps for repair: the last report (shown on the home page)
-//! and the lock that spaces automatic repairs out across instances.
+//! and the locks that space automatic repairs and purges out across
+//! instances.
 
 use std::time::Duration;
 
 use redis::AsyncCommands;
 
-use super::{AUTO_REPAIR_LOCK, LAST_REPAIR, NodeStatuses, StatusError};
+use super::{AUTO_REPAIR_LOCK, LAST_REPAIR, NodeStatuses, PURGE_LOCK, StatusError};
 
 impl NodeStatuses {
     /// The last repair's report, as saved by [`NodeStatuses::save_last_repair`].
@@ -27,10 +28,30 @@ impl NodeStatuses {
         me: &str,
         hold: Duration,
     ) -> Result<Option<Duration>, StatusError> {
+        self.claim(AUTO_REPAIR_LOCK, me, hold).await
+    }
+
+    /// Takes the automatic-purge lock (see `repair::purge`), the same way.
+    pub async fn claim_purge(
+        &self,
+        me: &str,
+        hold: Duration,
+    ) -> Result<Option<Duration>, StatusError> {
+        self.claim(PURGE_LOCK, me, hold).await
+    }
+
+    /// Takes the lock `key` for `hold` if no instance holds it; otherwise
+    /// answers how long until it is free.
+    async fn claim(
+        &self,
+        key: &str,
+        me: &str,
+        hold: Duration,
+    ) -> Result<Option<Duration>, StatusError> {
         let mut conn = self.conn.clone();
         let hold_ms = u64::try_from(hold.as_millis()).unwrap_or(u64::MAX).max(1);
         let taken: Option<String> = redis::cmd("SET")
-            .arg(AUTO_REPAIR_LOCK)
+            .arg(key)
             .arg(me)
             .arg("NX")
             .arg("PX")
@@ -40,7 +61,7 @@ impl NodeStatuses {
         if taken.is_some() {
             return Ok(None);
         }
-        let left: i64 = conn.pttl(AUTO_REPAIR_LOCK).await?;
+        let left: i64 = conn.pttl(key).await?;
         Ok(Some(Duration::from_millis(
             u64::try_from(left).unwrap_or(0).max(10),
         )))

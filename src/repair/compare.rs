@@ -8,6 +8,7 @@ use serde_json::{Map, Value, json};
 
 use super::RegionRepair;
 use crate::domain::{CopyTarget, Customer, CustomerCopy, Region, Text, Version};
+use crate::locate::Locate;
 use crate::store::{NodeStore, StoreError, StoredCustomer};
 
 /// Ids compared per page.
@@ -24,13 +25,20 @@ enum Side {
     Replica,
 }
 
+/// A region's two copies, and how to find the other regions'.
+pub(super) struct Sides<'a> {
+    pub region: &'a Region,
+    pub home: &'a NodeStore,
+    pub replica: &'a NodeStore,
+    pub locate: &'a Locate<'a>,
+}
+
 pub(super) async fn repair_region(
-    region: &Region,
-    home: &NodeStore,
-    replica: &NodeStore,
+    sides: &Sides<'_>,
     dry_run: bool,
     report: &mut RegionRepair,
 ) -> Result<(), StoreError> {
+    let Sides { region, home, replica, .. } = *sides;
     let home_coll = CustomerCopy::PRIMARY_COLLECTION.to_owned();
     let replica_coll = CustomerCopy::replica_collection(&region.id);
     let mut after: Option<String> = None;
@@ -45,29 +53,100 @@ pub(super) async fn repair_region(
         report.differing += (to_replica.len() + to_home.len()) as u64;
         if !dry_run {
             let into_replica = (replica, CopyTarget::Replica);
-            copy_over(
-                region,
-                (home, &home_coll),
-                into_replica,
-                &to_replica,
-                report,
-            )
-            .await?;
+            copy_over(region, (home, &home_coll), into_replica, &to_replica, report).await?;
             let into_home = (home, CopyTarget::Primary);
-            copy_over(
-                region,
-                (replica, &replica_coll),
-                into_home,
-                &to_home,
-                report,
-            )
-            .await?;
+            copy_over(region, (replica, &replica_coll), into_home, &to_home, report).await?;
         }
+        remove_moved_away(sides, &both, dry_run, report).await?;
         match upper {
             Some(u) => after = Some(u),
             None => return Ok(()),
         }
     }
+}
+
+/// One record's copies in this region: made to agree (the newer copy over
+/// the older or missing one), and replaced by tombstones if the record's
+/// newest version is in another region.
+pub(super) async fn repair_one(
+    sides: &Sides<'_>,
+    id: &str,
+    report: &mut RegionRepair,
+) -> Result<(), StoreError> {
+    let home_coll = CustomerCopy::PRIMARY_COLLECTION.to_owned();
+    let replica_coll = CustomerCopy::replica_collection(&sides.region.id);
+    let ids = [id];
+    let (h, r) = tokio::try_join!(
+        sides.home.held(&home_coll, &ids),
+        sides.replica.held(&replica_coll, &ids),
+    )?;
+    let seen = (h.get(id).map(|x| x.version), r.get(id).map(|x| x.version));
+    if seen == (None, None) {
+        return Ok(());
+    }
+    let both = BTreeMap::from([(id.to_owned(), seen)]);
+    report.compared += 1;
+    let (to_replica, to_home) = differing(&both);
+    report.differing += (to_replica.len() + to_home.len()) as u64;
+    let into_replica = (sides.replica, CopyTarget::Replica);
+    copy_over(sides.region, (sides.home, &home_coll), into_replica, &to_replica, report).await?;
+    let into_home = (sides.home, CopyTarget::Primary);
+    copy_over(sides.region, (sides.replica, &replica_coll), into_home, &to_home, report).await?;
+    remove_moved_away(sides, &both, false, report).await
+}
+
+/// The live copies of this page whose record has a newer version in
+/// another region (a move whose old copies were never removed: a crash in
+/// between) become tombstones at that version, in both copies.
+async fn remove_moved_away(
+    sides: &Sides<'_>,
+    both: &BTreeMap<String, (Seen, Seen)>,
+    dry_run: bool,
+    report: &mut RegionRepair,
+) -> Result<(), StoreError> {
+    let newest = |(h, r): &(Seen, Seen)| h.flatten().max(r.flatten());
+    let ids: Vec<&str> = both.keys().map(String::as_str).collect();
+    let elsewhere = sides.locate.elsewhere(Some(&sides.region.id), &ids).await;
+    let mut newer: BTreeMap<&str, i64> = BTreeMap::new();
+    for (id, seen) in both {
+        let mine = newest(seen);
+        for (_, held) in &elsewhere {
+            let theirs = held.as_ref().and_then(|h| h.get(id)).and_then(|h| h.version);
+            if let Some(theirs) = theirs.filter(|t| mine.is_none_or(|m| *t > m)) {
+                let slot = newer.entry(id.as_str()).or_insert(theirs);
+                *slot = (*slot).max(theirs);
+            }
+        }
+    }
+    if newer.is_empty() {
+        return Ok(());
+    }
+    // Only the live ones: a tombstone here already says "not in this region".
+    let candidates: Vec<&str> = newer.keys().copied().collect();
+    let home_coll = CustomerCopy::PRIMARY_COLLECTION;
+    let replica_coll = CustomerCopy::replica_collection(&sides.region.id);
+    let (h, r) = tokio::try_join!(
+        sides.home.held(home_coll, &candidates),
+        sides.replica.held(&replica_coll, &candidates),
+    )?;
+    let live = |id: &str| [h.get(id), r.get(id)].iter().any(|x| x.is_some_and(|x| !x.deleted));
+    for (id, version) in newer.into_iter().filter(|(id, _)| live(id)) {
+        report.moved_away += 1;
+        if dry_run {
+            continue;
+        }
+        let Ok(id) = Text::parse("customer_id", id) else {
+            continue;
+        };
+        let version = Version::new(version);
+        let region = sides.region.id.clone();
+        let home_copy = CustomerCopy::tombstone(CopyTarget::Primary, region.clone(), version, id.clone());
+        let replica_copy = CustomerCopy::tombstone(CopyTarget::Replica, region, version, id);
+        sides.home.apply(&[home_copy]).await?;
+        sides.replica.apply(&[replica_copy]).await?;
+        report.fixed += 2;
+    }
+    Ok(())
 }
 
 /// Both sides' versions of every id of one page each, up to where both

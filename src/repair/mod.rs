@@ -20,14 +20,19 @@
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{NodeId, RegionMap};
+use crate::locate::Locate;
 use crate::store::Stores;
 
 mod auto;
+mod auto_purge;
 mod compare;
+mod purge;
 mod record;
 
 pub use auto::AutoRepair;
-use compare::repair_region;
+pub use auto_purge::{AutoPurge, purge_rule};
+pub use purge::{PurgeRule, purge};
+use compare::{Sides, repair_one, repair_region};
 pub use record::{RepairRecord, RepairTrigger, render_table};
 
 /// What a repair found and did for one region.
@@ -44,6 +49,14 @@ pub struct RegionRepair {
     /// that is not a valid customer) or that the other node refused for
     /// good (e.g. a unique index another record holds).
     pub skipped: u64,
+    /// Live copies of records whose newest version is in another region
+    /// (a move whose old copies were never removed), replaced by tombstones.
+    #[serde(default)]
+    pub moved_away: u64,
+    /// Tombstones removed because no copy or hint could need them any more
+    /// (see `purge`).
+    #[serde(default)]
+    pub purged: u64,
     /// Why the region could not be fully compared, if it could not.
     pub unreachable: Option<String>,
 }
@@ -71,13 +84,60 @@ pub async fn repair(
             reports.push(report);
             continue;
         };
-        if let Err(e) = repair_region(region, home, replica, dry_run, &mut report).await {
+        let locate = Locate {
+            regions,
+            stores,
+            statuses: None,
+        };
+        let sides = Sides {
+            region,
+            home,
+            replica,
+            locate: &locate,
+        };
+        if let Err(e) = repair_region(&sides, dry_run, &mut report).await {
             tracing::warn!(region = %region.id, error = %e, "repair incomplete");
             report.unreachable = Some(e.short_reason());
         }
         tracing::info!(region = %region.id, compared = report.compared,
             differing = report.differing, fixed = report.fixed, dry_run, "repair done");
         reports.push(report);
+    }
+    reports
+}
+
+/// Repairs one record, in every region (`POST /admin/repair?customer_id=`):
+/// in each region that holds a copy, the newer copy goes over the older or
+/// missing one, and a live copy outside the region of the record's newest
+/// version becomes a tombstone. One line per region that holds a copy.
+pub async fn repair_record(regions: &RegionMap, stores: &Stores, id: &str) -> Vec<RegionRepair> {
+    let locate = Locate {
+        regions,
+        stores,
+        statuses: None,
+    };
+    let mut reports = Vec::new();
+    for region in regions.regions() {
+        let (Some(home), Some(replica)) = (stores.get(&region.id), stores.get(&region.replica))
+        else {
+            continue;
+        };
+        let mut report = RegionRepair {
+            region: region.id.to_string(),
+            ..RegionRepair::default()
+        };
+        let sides = Sides {
+            region,
+            home,
+            replica,
+            locate: &locate,
+        };
+        if let Err(e) = repair_one(&sides, id, &mut report).await {
+            report.unreachable = Some(e.short_reason());
+        }
+        if report.compared > 0 || report.unreachable.is_some() {
+            reports.push(report);
+        }
     }
     reports
 }

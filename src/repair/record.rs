@@ -85,17 +85,19 @@ impl RepairRecord {
 /// The report as a plain-text table, one region a line.
 pub fn render_table(reports: &[RegionRepair], dry_run: bool) -> String {
     let mut out = format!(
-        "{:<12} {:>9} {:>9} {:>9} {:>8}  {}\n",
-        "region", "compared", "differing", "fixed", "skipped", "unreachable"
+        "{:<12} {:>9} {:>9} {:>9} {:>8} {:>10} {:>7}  {}\n",
+        "region", "compared", "differing", "fixed", "skipped", "moved_away", "purged", "unreachable"
     );
     for r in reports {
         out.push_str(&format!(
-            "{:<12} {:>9} {:>9} {:>9} {:>8}  {}\n",
+            "{:<12} {:>9} {:>9} {:>9} {:>8} {:>10} {:>7}  {}\n",
             r.region,
             r.compared,
             r.differing,
             r.fixed,
             r.skipped,
+            r.moved_away,
+            r.purged,
             r.unreachable.as_deref().unwrap_or("-")
         ));
     }

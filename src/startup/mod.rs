@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::monitor::Monitor;
 use crate::reads::ReadPath;
-use crate::repair::AutoRepair;
+use crate::repair::{AutoPurge, AutoRepair};
 
 mod services;
 mod tasks;
@@ -166,6 +166,18 @@ impl Background<'_> {
             ));
         }
         tasks::spawn_probers(state, self.config, instance, tasks, shutdown);
+        if let Some(every) = self.config.purge.interval {
+            let purge = AutoPurge {
+                regions: state.regions.clone(),
+                stores: state.stores.clone(),
+                statuses: state.statuses.clone(),
+                hints: state.hints.clone(),
+                instance: instance.to_owned(),
+                every,
+                grace: self.config.purge.grace,
+            };
+            tasks.spawn(purge.run(shutdown.clone()));
+        }
         let drained = auto_repair.map(|(auto, drained)| {
             tasks.spawn(auto.run(shutdown.clone()));
             drained

@@ -10,13 +10,14 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{flag, flag_value};
-use crate::domain::FieldError;
+use crate::domain::{CustomerId, FieldError, Text};
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::openapi::{AdminErrors, ErrorBody, QueryErrors};
-use crate::repair::{RegionRepair, RepairRecord, RepairTrigger, repair};
+use crate::repair::{RegionRepair, RepairRecord, RepairTrigger, repair, repair_record};
 
-/// `POST /admin/repair[?region=R][&dry_run=true]`: runs a repair now and
+/// `POST /admin/repair[?region=R][&dry_run=true]` or
+/// `POST /admin/repair?customer_id=ID` (one record): runs a repair now and
 /// answers its report per region; 503 if a region could not be fully
 /// compared.
 #[utoipa::path(post, path = "/admin/repair", tag = "nodes",
@@ -26,7 +27,7 @@ use crate::repair::{RegionRepair, RepairRecord, RepairTrigger, repair};
         (status = 200, description = "Every region compared (and fixed unless dry_run)", body = RepairAnswer),
         QueryErrors,
         AdminErrors,
-        (status = 422, description = "Unknown region or bad dry_run", body = ErrorBody),
+        (status = 422, description = "Unknown region, bad dry_run or customer_id", body = ErrorBody),
         (status = 503, description = "A node could not be read (the report says which), or the server is busy (an error)", body = RepairUnavailable),
     ))]
 pub async fn admin_repair(
@@ -45,7 +46,10 @@ pub async fn admin_repair(
         ),
     };
     let dry_run = flag_value(&params, "dry_run")?;
-    let reports = repair(&state.regions, &state.stores, only.as_ref(), dry_run).await;
+    let reports = match one_record(&params, only.is_some(), dry_run)? {
+        Some(id) => repair_record(&state.regions, &state.stores, id.as_str()).await,
+        None => repair(&state.regions, &state.stores, only.as_ref(), dry_run).await,
+    };
     if !dry_run {
         RepairRecord::new(RepairTrigger::Api, Vec::new(), reports.clone())
             .save(&state.statuses)
@@ -65,12 +69,35 @@ pub async fn admin_repair(
     ))
 }
 
+/// The record `customer_id` names, if any (alone: not with `region` or
+/// `dry_run`).
+fn one_record(
+    params: &HashMap<String, String>,
+    region: bool,
+    dry_run: bool,
+) -> Result<Option<CustomerId>, FieldError> {
+    let Some(raw) = params.get("customer_id").filter(|v| !v.trim().is_empty()) else {
+        return Ok(None);
+    };
+    if region || dry_run {
+        return Err(FieldError::new(
+            "customer_id",
+            "customer_id repairs one record: give it without region and dry_run",
+        ));
+    }
+    Text::parse("customer_id", raw).map(Some)
+}
+
 /// `POST /admin/repair` query parameters.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct RepairParams {
     /// Only this region (a node id; default: every region).
     pub region: Option<String>,
+    /// Only this record, in every region (empty: not given; not with
+    /// `region` or `dry_run`).
+    #[param(max_length = 200)]
+    pub customer_id: Option<String>,
     /// Compare and report, change nothing: `true`/`1` or `false`/`0`
     /// (empty: false).
     #[param(schema_with = flag)]

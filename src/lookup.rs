@@ -82,7 +82,7 @@ impl Lookup<'_> {
             .max()?;
         let (version, live) = newest;
         let home_region = (regions.iter().zip(&held))
-            .find(|(_, copies)| copies.iter().any(|(_, _, h)| holds(h, version)))
+            .find(|(_, copies)| copies.iter().any(|(_, _, h)| holds(h, version, live)))
             .map(|(r, _)| r)?;
         let copies = copy_views(regions, &held, version, &home_region.id);
         let expected = if live {
@@ -158,8 +158,10 @@ impl Lookup<'_> {
     }
 }
 
-fn holds(held: &Result<Option<Held>, ()>, version: i64) -> bool {
-    matches!(held, Ok(Some(h)) if h.version == Some(version))
+/// Whether a copy holds `version`, live or (`live == false`) a tombstone:
+/// of a move, the new copy and the old region's tombstone share it.
+fn holds(held: &Result<Option<Held>, ()>, version: i64, live: bool) -> bool {
+    matches!(held, Ok(Some(h)) if h.version == Some(version) && h.deleted != live)
 }
 
 /// Every copy of the record's region, and every copy elsewhere that holds

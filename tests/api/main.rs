@@ -13,6 +13,7 @@ mod flood;
 mod fuzz;
 mod helpers;
 mod import;
+mod lifecycle;
 mod metrics;
 mod nodes;
 mod openapi;

@@ -60,6 +60,10 @@ impl TestApp {
         json_answer(self.http.post(self.url(path)).json(body)).await
     }
 
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        json_answer(self.http.delete(self.url(path))).await
+    }
+
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
         json_answer(self.http.get(self.url(path))).await
     }

@@ -38,6 +38,20 @@ impl TestApp {
             .expect("find_one")
     }
 
+    /// Writes `doc` as it is (by `_id`, replacing what is there): a copy
+    /// as another tool, or a crash halfway through a write, would leave it.
+    pub async fn put_doc(&self, node: &str, collection: &str, doc: Document) {
+        let id = doc.get("_id").cloned().expect("_id");
+        self.mongo_client(node_index(node))
+            .await
+            .database(node)
+            .collection::<Document>(collection)
+            .replace_one(doc! {"_id": id}, doc)
+            .upsert(true)
+            .await
+            .expect("put doc");
+    }
+
     /// Waits until `node.collection` holds `id` at `version`.
     pub async fn wait_for_doc(&self, node: &str, collection: &str, id: &str, version: i64) {
         wait_until(

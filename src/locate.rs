@@ -33,8 +33,16 @@ pub struct Locate<'a> {
 impl Locate<'_> {
     /// A region's two copies, in the order they are trusted.
     pub fn order<'r>(&self, region: &'r Region) -> Vec<(&'r NodeId, String, bool)> {
-        let home = (&region.id, CustomerCopy::PRIMARY_COLLECTION.to_owned(), false);
-        let replica = (&region.replica, CustomerCopy::replica_collection(&region.id), true);
+        let home = (
+            &region.id,
+            CustomerCopy::PRIMARY_COLLECTION.to_owned(),
+            false,
+        );
+        let replica = (
+            &region.replica,
+            CustomerCopy::replica_collection(&region.id),
+            true,
+        );
         let Some((statuses, backlogs)) = self.statuses else {
             return vec![home, replica];
         };

@@ -96,7 +96,9 @@ impl Lookup<'_> {
             state => matches!(state, CopyState::Current | CopyState::Stale),
         });
         let (record, served_by) = if live {
-            self.fields(home_region, id).await.map_or((None, None), |(r, n)| (Some(r), Some(n)))
+            self.fields(home_region, id)
+                .await
+                .map_or((None, None), |(r, n)| (Some(r), Some(n)))
         } else {
             (None, None)
         };
@@ -113,13 +115,28 @@ impl Lookup<'_> {
 
     /// What both copies of `region` hold of `id` (per copy: its node, role
     /// and holding, or that it could not be asked).
-    async fn both(&self, region: &Region, id: &str) -> Vec<(NodeId, Role, Result<Option<Held>, ()>)> {
+    async fn both(
+        &self,
+        region: &Region,
+        id: &str,
+    ) -> Vec<(NodeId, Role, Result<Option<Held>, ()>)> {
         let copies = [
-            (&region.id, Role::Home, CustomerCopy::PRIMARY_COLLECTION.to_owned()),
-            (&region.replica, Role::Replica, CustomerCopy::replica_collection(&region.id)),
+            (
+                &region.id,
+                Role::Home,
+                CustomerCopy::PRIMARY_COLLECTION.to_owned(),
+            ),
+            (
+                &region.replica,
+                Role::Replica,
+                CustomerCopy::replica_collection(&region.id),
+            ),
         ];
         let asked = copies.iter().map(|(node, _, collection)| async move {
-            let store = self.stores.get(node).filter(|_| self.statuses.status(node).is_available());
+            let store = self
+                .stores
+                .get(node)
+                .filter(|_| self.statuses.status(node).is_available());
             match store {
                 None => Err(()),
                 Some(store) => store

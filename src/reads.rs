@@ -21,8 +21,8 @@ use serde::Serialize;
 
 use crate::backlog::Backlogs;
 use crate::domain::{CustomerCopy, NodeId, RecordFilter, Region, RegionMap};
-use crate::nodes::NodeStatuses;
 use crate::locate::{Locate, superseded};
+use crate::nodes::NodeStatuses;
 use crate::store::{NodeStore, StoredCustomer, Stores};
 
 /// One record of a read, with the node that served it.
@@ -179,7 +179,10 @@ impl ReadPath {
         if records.is_empty() || self.regions.regions().len() < 2 {
             return records.into_iter().map(|(_, r)| r).collect();
         }
-        let ids: Vec<&str> = records.iter().map(|(_, r)| r.record.customer_id.as_str()).collect();
+        let ids: Vec<&str> = records
+            .iter()
+            .map(|(_, r)| r.record.customer_id.as_str())
+            .collect();
         let locate = Locate {
             regions: &self.regions,
             stores: &self.stores,

@@ -281,7 +281,8 @@ impl PurgeConfig {
     /// The grace must exceed how long a hint may take to be produced (the
     /// producer's own bound: twice `KAFKA_TIMEOUT_MS` plus 5 s).
     pub(super) fn read(env: &Env, kafka_timeout: Duration) -> Result<PurgeConfig, ConfigError> {
-        let grace = Duration::from_millis(env.number("PURGE_GRACE_MS", 600_000, 1000, 86_400_000)?);
+        let grace =
+            Duration::from_millis(env.number("PURGE_GRACE_MS", 600_000, 1000, 86_400_000)?);
         let produce = kafka_timeout * 2 + Duration::from_secs(5);
         if grace <= produce {
             return Err(ConfigError(format!(

@@ -135,12 +135,19 @@ impl CustomerCopy {
                 Record::Live(Customer::parse(c).map_err(|e| format!("customer: {e}"))?)
             }
             (None, Some(Value::Object(t))) => {
-                let id = t.get("customer_id").and_then(Value::as_str).unwrap_or_default();
+                let id = t
+                    .get("customer_id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 let customer_id = Text::parse("customer_id", id)
                     .map_err(|e| format!("tombstone: {}", e.message))?;
                 Record::Tombstone(Tombstone { customer_id })
             }
-            _ => return Err("exactly one of \"customer\" and \"tombstone\" must be an object".into()),
+            _ => {
+                return Err(
+                    "exactly one of \"customer\" and \"tombstone\" must be an object".into(),
+                );
+            }
         };
         Ok(CustomerCopy {
             target,

@@ -130,6 +130,9 @@ pub fn router(state: AppState) -> Router {
             post(pages::node_status_submit),
         )
         .route("/view-records", get(pages::view))
+        .route("/records/{customer_id}", get(pages::record_page))
+        .route("/records/{customer_id}/repair", post(pages::record_repair))
+        .route("/records/{customer_id}/delete", post(pages::record_delete))
         .route("/sign-in", get(pages::sign_in_form).post(pages::sign_in))
         .route("/sign-out", post(pages::sign_out))
         .route_layer(class_limit!(state.limits.max_requests_per_class, "pages"));

@@ -54,7 +54,12 @@ impl AutoPurge {
     /// cut-off holds no hint written before it.
     async fn rule(&self) -> PurgeRule {
         let available = |n: &NodeId| self.statuses.status(n).is_available();
-        let nodes: Vec<NodeId> = self.regions.nodes().filter(|n| available(n)).cloned().collect();
+        let nodes: Vec<NodeId> = self
+            .regions
+            .nodes()
+            .filter(|n| available(n))
+            .cloned()
+            .collect();
         purge_rule(&self.hints, &nodes, self.grace).await
     }
 }

@@ -38,7 +38,12 @@ pub(super) async fn repair_region(
     dry_run: bool,
     report: &mut RegionRepair,
 ) -> Result<(), StoreError> {
-    let Sides { region, home, replica, .. } = *sides;
+    let Sides {
+        region,
+        home,
+        replica,
+        ..
+    } = *sides;
     let home_coll = CustomerCopy::PRIMARY_COLLECTION.to_owned();
     let replica_coll = CustomerCopy::replica_collection(&region.id);
     let mut after: Option<String> = None;
@@ -53,9 +58,23 @@ pub(super) async fn repair_region(
         report.differing += (to_replica.len() + to_home.len()) as u64;
         if !dry_run {
             let into_replica = (replica, CopyTarget::Replica);
-            copy_over(region, (home, &home_coll), into_replica, &to_replica, report).await?;
+            copy_over(
+                region,
+                (home, &home_coll),
+                into_replica,
+                &to_replica,
+                report,
+            )
+            .await?;
             let into_home = (home, CopyTarget::Primary);
-            copy_over(region, (replica, &replica_coll), into_home, &to_home, report).await?;
+            copy_over(
+                region,
+                (replica, &replica_coll),
+                into_home,
+                &to_home,
+                report,
+            )
+            .await?;
         }
         remove_moved_away(sides, &both, dry_run, report).await?;
         match upper {
@@ -89,9 +108,23 @@ pub(super) async fn repair_one(
     let (to_replica, to_home) = differing(&both);
     report.differing += (to_replica.len() + to_home.len()) as u64;
     let into_replica = (sides.replica, CopyTarget::Replica);
-    copy_over(sides.region, (sides.home, &home_coll), into_replica, &to_replica, report).await?;
+    copy_over(
+        sides.region,
+        (sides.home, &home_coll),
+        into_replica,
+        &to_replica,
+        report,
+    )
+    .await?;
     let into_home = (sides.home, CopyTarget::Primary);
-    copy_over(sides.region, (sides.replica, &replica_coll), into_home, &to_home, report).await?;
+    copy_over(
+        sides.region,
+        (sides.replica, &replica_coll),
+        into_home,
+        &to_home,
+        report,
+    )
+    .await?;
     remove_moved_away(sides, &both, false, report).await
 }
 
@@ -111,7 +144,10 @@ async fn remove_moved_away(
     for (id, seen) in both {
         let mine = newest(seen);
         for (_, held) in &elsewhere {
-            let theirs = held.as_ref().and_then(|h| h.get(id)).and_then(|h| h.version);
+            let theirs = held
+                .as_ref()
+                .and_then(|h| h.get(id))
+                .and_then(|h| h.version);
             if let Some(theirs) = theirs.filter(|t| mine.is_none_or(|m| *t > m)) {
                 let slot = newer.entry(id.as_str()).or_insert(theirs);
                 *slot = (*slot).max(theirs);
@@ -129,7 +165,11 @@ async fn remove_moved_away(
         sides.home.held(home_coll, &candidates),
         sides.replica.held(&replica_coll, &candidates),
     )?;
-    let live = |id: &str| [h.get(id), r.get(id)].iter().any(|x| x.is_some_and(|x| !x.deleted));
+    let live = |id: &str| {
+        [h.get(id), r.get(id)]
+            .iter()
+            .any(|x| x.is_some_and(|x| !x.deleted))
+    };
     for (id, version) in newer.into_iter().filter(|(id, _)| live(id)) {
         report.moved_away += 1;
         if dry_run {
@@ -140,7 +180,8 @@ async fn remove_moved_away(
         };
         let version = Version::new(version);
         let region = sides.region.id.clone();
-        let home_copy = CustomerCopy::tombstone(CopyTarget::Primary, region.clone(), version, id.clone());
+        let home_copy =
+            CustomerCopy::tombstone(CopyTarget::Primary, region.clone(), version, id.clone());
         let replica_copy = CustomerCopy::tombstone(CopyTarget::Replica, region, version, id);
         sides.home.apply(&[home_copy]).await?;
         sides.replica.apply(&[replica_copy]).await?;
@@ -262,7 +303,12 @@ pub(super) fn rebuild(
     let version = Version::new(record.version.unwrap_or(0));
     if record.deleted {
         let id = Text::parse("customer_id", &record.customer_id).ok()?;
-        return Some(CustomerCopy::tombstone(target, region.id.clone(), version, id));
+        return Some(CustomerCopy::tombstone(
+            target,
+            region.id.clone(),
+            version,
+            id,
+        ));
     }
     let body: Map<String, Value> = match json!({
         "customer_id": record.customer_id,
@@ -275,7 +321,12 @@ pub(super) fn rebuild(
         _ => return None,
     };
     let customer = Customer::parse(&body).ok()?;
-    Some(CustomerCopy::live(target, region.id.clone(), version, customer))
+    Some(CustomerCopy::live(
+        target,
+        region.id.clone(),
+        version,
+        customer,
+    ))
 }
 
 #[cfg(test)]

@@ -31,8 +31,8 @@ mod record;
 
 pub use auto::AutoRepair;
 pub use auto_purge::{AutoPurge, purge_rule};
-pub use purge::{PurgeRule, purge};
 use compare::{Sides, repair_one, repair_region};
+pub use purge::{PurgeRule, purge};
 pub use record::{RepairRecord, RepairTrigger, render_table};
 
 /// What a repair found and did for one region.

@@ -55,7 +55,8 @@ pub async fn purge(
             region: region.id.to_string(),
             ..RegionRepair::default()
         };
-        if !(rule.empty_queues.contains(&region.id) && rule.empty_queues.contains(&region.replica)) {
+        if !(rule.empty_queues.contains(&region.id) && rule.empty_queues.contains(&region.replica))
+        {
             report.unreachable = Some("a node's hint queue is not empty: nothing purged".into());
         } else if let Err(e) = purge_region(region, &locate, rule, &mut report).await {
             tracing::warn!(region = %region.id, error = %e, "purge incomplete");
@@ -83,7 +84,9 @@ async fn purge_region(
     let replica_coll = CustomerCopy::replica_collection(&region.id);
     let mut after: Option<String> = None;
     loop {
-        let page = home.tombstones_page(home_coll, after.as_deref(), rule.before, PAGE).await?;
+        let page = home
+            .tombstones_page(home_coll, after.as_deref(), rule.before, PAGE)
+            .await?;
         let Some((last, _)) = page.last() else {
             return Ok(());
         };
@@ -97,11 +100,13 @@ async fn purge_region(
         }
         let purgeable: Vec<(String, i64)> = (page.iter())
             .filter(|(id, v)| {
-                let both = on_replica.get(id).is_some_and(|h| h.deleted && h.version == Some(*v));
+                let both = on_replica
+                    .get(id)
+                    .is_some_and(|h| h.deleted && h.version == Some(*v));
                 let older_live_elsewhere = elsewhere.iter().any(|(_, held)| {
-                    held.as_ref().and_then(|h| h.get(id)).is_some_and(|h| {
-                        !h.deleted && h.version.is_none_or(|theirs| theirs < *v)
-                    })
+                    held.as_ref()
+                        .and_then(|h| h.get(id))
+                        .is_some_and(|h| !h.deleted && h.version.is_none_or(|theirs| theirs < *v))
                 });
                 both && !older_live_elsewhere
             })

@@ -86,7 +86,14 @@ impl RepairRecord {
 pub fn render_table(reports: &[RegionRepair], dry_run: bool) -> String {
     let mut out = format!(
         "{:<12} {:>9} {:>9} {:>9} {:>8} {:>10} {:>7}  {}\n",
-        "region", "compared", "differing", "fixed", "skipped", "moved_away", "purged", "unreachable"
+        "region",
+        "compared",
+        "differing",
+        "fixed",
+        "skipped",
+        "moved_away",
+        "purged",
+        "unreachable"
     );
     for r in reports {
         out.push_str(&format!(

@@ -176,10 +176,7 @@ impl NodeStore {
         collection: &str,
         copies: &[&CustomerCopy],
     ) -> Result<HashMap<String, Option<i64>>, StoreError> {
-        let ids: Vec<&str> = copies
-            .iter()
-            .map(|c| c.customer_id().as_str())
-            .collect();
+        let ids: Vec<&str> = copies.iter().map(|c| c.customer_id().as_str()).collect();
         let coll = self.db.collection::<Document>(collection);
         let docs: Vec<Document> = self
             .bounded_for("find_versions", ids.len(), async {

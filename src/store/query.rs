@@ -202,7 +202,11 @@ impl NodeStore {
             "writeConcern": self.write_concern.clone(),
         };
         let reply = self
-            .bounded_for("remove_tombstones", tombstones.len(), self.db.run_command(command))
+            .bounded_for(
+                "remove_tombstones",
+                tombstones.len(),
+                self.db.run_command(command),
+            )
             .await?;
         Ok(u64::try_from(reply.get_i32("n").unwrap_or(0)).unwrap_or(0))
     }

@@ -206,8 +206,12 @@ impl WritePath {
                         answers.push(Err(WriteError::NoVersion));
                         continue;
                     };
-                    let copy =
-                        CustomerCopy::live(CopyTarget::Primary, region.id.clone(), version, customer);
+                    let copy = CustomerCopy::live(
+                        CopyTarget::Primary,
+                        region.id.clone(),
+                        version,
+                        customer,
+                    );
                     answers.push(Ok(WriteReceipt {
                         status: Placement::Missing,
                         region: region.id.clone(),

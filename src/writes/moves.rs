@@ -90,17 +90,27 @@ impl WritePath {
     /// queued, home first), and in every region that could not be read.
     /// `Ok(None)` when no region holds it (and all could be read): nothing
     /// is written.
-    pub async fn delete_customer(&self, id: CustomerId) -> Result<Option<WriteReceipt>, WriteError> {
+    pub async fn delete_customer(
+        &self,
+        id: CustomerId,
+    ) -> Result<Option<WriteReceipt>, WriteError> {
         let Some(version) = self.version().await else {
             return Err(WriteError::NoVersion);
         };
         let locate = self.locate();
         let held = locate.elsewhere(None, &[id.as_str()]).await;
         let live: Vec<&Region> = (held.iter())
-            .filter(|(_, h)| h.as_ref().and_then(|h| h.get(id.as_str())).is_some_and(|h| !h.deleted))
+            .filter(|(_, h)| {
+                h.as_ref()
+                    .and_then(|h| h.get(id.as_str()))
+                    .is_some_and(|h| !h.deleted)
+            })
             .map(|(r, _)| *r)
             .collect();
-        let blind: Vec<&Region> = (held.iter()).filter(|(_, h)| h.is_none()).map(|(r, _)| *r).collect();
+        let blind: Vec<&Region> = (held.iter())
+            .filter(|(_, h)| h.is_none())
+            .map(|(r, _)| *r)
+            .collect();
         let Some(home) = live.first().or(blind.first()).copied() else {
             return Ok(None);
         };
@@ -131,10 +141,16 @@ impl WritePath {
         let status = match placed {
             Ok(placed) => placed,
             Err(PlaceError::Rejected(reason)) => {
-                return Err(WriteError::Rejected { node: region.id.clone(), reason });
+                return Err(WriteError::Rejected {
+                    node: region.id.clone(),
+                    reason,
+                });
             }
             Err(PlaceError::Unplaced(reason)) => {
-                return Err(WriteError::Unavailable { node: region.id.clone(), reason });
+                return Err(WriteError::Unavailable {
+                    node: region.id.clone(),
+                    reason,
+                });
             }
         };
         let replica = self.place(&region.replica, &replica).await;

@@ -24,7 +24,12 @@ async fn tombstone_on(app: &TestApp, node: &str, collection: &str, id: &str) -> 
     let Some(d) = app.doc(node, collection, id).await else {
         return false;
     };
-    let personal = ["customer_unique_id", "customer_zip_code_prefix", "customer_city", "customer_state"];
+    let personal = [
+        "customer_unique_id",
+        "customer_zip_code_prefix",
+        "customer_city",
+        "customer_state",
+    ];
     d.get_bool("deleted") == Ok(true) && personal.iter().all(|f| !d.contains_key(*f))
 }
 
@@ -55,7 +60,10 @@ async fn a_lookup_shows_every_copy_state() {
     assert_eq!(found["divergent"], false);
 
     // An older version on the replica: stale. No replica copy: missing.
-    let mut old = app.doc("region_3", "replica_region_1", "c1").await.expect("replica");
+    let mut old = app
+        .doc("region_3", "replica_region_1", "c1")
+        .await
+        .expect("replica");
     old.insert("version", written["version"].as_i64().unwrap() - 1);
     app.put_doc("region_3", "replica_region_1", old).await;
     let (_, found) = app.get("/customers/c1").await;
@@ -162,12 +170,18 @@ async fn a_leftover_old_copy_is_never_read_and_repair_removes_it() {
     let (_, found) = app.get("/customers/c1").await;
     assert_eq!(found["divergent"], true, "{found}");
 
-    let (code, report) = app.post("/admin/repair?customer_id=c1", &serde_json::json!({})).await;
+    let (code, report) = app
+        .post("/admin/repair?customer_id=c1", &serde_json::json!({}))
+        .await;
     assert_eq!(code, StatusCode::OK, "{report}");
     assert!(tombstone_on(&app, "region_2", "customers", "c1").await);
     assert!(tombstone_on(&app, "region_1", "replica_region_2", "c1").await);
     let (_, found) = app.get("/customers/c1").await;
     assert_eq!(found["divergent"], false, "{found}");
     let run = app.run_command(&["repair"]);
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
 }

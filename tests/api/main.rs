@@ -5,6 +5,7 @@ mod admin;
 mod bounds;
 mod browser;
 mod config;
+mod deletes;
 mod demo;
 mod detection;
 mod errors;

@@ -104,7 +104,6 @@ pub struct RepairParams {
     pub dry_run: Option<String>,
 }
 
-
 /// The answer to `POST /admin/repair`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RepairAnswer {

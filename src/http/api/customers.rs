@@ -186,7 +186,10 @@ pub async fn lookup_customer(
             "customer {} is deleted (add ?include_deleted=true to see its tombstones)",
             id.as_str()
         ))),
-        None => Err(ApiError::NotFound(format!("no copy of customer {} was found", id.as_str()))),
+        None => Err(ApiError::NotFound(format!(
+            "no copy of customer {} was found",
+            id.as_str()
+        ))),
     }
 }
 

@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 
-use super::render;
+use super::{admin_allowed, render};
 use crate::domain::{Customer, FieldError, NodeView, RegionMap};
 use crate::http::actions::{SwitchError, switch_node, write_status};
 use crate::http::auth::{self, PageAuth};
@@ -194,7 +194,7 @@ pub async fn node_status_submit(
     let field = |name: &str| values.get(name).map(|s| s.trim()).unwrap_or_default();
     let (node, status) = (field("node_id"), field("status"));
     let csrf = values.get(auth::CSRF_FIELD).map(String::as_str);
-    let problem = match switch_allowed(&auth, csrf) {
+    let problem = match admin_allowed(&auth, csrf, "switch nodes") {
         Err(refused) => refused,
         Ok(()) => match switch_node(&state, node, status).await {
             Ok((node, _)) => {
@@ -206,26 +206,6 @@ pub async fn node_status_submit(
     let mut page = CreatePage::new(&state, auth).await;
     page.banner = Some(problem.1);
     render(problem.0, page)
-}
-
-/// Whether this page may switch nodes: always without an admin token;
-/// with one, only signed in and with the page's CSRF token.
-fn switch_allowed(auth: &PageAuth, csrf: Option<&str>) -> Result<(), (StatusCode, String)> {
-    if !auth.required {
-        Ok(())
-    } else if !auth.signed_in {
-        Err((
-            StatusCode::UNAUTHORIZED,
-            "Sign in with the admin token to switch nodes.".to_owned(),
-        ))
-    } else if csrf.is_some_and(|c| auth.csrf_matches(c)) {
-        Ok(())
-    } else {
-        Err((
-            StatusCode::FORBIDDEN,
-            "This form is out of date; nothing was changed. Try again.".to_owned(),
-        ))
-    }
 }
 
 /// A switch that was not made, in the page's words.

@@ -3,19 +3,24 @@
 //! errors; `static/app.js` only makes it smoother (switches and the create
 //! form without a reload, live node updates over `/events`). One file a
 //! page: `home` (/), `sign_in`, `create` (/create-records and the node
-//! switches), `view` (/view-records).
+//! switches), `view` (/view-records), `record` (/records/{id}, with its
+//! repair and delete buttons).
 
 use askama::Template;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 
+use super::auth::PageAuth;
+
 mod create;
 mod home;
+mod record;
 mod sign_in;
 mod view;
 
 pub use create::{create_form, create_submit, node_status_submit};
 pub use home::index;
+pub use record::{record_delete, record_page, record_repair};
 pub use sign_in::{sign_in, sign_in_form, sign_out};
 pub use view::view;
 
@@ -30,5 +35,30 @@ fn render(status: StatusCode, page: impl Template) -> Response {
             )
                 .into_response()
         }
+    }
+}
+
+/// Whether this page may do an admin's `action` (switch nodes, repair or
+/// delete a record): always without an admin token; with one, only signed
+/// in and with the page's CSRF token.
+fn admin_allowed(
+    auth: &PageAuth,
+    csrf: Option<&str>,
+    action: &str,
+) -> Result<(), (StatusCode, String)> {
+    if !auth.required {
+        Ok(())
+    } else if !auth.signed_in {
+        Err((
+            StatusCode::UNAUTHORIZED,
+            format!("Sign in with the admin token to {action}."),
+        ))
+    } else if csrf.is_some_and(|c| auth.csrf_matches(c)) {
+        Ok(())
+    } else {
+        Err((
+            StatusCode::FORBIDDEN,
+            "This form is out of date; nothing was changed. Try again.".to_owned(),
+        ))
     }
 }

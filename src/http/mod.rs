@@ -45,7 +45,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -119,23 +119,7 @@ pub fn router(state: AppState) -> Router {
     let document = axum::body::Bytes::from(
         serde_json::to_vec(&openapi::with_regions(&document, &nodes)).unwrap_or_default(),
     );
-    let pages = Router::new()
-        .route("/", get(pages::index))
-        .route(
-            "/create-records",
-            get(pages::create_form).post(pages::create_submit),
-        )
-        .route(
-            "/create-records/node-status",
-            post(pages::node_status_submit),
-        )
-        .route("/view-records", get(pages::view))
-        .route("/records/{customer_id}", get(pages::record_page))
-        .route("/records/{customer_id}/repair", post(pages::record_repair))
-        .route("/records/{customer_id}/delete", post(pages::record_delete))
-        .route("/sign-in", get(pages::sign_in_form).post(pages::sign_in))
-        .route("/sign-out", post(pages::sign_out))
-        .route_layer(class_limit!(state.limits.max_requests_per_class, "pages"));
+    let pages = pages::routes(state.limits.max_requests_per_class);
     Router::new()
         .merge(api)
         .merge(pages)

@@ -185,3 +185,48 @@ async fn a_leftover_old_copy_is_never_read_and_repair_removes_it() {
         String::from_utf8_lossy(&run.stderr)
     );
 }
+
+#[tokio::test]
+async fn the_record_page_shows_the_copies_and_its_buttons_repair_and_delete() {
+    let app = TestApp::spawn("record_page").await;
+    app.stored(&customer("c 1", ZIP_2)).await;
+    let (code, view) = app.page("/view-records").await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(view.contains("href=\"/records/c%201\""), "{view}");
+    let (code, page) = app.page("/records/c%201").await;
+    assert_eq!(code, StatusCode::OK, "{page}");
+    assert!(page.contains("salvador") || page.contains("sao paulo"), "{page}");
+    assert!(page.contains("current"), "{page}");
+    assert!(page.contains("Repair this record") && page.contains("Delete this record"));
+    let (code, page) = app.post_form("/records/c%201/repair", &[]).await;
+    assert_eq!(code, StatusCode::OK, "{page}");
+    assert!(page.contains("Repaired: 0 copies written."), "{page}");
+    let (code, page) = app.post_form("/records/c%201/delete", &[]).await;
+    assert_eq!(code, StatusCode::OK, "{page}");
+    assert!(page.contains("Deleted at version"), "{page}");
+    assert_eq!(app.get("/customers/c%201").await.0, StatusCode::NOT_FOUND);
+    let (code, _) = app.page("/records/nobody").await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn with_a_token_a_delete_needs_it_on_the_api_and_the_page() {
+    let token = "0123456789abcdef-lifecycle";
+    let app = TestApp::spawn_with("delete_guarded", Options::default().env("ADMIN_TOKEN", token)).await;
+    app.stored(&customer("c1", ZIP_1)).await;
+    let (code, _) = app.delete("/customers/c1").await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    let (code, page) = app.post_form("/records/c1/delete", &[]).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED, "{page}");
+    assert!(page.contains("Sign in with the admin token to repair or delete records."));
+    assert_eq!(app.get("/customers/c1").await.0, StatusCode::OK);
+    let r = app
+        .http
+        .delete(app.url("/customers/c1"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(app.get("/customers/c1").await.0, StatusCode::NOT_FOUND);
+}

@@ -10,6 +10,10 @@ use askama::Template;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 
+use axum::Router;
+use axum::routing::{get, post};
+
+use super::AppState;
 use super::auth::PageAuth;
 
 mod create;
@@ -23,6 +27,21 @@ pub use home::index;
 pub use record::{record_delete, record_page, record_repair};
 pub use sign_in::{sign_in, sign_in_form, sign_out};
 pub use view::view;
+
+/// Every page's route, limited as the class `pages`.
+pub(super) fn routes(max_in_progress: usize) -> Router<AppState> {
+    Router::new()
+        .route("/", get(index))
+        .route("/create-records", get(create_form).post(create_submit))
+        .route("/create-records/node-status", post(node_status_submit))
+        .route("/view-records", get(view))
+        .route("/records/{customer_id}", get(record_page))
+        .route("/records/{customer_id}/repair", post(record_repair))
+        .route("/records/{customer_id}/delete", post(record_delete))
+        .route("/sign-in", get(sign_in_form).post(sign_in))
+        .route("/sign-out", post(sign_out))
+        .route_layer(class_limit!(max_in_progress, "pages"))
+}
 
 fn render(status: StatusCode, page: impl Template) -> Response {
     match page.render() {

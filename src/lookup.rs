@@ -64,6 +64,10 @@ pub struct Found {
     pub divergent: bool,
 }
 
+/// What one copy holds of the record: its node, its role, and what it
+/// holds (`Err` when it could not be asked).
+type Asked = (NodeId, Role, Result<Option<Held>, ()>);
+
 pub struct Lookup<'a> {
     pub regions: &'a RegionMap,
     pub stores: &'a Stores,
@@ -185,7 +189,7 @@ fn holds(held: &Result<Option<Held>, ()>, version: i64, live: bool) -> bool {
 /// something, each with its state against the newest `version`.
 fn copy_views(
     regions: &[Region],
-    held: &[Vec<(NodeId, Role, Result<Option<Held>, ()>)>],
+    held: &[Vec<Asked>],
     version: i64,
     home: &NodeId,
 ) -> Vec<CopyView> {

@@ -195,7 +195,10 @@ async fn the_record_page_shows_the_copies_and_its_buttons_repair_and_delete() {
     assert!(view.contains("href=\"/records/c%201\""), "{view}");
     let (code, page) = app.page("/records/c%201").await;
     assert_eq!(code, StatusCode::OK, "{page}");
-    assert!(page.contains("salvador") || page.contains("sao paulo"), "{page}");
+    assert!(
+        page.contains("salvador") || page.contains("sao paulo"),
+        "{page}"
+    );
     assert!(page.contains("current"), "{page}");
     assert!(page.contains("Repair this record") && page.contains("Delete this record"));
     let (code, page) = app.post_form("/records/c%201/repair", &[]).await;
@@ -212,7 +215,11 @@ async fn the_record_page_shows_the_copies_and_its_buttons_repair_and_delete() {
 #[tokio::test]
 async fn with_a_token_a_delete_needs_it_on_the_api_and_the_page() {
     let token = "0123456789abcdef-lifecycle";
-    let app = TestApp::spawn_with("delete_guarded", Options::default().env("ADMIN_TOKEN", token)).await;
+    let app = TestApp::spawn_with(
+        "delete_guarded",
+        Options::default().env("ADMIN_TOKEN", token),
+    )
+    .await;
     app.stored(&customer("c1", ZIP_1)).await;
     let (code, _) = app.delete("/customers/c1").await;
     assert_eq!(code, StatusCode::UNAUTHORIZED);

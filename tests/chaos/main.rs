@@ -41,7 +41,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tokio::sync::{Mutex, RwLock};
 use verdict::{check, print_table, run_repair};
-use writers::{Attempt, Outcome, Writer};
+use writers::{Attempt, Op, Outcome, Writer};
 
 /// How long the end of the run may wait for the queues to drain.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(600);
@@ -101,6 +101,10 @@ pub struct Counts {
     pub accepted: usize,
     pub refused: usize,
     pub no_answer: usize,
+    /// Writes of a known id with a zip in another region.
+    pub moves: usize,
+    pub deletes: usize,
+    pub not_found: usize,
 }
 
 #[tokio::main]
@@ -158,15 +162,20 @@ async fn main() -> ExitCode {
     let verdict = check(&app, &attempts).await;
     let times = (write_phase, replay_time);
     print_table(
-        &Counts::of(&attempts),
+        &Counts::of(&attempts, &app.regions),
         &faults.done,
         times,
         &repaired,
         &verdict,
     );
     println!(
-        "lost={} stale={} duplicates={} divergent={}",
-        verdict.lost, verdict.stale, verdict.duplicates, verdict.divergent
+        "lost={} stale={} duplicates={} divergent={} resurrected={} ghosts={}",
+        verdict.lost,
+        verdict.stale,
+        verdict.duplicates,
+        verdict.divergent,
+        verdict.resurrected,
+        verdict.ghosts
     );
     if verdict.all_zero() && repaired.is_ok() {
         ExitCode::SUCCESS
@@ -218,15 +227,29 @@ pub async fn wait_drained(app: &TestApp) {
 }
 
 impl Counts {
-    pub fn of(attempts: &[Attempt]) -> Counts {
+    pub fn of(attempts: &[Attempt], regions: &[helpers::RegionSpec]) -> Counts {
         let mut counts = Counts::default();
-        for a in attempts {
+        let region_of = |zip: u32| regions.iter().position(|r| (r.min..=r.max).contains(&zip));
+        let mut last: std::collections::HashMap<&str, Option<usize>> = Default::default();
+        let mut in_order: Vec<&Attempt> = attempts.iter().collect();
+        in_order.sort_by_key(|a| a.sent);
+        for a in in_order {
+            if a.op == Op::Delete {
+                match a.outcome {
+                    Outcome::Acked { .. } => counts.deletes += 1,
+                    Outcome::NotFound => counts.not_found += 1,
+                    _ => {}
+                }
+                continue;
+            }
             counts.writes += 1;
+            let previous = last.insert(a.id.as_str(), region_of(a.zip));
+            counts.moves += usize::from(previous.is_some_and(|p| p != region_of(a.zip)));
             match a.outcome {
                 Outcome::Acked { stored: true, .. } => counts.created += 1,
                 Outcome::Acked { stored: false, .. } => counts.accepted += 1,
                 Outcome::Refused => counts.refused += 1,
-                Outcome::NoAnswer => counts.no_answer += 1,
+                Outcome::NoAnswer | Outcome::NotFound => counts.no_answer += 1,
             }
         }
         counts

@@ -1,12 +1,13 @@
 //! The verdict: every copy read straight from MongoDB and checked against
-//! every attempt (lost, stale, duplicates, divergent), and the table.
+//! every attempt (lost, stale, duplicates, divergent, resurrected, ghosts),
+//! and the table.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use crate::Counts;
 use crate::helpers::{RegionSpec, TestApp};
-use crate::writers::{Attempt, Outcome};
+use crate::writers::{Attempt, Op, Outcome};
 
 /// Runs `regiondb repair` with the app's settings; its table, or why not.
 pub fn run_repair(app: &TestApp) -> Result<String, String> {
@@ -26,13 +27,19 @@ pub struct Verdict {
     pub stale: usize,
     pub duplicates: usize,
     pub divergent: usize,
+    /// A record whose newest acknowledged operation is a delete, readable
+    /// or stored live.
+    pub resurrected: usize,
+    /// A live copy outside the region of the record's newest version.
+    pub ghosts: usize,
     half_applied_503: usize,
     pub examples: Vec<String>,
 }
 
 impl Verdict {
     pub fn all_zero(&self) -> bool {
-        self.lost + self.stale + self.duplicates + self.divergent == 0
+        self.lost + self.stale + self.duplicates + self.divergent + self.resurrected + self.ghosts
+            == 0
     }
 
     pub fn note(&mut self, what: String) {
@@ -42,10 +49,15 @@ impl Verdict {
     }
 }
 
-/// One copy as stored: its version and city.
-type Copy = (i64, String);
-/// (node, collection) -> id -> copy.
-type Copies = HashMap<(String, String), HashMap<String, Copy>>;
+/// One copy as stored: its version, city and whether it is a tombstone.
+#[derive(Debug, Clone, PartialEq)]
+struct Copy {
+    version: i64,
+    city: String,
+    deleted: bool,
+}
+/// (region, role) -> id -> copy; role "home" or "replica".
+type Copies = HashMap<(String, &'static str), HashMap<String, Copy>>;
 
 /// Reads every copy straight from MongoDB and checks each record.
 pub async fn check(app: &TestApp, attempts: &[Attempt]) -> Verdict {
@@ -55,98 +67,187 @@ pub async fn check(app: &TestApp, attempts: &[Attempt]) -> Verdict {
         by_id.entry(a.id.as_str()).or_default().push(a);
     }
     let mut v = Verdict::default();
-    check_duplicates(&copies, &by_id, &mut v);
+    check_unwritten(&copies, &by_id, &mut v);
     for (id, tries) in &by_id {
         v.records += 1;
-        let Some((home, replica)) = home_of(&app.regions, tries[0].zip) else {
-            v.note(format!("{id}: zip {} routes nowhere", tries[0].zip));
-            continue;
-        };
-        let home_copy = copies[&(home.to_owned(), "customers".to_owned())].get(*id);
-        let replica_copy = copies[&(replica.to_owned(), format!("replica_{home}"))].get(*id);
         check_order(id, tries, &mut v);
-        check_record(id, tries, (home_copy, replica_copy), &mut v);
+        let all: Vec<(&str, &str, &Copy)> = (copies.iter())
+            .filter_map(|((region, role), docs)| Some((region.as_str(), *role, docs.get(*id)?)))
+            .collect();
+        check_record(id, tries, &app.regions, &all, &mut v);
     }
     v
 }
 
 /// Every home and replica collection of every region.
-pub async fn read_copies(app: &TestApp) -> Copies {
+async fn read_copies(app: &TestApp) -> Copies {
     let mut copies = Copies::new();
     for region in &app.regions {
         let home = region.id.as_str();
-        for (node, collection) in [
-            (home, "customers".to_owned()),
-            (region.replica.as_str(), format!("replica_{home}")),
+        for (node, role, collection) in [
+            (home, "home", "customers".to_owned()),
+            (
+                region.replica.as_str(),
+                "replica",
+                format!("replica_{home}"),
+            ),
         ] {
             let docs = app.docs(node, &collection).await;
             let map = docs
                 .iter()
                 .map(|d| {
                     let id = d.get_str("_id").unwrap_or_default().to_owned();
-                    let city = d.get_str("customer_city").unwrap_or_default().to_owned();
-                    (id, (d.get_i64("version").unwrap_or(-1), city))
+                    let copy = Copy {
+                        version: d.get_i64("version").unwrap_or(-1),
+                        city: d.get_str("customer_city").unwrap_or_default().to_owned(),
+                        deleted: d.get_bool("deleted") == Ok(true),
+                    };
+                    (id, copy)
                 })
                 .collect();
-            copies.insert((node.to_owned(), collection), map);
+            copies.insert((home.to_owned(), role), map);
         }
     }
     copies
 }
 
-/// A record in two regions' home collections, or one nobody wrote.
-pub fn check_duplicates(copies: &Copies, by_id: &HashMap<&str, Vec<&Attempt>>, v: &mut Verdict) {
-    let mut seen_anywhere: HashMap<String, usize> = HashMap::new();
-    for (_, docs) in copies.iter().filter(|((_, c), _)| c == "customers") {
-        for id in docs.keys() {
-            *seen_anywhere.entry(id.clone()).or_default() += 1;
-        }
-    }
-    for (id, n) in &seen_anywhere {
-        if *n > 1 || !by_id.contains_key(id.as_str()) {
+/// A stored record nobody wrote.
+fn check_unwritten(copies: &Copies, by_id: &HashMap<&str, Vec<&Attempt>>, v: &mut Verdict) {
+    for docs in copies.values() {
+        for id in docs.keys().filter(|id| !by_id.contains_key(id.as_str())) {
             v.duplicates += 1;
-            v.note(format!("{id}: stored {n} times or never written"));
+            v.note(format!("{id}: stored but never written"));
         }
     }
 }
 
-/// One record's two copies against its attempts: each at the newest
-/// acknowledged version, the two agreeing, and no 503 half-applied.
-pub fn check_record(
+/// One record's copies, everywhere, against its attempts. The record is its
+/// newest stored version (any region, live or tombstone): it must be no
+/// older than the newest acknowledged operation, and newer only through an
+/// operation whose outcome was unknown; if live, both copies of its region
+/// hold it and no other region holds a live copy; if a tombstone, no
+/// region holds a live copy.
+fn check_record(
     id: &str,
     tries: &[&Attempt],
-    (home_copy, replica_copy): (Option<&Copy>, Option<&Copy>),
+    regions: &[RegionSpec],
+    all: &[(&str, &str, &Copy)],
     v: &mut Verdict,
 ) {
     let newest_acked = tries
         .iter()
-        .filter_map(|a| Some((a.acked()?, a.city.as_str())))
-        .max();
-    if let Some(acked) = newest_acked {
-        for (which, copy) in [("home", home_copy), ("replica", replica_copy)] {
-            check_copy(id, tries, which, copy, acked, v);
+        .filter_map(|a| Some((a.acked()?, *a)))
+        .max_by_key(|(v, _)| *v);
+    let Some(&(_, _, top)) = all.iter().max_by_key(|(_, _, c)| (c.version, !c.deleted)) else {
+        if let Some((version, a)) = newest_acked
+            && a.op == Op::Write
+        {
+            v.lost += 1;
+            v.note(format!("{id}: no copy anywhere (acked write {version})"));
+        }
+        return;
+    };
+    if let Some((version, a)) = newest_acked {
+        if top.version < version {
+            v.lost += 1;
+            v.note(format!(
+                "{id}: newest copy {} < acked {version}",
+                top.version
+            ));
+        } else if top.version == version && a.op == Op::Write && (top.deleted || top.city != a.city)
+        {
+            v.stale += 1;
+            v.note(format!(
+                "{id}: at acked {version} holds {top:?}, not {}",
+                a.city
+            ));
+        } else if top.version == version && a.op == Op::Delete && !top.deleted {
+            v.resurrected += 1;
+            v.note(format!("{id}: deleted at {version} but live"));
+        } else if top.version > version && !unknown_made(tries, top) {
+            v.divergent += 1;
+            v.note(format!("{id}: newest copy {top:?} matches no write"));
         }
     }
-    match (home_copy, replica_copy) {
-        (Some(h), Some(r)) if h != r => {
-            v.divergent += 1;
-            v.note(format!("{id}: home {h:?} != replica {r:?}"));
+    check_placement(id, tries, regions, all, top, v);
+}
+
+/// Whether an operation whose outcome is unknown could have made `copy`.
+fn unknown_made(tries: &[&Attempt], copy: &Copy) -> bool {
+    tries.iter().any(|a| {
+        a.acked().is_none()
+            && match a.op {
+                Op::Write => !copy.deleted && a.city == copy.city,
+                Op::Delete => copy.deleted,
+            }
+    })
+}
+
+/// Where the copies are, given the newest one `top`.
+fn check_placement(
+    id: &str,
+    tries: &[&Attempt],
+    regions: &[RegionSpec],
+    all: &[(&str, &str, &Copy)],
+    top: &Copy,
+    v: &mut Verdict,
+) {
+    let region = if top.deleted {
+        None
+    } else {
+        // The write that made it: its zip's region.
+        tries
+            .iter()
+            .filter(|a| a.op == Op::Write && a.city == top.city)
+            .find_map(|a| home_of(regions, a.zip))
+            .map(|(home, _)| home)
+    };
+    for (r, role, copy) in all {
+        let live = !copy.deleted;
+        match region {
+            None if live => {
+                v.resurrected += 1;
+                v.note(format!(
+                    "{id}: deleted at {} but {r} {role} holds {copy:?}",
+                    top.version
+                ));
+            }
+            Some(home) if live && *r != home => {
+                v.ghosts += 1;
+                v.note(format!(
+                    "{id}: lives in {home} but {r} {role} holds {copy:?}"
+                ));
+            }
+            Some(home) if *r == home && *copy != top => {
+                v.stale += 1;
+                v.note(format!("{id}: {r} {role} holds {copy:?}, not {top:?}"));
+            }
+            _ => {}
         }
-        (Some(_), None) | (None, Some(_)) if newest_acked.is_none() => {
-            v.divergent += 1;
-            v.note(format!("{id}: only one copy of an unacknowledged write"));
-        }
-        _ => {}
     }
-    // A 503 either left nothing, or (a timed-out direct write that
-    // landed late) was completed by repair on both copies.
+    if let Some(home) = region {
+        for role in ["home", "replica"] {
+            if !all.iter().any(|(r, ro, _)| *r == home && *ro == role) {
+                v.lost += 1;
+                v.note(format!("{id}: {home} {role} copy missing"));
+            }
+        }
+    }
+    check_503s(id, tries, all, v);
+}
+
+/// A 503 either left nothing, or (a timed-out direct write that landed
+/// late) was completed by repair on both copies of its region.
+fn check_503s(id: &str, tries: &[&Attempt], all: &[(&str, &str, &Copy)], v: &mut Verdict) {
     for a in tries
         .iter()
-        .filter(|a| matches!(a.outcome, Outcome::Refused))
+        .filter(|a| a.op == Op::Write && matches!(a.outcome, Outcome::Refused))
     {
-        let on_home = home_copy.is_some_and(|(_, c)| *c == a.city);
-        let on_replica = replica_copy.is_some_and(|(_, c)| *c == a.city);
-        if on_home != on_replica {
+        let holding: Vec<&str> = (all.iter())
+            .filter(|(_, _, c)| !c.deleted && c.city == a.city)
+            .map(|(_, role, _)| *role)
+            .collect();
+        if holding.len() == 1 {
             v.half_applied_503 += 1;
             v.divergent += 1;
             v.note(format!("{id}: 503 write {} half-applied", a.city));
@@ -154,44 +255,9 @@ pub fn check_record(
     }
 }
 
-/// One copy against the newest acknowledged `(version, city)`.
-pub fn check_copy(
-    id: &str,
-    tries: &[&Attempt],
-    which: &str,
-    copy: Option<&Copy>,
-    (version, city): (i64, &str),
-    v: &mut Verdict,
-) {
-    match copy {
-        None => {
-            v.lost += 1;
-            v.note(format!("{id}: {which} copy missing (acked {version})"));
-        }
-        Some((stored, _)) if *stored < version => {
-            v.stale += 1;
-            v.note(format!("{id}: {which} at {stored} < acked {version}"));
-        }
-        Some((stored, c)) if *stored == version && c != city => {
-            v.stale += 1;
-            v.note(format!("{id}: {which} at {stored} holds {c}, not {city}"));
-        }
-        // Newer than every acknowledged write: must be one whose
-        // outcome was unknown (no answer, or a timed-out 503).
-        Some((stored, c)) if *stored > version => {
-            let unknown = tries.iter().any(|a| a.acked().is_none() && &a.city == c);
-            if !unknown {
-                v.divergent += 1;
-                v.note(format!("{id}: {which} at {stored} ({c}) matches no write"));
-            }
-        }
-        Some(_) => {}
-    }
-}
-
 /// A write sent after another's answer came must have the higher version
 /// (versions follow acceptance, whichever instance took each).
-pub fn check_order(id: &str, tries: &[&Attempt], v: &mut Verdict) {
+fn check_order(id: &str, tries: &[&Attempt], v: &mut Verdict) {
     for earlier in tries.iter().filter(|a| a.acked().is_some()) {
         for later in tries.iter().filter(|a| a.sent > earlier.answered) {
             if let (Some(e), Some(l)) = (earlier.acked(), later.acked())
@@ -208,7 +274,7 @@ pub fn check_order(id: &str, tries: &[&Attempt], v: &mut Verdict) {
 }
 
 /// A zip's home and replica nodes.
-pub fn home_of(regions: &[RegionSpec], zip: u32) -> Option<(&str, &str)> {
+fn home_of(regions: &[RegionSpec], zip: u32) -> Option<(&str, &str)> {
     regions
         .iter()
         .find(|r| (r.min..=r.max).contains(&zip))
@@ -227,6 +293,12 @@ pub fn print_table(
     println!("{:<34} {:>8}", "  202 queued", counts.accepted);
     println!("{:<34} {:>8}", "  503 refused", counts.refused);
     println!("{:<34} {:>8}", "  no answer (app down)", counts.no_answer);
+    println!("{:<34} {:>8}", "  of which moves", counts.moves);
+    println!("{:<34} {:>8}", "deletes (200/202 acked)", counts.deletes);
+    println!(
+        "{:<34} {:>8}",
+        "  404 (nothing to delete)", counts.not_found
+    );
     println!("{:<34} {:>8}", "records checked", verdict.records);
     for (kind, n) in faults {
         println!("{:<34} {:>8}", format!("fault: {kind}"), n);

@@ -1,5 +1,7 @@
-//! The clients: each writes and rewrites records through a random
-//! instance, and remembers every attempt with its outcome and times.
+//! The clients: each creates records, rewrites them, moves them to another
+//! region (about 10% of operations) and deletes them (about 5%; a later
+//! rewrite of a deleted id re-creates it), through a random instance, and
+//! remembers every attempt with its outcome and times.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -21,10 +23,20 @@ pub enum Outcome {
     Refused,
     /// No answer (the app was killed, or the client gave up): unknown.
     NoAnswer,
+    /// A delete of an id no region held: nothing written.
+    NotFound,
+}
+
+/// What an attempt asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    Write,
+    Delete,
 }
 
 #[derive(Clone, Debug)]
 pub struct Attempt {
+    pub op: Op,
     pub id: String,
     pub zip: u32,
     pub city: String,
@@ -43,8 +55,9 @@ impl Attempt {
     }
 }
 
-/// One client: creates new records and rewrites known ones (about a third),
-/// in every region, until the fault scheduler is done.
+/// One client: creates new records, rewrites known ones (about a quarter),
+/// moves them (a tenth) and deletes them (a twentieth), in every region,
+/// until the fault scheduler is done.
 pub struct Writer {
     pub number: usize,
     pub rng: StdRng,
@@ -71,32 +84,21 @@ impl Writer {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             n += 1;
-            let rewrite = {
-                let known = self.known.lock().await;
-                if !known.is_empty() && self.rng.random_bool(1.0 / 3.0) {
-                    Some(known[self.rng.random_range(0..known.len())].clone())
-                } else {
-                    None
-                }
-            };
-            let (id, zip) = rewrite.unwrap_or_else(|| {
-                let region = &self.regions[self.rng.random_range(0..self.regions.len())];
-                (
-                    format!("w{}-{n}", self.number),
-                    self.rng.random_range(region.min..=region.max),
-                )
-            });
+            let (op, id, zip) = self.pick(n).await;
             let city = format!("city-w{}-{n}", self.number);
             let address = {
                 let all = self.addresses.read().await;
                 all[self.rng.random_range(0..all.len())].clone()
             };
-            let attempt = send(&self.http, &address, id, zip, city).await;
+            let attempt = match op {
+                Op::Write => send(&self.http, &address, id, zip, city).await,
+                Op::Delete => send_delete(&self.http, &address, id).await,
+            };
             if matches!(attempt.outcome, Outcome::NoAnswer) {
                 // An instance is down or restarting: back off a little.
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            if !matches!(attempt.outcome, Outcome::Refused) {
+            if op == Op::Write && !matches!(attempt.outcome, Outcome::Refused) {
                 self.known
                     .lock()
                     .await
@@ -105,6 +107,70 @@ impl Writer {
             attempts.push(attempt);
         }
         attempts
+    }
+}
+
+impl Writer {
+    /// The next operation: a new record, or (for a known id) a delete, a
+    /// move to another region, or a rewrite in place.
+    async fn pick(&mut self, n: usize) -> (Op, String, u32) {
+        let roll: f64 = self.rng.random();
+        let known = {
+            let known = self.known.lock().await;
+            (!known.is_empty() && roll < 0.4)
+                .then(|| known[self.rng.random_range(0..known.len())].clone())
+        };
+        let random_zip = |rng: &mut StdRng, other_than: Option<u32>| loop {
+            let region = &self.regions[rng.random_range(0..self.regions.len())];
+            let zip = rng.random_range(region.min..=region.max);
+            let same = other_than.is_some_and(|z| (region.min..=region.max).contains(&z));
+            if !same || self.regions.len() < 2 {
+                return zip;
+            }
+        };
+        match known {
+            Some((id, _)) if roll < 0.05 => (Op::Delete, id, 0),
+            Some((id, zip)) if roll < 0.15 => {
+                let moved = random_zip(&mut self.rng, Some(zip));
+                (Op::Write, id, moved)
+            }
+            Some((id, zip)) => (Op::Write, id, zip),
+            None => {
+                let zip = random_zip(&mut self.rng, None);
+                (Op::Write, format!("w{}-{n}", self.number), zip)
+            }
+        }
+    }
+}
+
+/// One delete through `address`, timed.
+pub async fn send_delete(http: &reqwest::Client, address: &str, id: String) -> Attempt {
+    let sent = Instant::now();
+    let url = format!("{address}/customers/{id}");
+    let outcome = match http.delete(url).send().await {
+        Err(_) => Outcome::NoAnswer,
+        Ok(r) => {
+            let code = r.status().as_u16();
+            let answer: serde_json::Value = r.json().await.unwrap_or_default();
+            match (code, answer["version"].as_i64()) {
+                (200 | 202, Some(version)) => Outcome::Acked {
+                    version,
+                    stored: code == 200,
+                },
+                (404, _) => Outcome::NotFound,
+                (503, _) => Outcome::Refused,
+                _ => panic!("unexpected answer to a delete {code}: {answer}"),
+            }
+        }
+    };
+    Attempt {
+        op: Op::Delete,
+        id,
+        zip: 0,
+        city: String::new(),
+        outcome,
+        sent,
+        answered: Instant::now(),
     }
 }
 
@@ -136,6 +202,7 @@ pub async fn send(
         }
     };
     Attempt {
+        op: Op::Write,
         id,
         zip,
         city,

@@ -153,29 +153,67 @@ async fn sequential_writer(
 
 /// Writes per second of `clients` concurrent clients over `period`.
 async fn write_throughput(app: &Arc<TestApp>, clients: usize, period: Duration) -> f64 {
+    write_load(app, clients, period).await.0
+}
+
+/// Writes per second and the p99 latency (ms) of `clients` concurrent
+/// clients over `period`.
+async fn write_load(app: &Arc<TestApp>, clients: usize, period: Duration) -> (f64, f64) {
     let stop = Arc::new(AtomicBool::new(false));
-    let tags = ["t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7"];
+    const TAGS: [&str; 32] = [
+        "t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7", "t8", "t9", "t10", "t11", "t12", "t13",
+        "t14", "t15", "t16", "t17", "t18", "t19", "t20", "t21", "t22", "t23", "t24", "t25", "t26",
+        "t27", "t28", "t29", "t30", "t31",
+    ];
     let writers: Vec<_> = (0..clients)
         .map(|c| {
             tokio::spawn(sequential_writer(
                 app.clone(),
-                tags[c % tags.len()],
+                TAGS[c % TAGS.len()],
                 stop.clone(),
             ))
         })
         .collect();
     tokio::time::sleep(period).await;
     stop.store(true, Ordering::SeqCst);
-    let mut total = 0;
+    let mut took = Vec::new();
     for w in writers {
-        total += w.await.expect("writer").len();
+        took.extend(w.await.expect("writer").into_iter().map(|(_, ms)| ms));
     }
-    total as f64 / period.as_secs_f64()
+    let n = took.len();
+    let (_, p99, _) = percentiles(took);
+    (n as f64 / period.as_secs_f64(), p99)
+}
+
+/// `--writes`: only the all-up write load, at 8 and 32 connections, three
+/// rounds of 5 s each on fresh servers (the median round reported), for the
+/// binary `REGIONDB_BIN` names (default: this tree's).
+async fn writes_only() -> ExitCode {
+    let binary = helpers::app_binary();
+    println!("## API writes ({})\n", binary.display());
+    println!(
+        "| connections | writes/s (median of 3) | p99 ms (of that round) | rounds |\n|---|---|---|---|"
+    );
+    for clients in [8, 32] {
+        let mut rounds = Vec::new();
+        for round in 0..3 {
+            let app = Arc::new(TestApp::spawn(&format!("bench-load-{clients}-{round}")).await);
+            rounds.push(write_load(&app, clients, Duration::from_secs(5)).await);
+        }
+        rounds.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let (rate, p99) = rounds[1];
+        let all: Vec<String> = rounds.iter().map(|(r, _)| format!("{r:.0}")).collect();
+        println!("| {clients} | {rate:.0} | {p99:.1} | {} |", all.join(", "));
+    }
+    ExitCode::SUCCESS
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--writes") {
+        return writes_only().await;
+    }
     let rows: usize = args
         .windows(2)
         .find(|w| w[0] == "--rows")

@@ -82,6 +82,14 @@ impl Drop for Proc {
     }
 }
 
+/// The binary under test: this tree's, unless `REGIONDB_BIN` names another
+/// (the benchmark compares two builds that way).
+pub fn app_binary() -> PathBuf {
+    std::env::var_os("REGIONDB_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_regiondb")))
+}
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -220,7 +228,7 @@ impl TestApp {
     /// and waits until it is ready; answers it and its address.
     pub async fn start_instance(&self, name: &str, extra: &[(&str, &str)]) -> (Proc, String) {
         let (proc, port) = start_server(name, &self.dir, |port| {
-            let mut c = Command::new(env!("CARGO_BIN_EXE_regiondb"));
+            let mut c = Command::new(app_binary());
             c.env_clear()
                 .env("PATH", std::env::var("PATH").unwrap_or_default())
                 .env("PORT", port.to_string());
@@ -325,7 +333,7 @@ impl TestApp {
     /// Runs another command of the binary (`regiondb repair ...`) with the
     /// app's settings.
     pub fn run_command(&self, args: &[&str]) -> std::process::Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_regiondb"));
+        let mut cmd = Command::new(app_binary());
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .args(args);

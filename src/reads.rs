@@ -12,7 +12,10 @@
 //!
 //! Paging is exact across regions: every serving node is first asked how
 //! many records match, which tells each region's share of the requested
-//! window; only those slices are then fetched.
+//! window; only those slices are then fetched. Tombstones never match; a
+//! record some other region holds a newer version of (a move whose old
+//! copies are not removed yet) is left out of the page, so no answer shows
+//! one id twice.
 
 use std::sync::Arc;
 

@@ -7,6 +7,12 @@
 //! the same last-writer-wins apply as every other write, so a repair that
 //! races live traffic, or runs twice, changes nothing wrong.
 //!
+//! Tombstones are copies like any other: a newer tombstone goes over an
+//! older live copy, so a repair never brings a deleted record back. A live
+//! copy whose record has a newer version in another region (a move whose
+//! old copies were never removed) becomes a tombstone too (`moved_away`);
+//! `purge` removes the tombstones no copy or hint can need any more.
+//!
 //! This heals what hinted handoff cannot: a process that crashed between a
 //! write's home copy and its replica, a replica answered `missing`, a
 //! document deleted by hand, a node restarted empty.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -15,6 +16,7 @@ use crate::http::{self, AppState};
 use crate::monitor::Monitor;
 use crate::reads::ReadPath;
 use crate::repair::{AutoPurge, AutoRepair};
+use crate::writes::PlacedRecord;
 
 mod services;
 mod tasks;
@@ -58,6 +60,8 @@ pub struct Application {
     auto_repair: Option<(AutoRepair, DrainedQueues)>,
     /// Renewed while the instance runs, released when it stops.
     clock_lease: crate::clock_lease::ClockLease,
+    /// The single writes' moves, for the settler (see `WritePath::settle`).
+    moves: mpsc::UnboundedReceiver<PlacedRecord>,
 }
 
 impl Application {
@@ -85,7 +89,7 @@ impl Application {
                 "ADMIN_TOKEN is not set: anyone who can reach this port can switch nodes and run repairs"
             );
         }
-        let state = app_state(&config, &services);
+        let (state, moves) = app_state(&config, &services);
         Ok(Application {
             config,
             listener,
@@ -93,6 +97,7 @@ impl Application {
             instance,
             auto_repair,
             clock_lease: services.clock_lease,
+            moves,
         })
     }
 
@@ -116,8 +121,10 @@ impl Application {
             instance,
             auto_repair,
             clock_lease,
+            moves,
         } = self;
         tasks.spawn(clock_lease.run(shutdown.clone()));
+        tasks.spawn(state.writes.clone().settle(moves, shutdown.clone()));
         let background = Background {
             state: &state,
             config: &config,
@@ -194,9 +201,16 @@ impl Background<'_> {
     }
 }
 
-/// The shared state of the HTTP handlers.
-fn app_state(config: &Config, services: &Services) -> AppState {
+/// The shared state of the HTTP handlers, and the receiving end of the
+/// write path's move queue.
+fn app_state(
+    config: &Config,
+    services: &Services,
+) -> (AppState, mpsc::UnboundedReceiver<PlacedRecord>) {
     let max_writes = config.http.max_requests_per_class;
+    let (queue, moves) = mpsc::unbounded_channel();
+    let mut writes = services.write_path(config, max_writes);
+    writes.moves = Some(queue);
     let reads = ReadPath::new(
         config.regions.clone(),
         services.statuses.clone(),
@@ -208,10 +222,10 @@ fn app_state(config: &Config, services: &Services) -> AppState {
         services.statuses.clone(),
         services.hints.clone(),
     );
-    AppState {
+    let state = AppState {
         regions: config.regions.clone(),
         nodes: services.nodes.clone(),
-        writes: Arc::new(services.write_path(config, max_writes)),
+        writes: Arc::new(writes),
         reads: Arc::new(reads),
         monitor: Arc::new(monitor),
         statuses: services.statuses.clone(),
@@ -224,7 +238,8 @@ fn app_state(config: &Config, services: &Services) -> AppState {
         stopping: CancellationToken::new(),
         admin_token: config.admin_token.clone(),
         readiness: Arc::default(),
-    }
+    };
+    (state, moves)
 }
 
 /// After the server stopped: accepted writes finish (home and replica),

@@ -104,6 +104,7 @@ impl Services {
             clock: self.clock_lease.clock.clone(),
             tasks: TaskTracker::new(),
             in_flight: Arc::new(tokio::sync::Semaphore::new(in_flight)),
+            moves: None,
         }
     }
 }

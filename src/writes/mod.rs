@@ -8,9 +8,13 @@
 //!    topic. If neither worked the client gets 503 and nothing was written.
 //! 4. Only then the replica copy is placed the same way on the replica node;
 //!    its result is reported but never turns success into failure.
+//! 5. After the answer, the other regions are looked up by `_id`: if the
+//!    record lived in another region (it moved), its old copies there
+//!    become tombstones (see `moves`, which also does deletes).
 //!
 //! A write runs as its own task: once accepted it finishes (home, then
-//! replica, each stored or queued) even if the client hangs up meanwhile,
+//! replica, each stored or queued, then its old copies' removal) even if
+//! the client hangs up meanwhile,
 //! and shutdown waits for it. Only a crash of the process between the two
 //! copies can leave the replica missing; repair heals that.
 //!
@@ -23,7 +27,7 @@
 mod moves;
 mod place;
 
-pub use moves::PlacedRecord;
+pub use moves::{MoveQueue, PlacedRecord};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -144,6 +148,9 @@ pub struct WritePath {
     /// finishes, so writes whose clients hung up still count against the
     /// write limit.
     pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// Where single writes leave their moves to be settled in batches (see
+    /// [`WritePath::settle`]); without it, each write settles its own.
+    pub moves: Option<MoveQueue>,
 }
 
 impl WritePath {
@@ -167,7 +174,16 @@ impl WritePath {
                 let placed = homes.placed();
                 let mut answers = this.place_replicas(homes).await;
                 let _ = answer.send(answers.pop().unwrap_or(Err(WriteError::Interrupted)));
-                this.settle_moves(&placed).await;
+                for record in placed {
+                    let unsent = match &this.moves {
+                        Some(queue) => queue.send(record).err().map(|e| e.0),
+                        None => Some(record),
+                    };
+                    if let Some(record) = unsent {
+                        // No settler (or it stopped): settle here.
+                        this.settle_moves(&[record]).await;
+                    }
+                }
             }
             .in_current_span(),
         );

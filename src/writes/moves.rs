@@ -14,6 +14,10 @@
 //! the region the record lives in, and in every region that cannot be read.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::{PlaceError, Placement, WriteError, WritePath, WriteReceipt, outcome};
 use crate::domain::{CopyTarget, CustomerCopy, CustomerId, NodeId, Region, Version};
@@ -27,7 +31,48 @@ pub struct PlacedRecord {
     pub version: Version,
 }
 
+/// Where single writes leave their placed records for [`WritePath::settle`]
+/// to settle in batches (one lookup per region for many writes).
+pub type MoveQueue = mpsc::UnboundedSender<PlacedRecord>;
+
+/// Records settled per batch at most.
+const SETTLE_BATCH: usize = 500;
+
 impl WritePath {
+    /// Settles the moves of the records single writes queue, a batch at a
+    /// time: whatever has queued up while the last batch was settled goes in
+    /// the next, so under load one lookup per region serves many writes.
+    /// On `shutdown`, settles what is left and returns.
+    pub async fn settle(
+        self: Arc<Self>,
+        mut queue: mpsc::UnboundedReceiver<PlacedRecord>,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            let first = tokio::select! {
+                first = queue.recv() => first,
+                () = shutdown.cancelled() => None,
+            };
+            let Some(first) = first else {
+                break;
+            };
+            let mut batch = vec![first];
+            while batch.len() < SETTLE_BATCH {
+                match queue.try_recv() {
+                    Ok(more) => batch.push(more),
+                    Err(_) => break,
+                }
+            }
+            self.settle_moves(&batch).await;
+        }
+        queue.close();
+        let mut rest = Vec::new();
+        while let Ok(more) = queue.try_recv() {
+            rest.push(more);
+        }
+        self.settle_moves(&rest).await;
+    }
+
     fn locate(&self) -> Locate<'_> {
         Locate {
             regions: &self.regions,

@@ -150,3 +150,25 @@ async fn a_missing_file_or_column_fails_at_once_with_exit_code_2() {
     assert_eq!(run.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&run.stderr).contains("customer_zip_code_prefix"));
 }
+
+#[tokio::test]
+async fn an_imported_row_whose_id_lives_in_another_region_moves_it() {
+    let app = TestApp::spawn("import_moves").await;
+    app.stored(&customer("c1", ZIP_1)).await;
+    let file = app.dir.join("moved.csv");
+    std::fs::write(
+        &file,
+        "customer_id,customer_unique_id,customer_zip_code_prefix,customer_city,customer_state\n\
+         c1,u1,80000,curitiba,PR\n",
+    )
+    .expect("csv");
+    let run = app.run_command(&["import", &file.display().to_string()]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let old = app.doc("region_1", "customers", "c1").await.expect("old home copy");
+    assert_eq!(old.get_bool("deleted"), Ok(true), "{old}");
+    assert!(!old.contains_key("customer_city"), "{old}");
+    let (_, found) = app.get("/customers/c1").await;
+    assert_eq!(found["region"], "region_3", "{found}");
+    assert_eq!(found["customer_city"], "curitiba", "{found}");
+    assert_eq!(found["divergent"], false, "{found}");
+}

@@ -30,7 +30,17 @@ pub struct Locate<'a> {
     pub statuses: Option<(&'a NodeStatuses, &'a Backlogs)>,
 }
 
-impl Locate<'_> {
+impl<'a> Locate<'a> {
+    /// Without node statuses (`regiondb repair`, repair and purge, which
+    /// ask whichever copy answers).
+    pub fn offline(regions: &'a RegionMap, stores: &'a Stores) -> Locate<'a> {
+        Locate {
+            regions,
+            stores,
+            statuses: None,
+        }
+    }
+
     /// A region's two copies, in the order they are trusted.
     pub fn order<'r>(&self, region: &'r Region) -> Vec<(&'r NodeId, String, bool)> {
         let home = (

@@ -23,7 +23,7 @@ use futures::future::join_all;
 use serde::Serialize;
 
 use crate::backlog::Backlogs;
-use crate::domain::{CustomerCopy, NodeId, RecordFilter, Region, RegionMap};
+use crate::domain::{NodeId, RecordFilter, Region, RegionMap};
 use crate::locate::{Locate, superseded};
 use crate::nodes::NodeStatuses;
 use crate::store::{NodeStore, StoredCustomer, Stores};
@@ -186,11 +186,7 @@ impl ReadPath {
             .iter()
             .map(|(_, r)| r.record.customer_id.as_str())
             .collect();
-        let locate = Locate {
-            regions: &self.regions,
-            stores: &self.stores,
-            statuses: Some((&self.statuses, &self.backlogs)),
-        };
+        let locate = self.locate();
         let elsewhere = locate.elsewhere(None, &ids).await;
         let newer_elsewhere = |region: &NodeId, view: &RecordView| {
             elsewhere.iter().any(|(other, held)| {
@@ -207,6 +203,15 @@ impl ReadPath {
         kept
     }
 
+    /// How this instance picks a region's copies (see `locate`).
+    fn locate(&self) -> Locate<'_> {
+        Locate {
+            regions: &self.regions,
+            stores: &self.stores,
+            statuses: Some((&self.statuses, &self.backlogs)),
+        }
+    }
+
     /// The first copy of the region that is marked available and answers
     /// the count, preferring caught-up nodes: home, replica, then (only if
     /// neither is caught up) home and replica again.
@@ -215,27 +220,7 @@ impl ReadPath {
         region: &'a Region,
         filter: &RecordFilter,
     ) -> Option<(Source<'a>, u64)> {
-        let home = (
-            &region.id,
-            CustomerCopy::PRIMARY_COLLECTION.to_owned(),
-            false,
-        );
-        let replica = (
-            &region.replica,
-            CustomerCopy::replica_collection(&region.id),
-            true,
-        );
-        let mut copies: Vec<_> = [home, replica]
-            .into_iter()
-            .filter(|(node, _, _)| self.statuses.status(node).is_available())
-            .map(|(node, collection, replica)| {
-                let catching_up = !self.backlogs.readable(node);
-                (node, collection, replica, catching_up)
-            })
-            .collect();
-        // Stable: caught-up copies first, home before replica in each group.
-        copies.sort_by_key(|(_, _, _, catching_up)| *catching_up);
-        for (node, collection, replica, catching_up) in copies {
+        for (node, collection, replica) in self.locate().order(region) {
             let Some(store) = self.stores.get(node) else {
                 continue;
             };
@@ -246,7 +231,7 @@ impl ReadPath {
                         store,
                         collection,
                         replica,
-                        catching_up,
+                        catching_up: !self.backlogs.readable(node),
                     };
                     return Some((source, n));
                 }

@@ -25,7 +25,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{NodeId, RegionMap};
+use crate::domain::{NodeId, Region, RegionMap};
 use crate::locate::Locate;
 use crate::store::Stores;
 
@@ -67,6 +67,16 @@ pub struct RegionRepair {
     pub unreachable: Option<String>,
 }
 
+impl RegionRepair {
+    /// A report of `region` with nothing found yet.
+    pub fn of(region: &Region) -> RegionRepair {
+        RegionRepair {
+            region: region.id.to_string(),
+            ..RegionRepair::default()
+        }
+    }
+}
+
 /// Repairs every region (or only `only`). With `dry_run` nothing is
 /// written; `fixed` stays 0.
 pub async fn repair(
@@ -80,21 +90,14 @@ pub async fn repair(
         if only.is_some_and(|o| o != &region.id) {
             continue;
         }
-        let mut report = RegionRepair {
-            region: region.id.to_string(),
-            ..RegionRepair::default()
-        };
+        let mut report = RegionRepair::of(region);
         let (Some(home), Some(replica)) = (stores.get(&region.id), stores.get(&region.replica))
         else {
             report.unreachable = Some("no store configured".into());
             reports.push(report);
             continue;
         };
-        let locate = Locate {
-            regions,
-            stores,
-            statuses: None,
-        };
+        let locate = Locate::offline(regions, stores);
         let sides = Sides {
             region,
             home,
@@ -117,21 +120,14 @@ pub async fn repair(
 /// missing one, and a live copy outside the region of the record's newest
 /// version becomes a tombstone. One line per region that holds a copy.
 pub async fn repair_record(regions: &RegionMap, stores: &Stores, id: &str) -> Vec<RegionRepair> {
-    let locate = Locate {
-        regions,
-        stores,
-        statuses: None,
-    };
+    let locate = Locate::offline(regions, stores);
     let mut reports = Vec::new();
     for region in regions.regions() {
         let (Some(home), Some(replica)) = (stores.get(&region.id), stores.get(&region.replica))
         else {
             continue;
         };
-        let mut report = RegionRepair {
-            region: region.id.to_string(),
-            ..RegionRepair::default()
-        };
+        let mut report = RegionRepair::of(region);
         let sides = Sides {
             region,
             home,

@@ -41,20 +41,13 @@ pub async fn purge(
     only: Option<&NodeId>,
     rule: &PurgeRule,
 ) -> Vec<RegionRepair> {
-    let locate = Locate {
-        regions,
-        stores,
-        statuses: None,
-    };
+    let locate = Locate::offline(regions, stores);
     let mut reports = Vec::new();
     for region in regions.regions() {
         if only.is_some_and(|o| o != &region.id) {
             continue;
         }
-        let mut report = RegionRepair {
-            region: region.id.to_string(),
-            ..RegionRepair::default()
-        };
+        let mut report = RegionRepair::of(region);
         if !(rule.empty_queues.contains(&region.id) && rule.empty_queues.contains(&region.replica))
         {
             report.unreachable = Some("a node's hint queue is not empty: nothing purged".into());

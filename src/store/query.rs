@@ -71,13 +71,26 @@ impl NodeStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(String, Option<i64>)>, StoreError> {
+        self.id_page("versions_page", collection, Document::new(), after, limit)
+            .await
+    }
+
+    /// One page of `(id, version)` pairs of the documents of `collection`
+    /// matching `filter`, in `_id` order, after `after`.
+    async fn id_page(
+        &self,
+        call: &'static str,
+        collection: &str,
+        mut filter: Document,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Option<i64>)>, StoreError> {
         let coll = self.db.collection::<Document>(collection);
-        let filter = match after {
-            Some(id) => doc! {"_id": {"$gt": id}},
-            None => doc! {},
-        };
+        if let Some(id) = after {
+            filter.insert("_id", doc! {"$gt": id});
+        }
         let docs: Vec<Document> = self
-            .bounded_for("versions_page", limit, async {
+            .bounded_for(call, limit, async {
                 let cursor = coll
                     .find(filter)
                     .projection(doc! {"version": 1})
@@ -155,25 +168,11 @@ impl NodeStore {
         before: i64,
         limit: usize,
     ) -> Result<Vec<(String, i64)>, StoreError> {
-        let coll = self.db.collection::<Document>(collection);
-        let mut filter = doc! {DELETED_FIELD: true, "version": {"$lt": before}};
-        if let Some(id) = after {
-            filter.insert("_id", doc! {"$gt": id});
-        }
-        let docs: Vec<Document> = self
-            .bounded_for("tombstones_page", limit, async {
-                let cursor = coll
-                    .find(filter)
-                    .projection(doc! {"version": 1})
-                    .sort(doc! {"_id": 1})
-                    .limit(i64::try_from(limit).unwrap_or(i64::MAX))
-                    .await?;
-                cursor.try_collect().await
-            })
-            .await?;
-        Ok(docs
-            .iter()
-            .filter_map(id_and_version)
+        let filter = doc! {DELETED_FIELD: true, "version": {"$lt": before}};
+        let page = self.id_page("tombstones_page", collection, filter, after, limit);
+        Ok(page
+            .await?
+            .into_iter()
             .filter_map(|(id, v)| Some((id, v?)))
             .collect())
     }

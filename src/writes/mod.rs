@@ -181,7 +181,7 @@ impl WritePath {
                     };
                     if let Some(record) = unsent {
                         // No settler (or it stopped): settle here.
-                        this.settle_moves(&[record]).await;
+                        let _ = this.settle_moves(&[record]).await;
                     }
                 }
             }
@@ -204,7 +204,7 @@ impl WritePath {
         let homes = self.place_homes(customers).await;
         let placed = homes.placed();
         let answers = self.place_replicas(homes).await;
-        self.settle_moves(&placed).await;
+        let _ = self.settle_moves(&placed).await;
         answers
     }
 

@@ -6,9 +6,10 @@
 //! tombstone at the write's version, in that region's home and replica, and
 //! if another region already holds a newer version, this write's own
 //! region gets the tombstone instead. A region none of whose copies can be
-//! read gets the tombstone queued blind (a tombstone where there was
-//! nothing is harmless and purged later). Every tombstone is placed like
-//! any copy: stored, or queued for an unavailable node.
+//! read is looked at again every few seconds until it can be (should the
+//! process stop first, repair finds what is left, and reads meanwhile leave
+//! out a copy another region holds a newer version of). Every tombstone is
+//! placed like any copy: stored, or queued for an unavailable node.
 //!
 //! A delete is the same move to nowhere: a tombstone at a new version in
 //! the region the record lives in, and in every region that cannot be read.
@@ -37,6 +38,11 @@ pub type MoveQueue = mpsc::UnboundedSender<PlacedRecord>;
 
 /// Records settled per batch at most.
 const SETTLE_BATCH: usize = 500;
+/// How soon records that met an unreadable region are looked at again.
+const RETRY_UNREAD: std::time::Duration = std::time::Duration::from_secs(2);
+/// Records kept for another look at most (beyond, repair finds what they
+/// would have: `moved_away`).
+const MAX_UNSETTLED: usize = 10_000;
 
 impl WritePath {
     /// Settles the moves of the records single writes queue, a batch at a
@@ -48,29 +54,34 @@ impl WritePath {
         mut queue: mpsc::UnboundedReceiver<PlacedRecord>,
         shutdown: CancellationToken,
     ) {
+        // Records a region of which could not be read: looked at again.
+        let mut again: Vec<PlacedRecord> = Vec::new();
         loop {
+            let wait = tokio::time::sleep(RETRY_UNREAD);
             let first = tokio::select! {
                 first = queue.recv() => first,
-                () = shutdown.cancelled() => None,
+                () = wait, if !again.is_empty() => None,
+                () = shutdown.cancelled() => break,
             };
-            let Some(first) = first else {
-                break;
-            };
-            let mut batch = vec![first];
+            let mut batch: Vec<PlacedRecord> = first.into_iter().collect();
+            if batch.is_empty() {
+                batch = std::mem::take(&mut again);
+            }
             while batch.len() < SETTLE_BATCH {
                 match queue.try_recv() {
                     Ok(more) => batch.push(more),
                     Err(_) => break,
                 }
             }
-            self.settle_moves(&batch).await;
+            again.extend(self.settle_moves(&batch).await);
+            again.truncate(MAX_UNSETTLED);
         }
         queue.close();
-        let mut rest = Vec::new();
+        let mut rest = again;
         while let Ok(more) = queue.try_recv() {
             rest.push(more);
         }
-        self.settle_moves(&rest).await;
+        let _ = self.settle_moves(&rest).await;
     }
 
     fn locate(&self) -> Locate<'_> {
@@ -83,10 +94,11 @@ impl WritePath {
 
     /// Removes the other regions' copies of records that were just placed
     /// (see the module docs). Runs to the end; failures are logged and left
-    /// to repair.
-    pub async fn settle_moves(&self, placed: &[PlacedRecord]) {
+    /// to repair. Answers the records some region of which could not be
+    /// read: they are looked at again later (see [`WritePath::settle`]).
+    pub async fn settle_moves(&self, placed: &[PlacedRecord]) -> Vec<PlacedRecord> {
         if placed.is_empty() || self.regions.regions().len() < 2 {
-            return;
+            return Vec::new();
         }
         let ids: Vec<&str> = placed.iter().map(|p| p.id.as_str()).collect();
         let locate = self.locate();
@@ -95,8 +107,10 @@ impl WritePath {
         for record in placed {
             tombstones.extend(tombstones_for(record, &elsewhere));
         }
+        let unread = elsewhere.iter().any(|(_, held)| held.is_none());
+        let unsettled = if unread { placed.to_vec() } else { Vec::new() };
         if tombstones.is_empty() {
-            return;
+            return unsettled;
         }
         let placed = self.place_tombstones(&tombstones).await;
         for (copy, result) in tombstones.iter().zip(placed) {
@@ -105,6 +119,7 @@ impl WritePath {
                     error = %e, "an old copy of a moved record could not be removed; repair will");
             }
         }
+        unsettled
     }
 
     /// Places tombstones on the node each belongs to: the primary ones on
@@ -234,8 +249,8 @@ fn tombstones_for(record: &PlacedRecord, elsewhere: &[(&Region, RegionHeld)]) ->
             continue;
         }
         match held {
-            // Nothing readable: the record may be there.
-            None => out.extend(both_tombstones(region, &record.id, record.version)),
+            // Nothing readable: looked at again later.
+            None => {}
             Some(held) => match held.get(record.id.as_str()) {
                 Some(h) if !h.deleted && h.version.is_none_or(|v| v < mine) => {
                     out.extend(both_tombstones(region, &record.id, record.version));

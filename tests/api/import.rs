@@ -163,8 +163,15 @@ async fn an_imported_row_whose_id_lives_in_another_region_moves_it() {
     )
     .expect("csv");
     let run = app.run_command(&["import", &file.display().to_string()]);
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-    let old = app.doc("region_1", "customers", "c1").await.expect("old home copy");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let old = app
+        .doc("region_1", "customers", "c1")
+        .await
+        .expect("old home copy");
     assert_eq!(old.get_bool("deleted"), Ok(true), "{old}");
     assert!(!old.contains_key("customer_city"), "{old}");
     let (_, found) = app.get("/customers/c1").await;

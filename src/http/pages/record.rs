@@ -82,6 +82,13 @@ pub async fn record_page(
     render(status, page)
 }
 
+/// What a button asks for.
+#[derive(Clone, Copy)]
+enum Action {
+    Repair,
+    Delete,
+}
+
 /// `POST /records/{id}/repair` (the button).
 pub async fn record_repair(
     State(state): State<AppState>,
@@ -89,25 +96,7 @@ pub async fn record_repair(
     Path(id): Path<String>,
     Form(values): Form<HashMap<String, String>>,
 ) -> Response {
-    let csrf = values.get(auth::CSRF_FIELD).map(String::as_str);
-    let (status, banner) = match admin_allowed(&auth, csrf, "repair or delete records") {
-        Err((status, why)) => (status, ("error", why)),
-        Ok(()) => {
-            let reports = repair_record(&state.regions, &state.stores, &id).await;
-            let fixed: u64 = reports.iter().map(|r| r.fixed).sum();
-            match reports.iter().find_map(|r| r.unreachable.clone()) {
-                Some(why) => (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    ("error", format!("Repair incomplete: {why}.")),
-                ),
-                None => (
-                    StatusCode::OK,
-                    ("warning", format!("Repaired: {fixed} copies written.")),
-                ),
-            }
-        }
-    };
-    render(status, page(&state, auth, id, Some(banner)).await)
+    act(&state, auth, id, &values, Action::Repair).await
 }
 
 /// `POST /records/{id}/delete` (the button).
@@ -117,36 +106,70 @@ pub async fn record_delete(
     Path(id): Path<String>,
     Form(values): Form<HashMap<String, String>>,
 ) -> Response {
+    act(&state, auth, id, &values, Action::Delete).await
+}
+
+/// A button's action, if this page may (guarded like the switches), and
+/// the page again with what happened.
+async fn act(
+    state: &AppState,
+    auth: PageAuth,
+    id: String,
+    values: &HashMap<String, String>,
+    action: Action,
+) -> Response {
     let csrf = values.get(auth::CSRF_FIELD).map(String::as_str);
-    let (status, banner) = match (
-        admin_allowed(&auth, csrf, "repair or delete records"),
-        Text::parse("customer_id", &id),
-    ) {
-        (Err((status, why)), _) => (status, ("error", why)),
-        (Ok(()), Err(e)) => (StatusCode::UNPROCESSABLE_ENTITY, ("error", e.message)),
-        (Ok(()), Ok(customer)) => match delete(&state, customer).await {
-            Ok(Some(receipt)) => (
-                StatusCode::OK,
-                (
-                    "warning",
-                    format!(
-                        "Deleted at version {}: tombstones {} on {}, {} on {}.",
-                        receipt.version.get(),
-                        word(receipt.status),
-                        receipt.node,
-                        word(receipt.replica),
-                        receipt.replica_node
-                    ),
-                ),
-            ),
-            Ok(None) => (
-                StatusCode::NOT_FOUND,
-                ("error", "No region holds this record.".to_owned()),
-            ),
-            Err(e) => (e.status(), ("error", format!("Not deleted: {e}."))),
+    let (status, banner) = match admin_allowed(&auth, csrf, "repair or delete records") {
+        Err((status, why)) => (status, ("error", why)),
+        Ok(()) => match action {
+            Action::Repair => repaired(state, &id).await,
+            Action::Delete => deleted(state, &id).await,
         },
     };
-    render(status, page(&state, auth, id, Some(banner)).await)
+    render(status, page(state, auth, id, Some(banner)).await)
+}
+
+async fn repaired(state: &AppState, id: &str) -> (StatusCode, (&'static str, String)) {
+    let reports = repair_record(&state.regions, &state.stores, id).await;
+    let fixed: u64 = reports.iter().map(|r| r.fixed).sum();
+    match reports.iter().find_map(|r| r.unreachable.clone()) {
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            ("error", format!("Repair incomplete: {why}.")),
+        ),
+        None => (
+            StatusCode::OK,
+            ("warning", format!("Repaired: {fixed} copies written.")),
+        ),
+    }
+}
+
+async fn deleted(state: &AppState, id: &str) -> (StatusCode, (&'static str, String)) {
+    let customer = match Text::parse("customer_id", id) {
+        Ok(c) => c,
+        Err(e) => return (StatusCode::UNPROCESSABLE_ENTITY, ("error", e.message)),
+    };
+    match delete(state, customer).await {
+        Ok(Some(receipt)) => (
+            StatusCode::OK,
+            (
+                "warning",
+                format!(
+                    "Deleted at version {}: tombstones {} on {}, {} on {}.",
+                    receipt.version.get(),
+                    word(receipt.status),
+                    receipt.node,
+                    word(receipt.replica),
+                    receipt.replica_node
+                ),
+            ),
+        ),
+        Ok(None) => (
+            StatusCode::NOT_FOUND,
+            ("error", "No region holds this record.".to_owned()),
+        ),
+        Err(e) => (e.status(), ("error", format!("Not deleted: {e}."))),
+    }
 }
 
 fn word(placement: crate::writes::Placement) -> &'static str {

@@ -255,7 +255,12 @@ fn tombstones_for(record: &PlacedRecord, elsewhere: &[(&Region, RegionHeld)]) ->
                 Some(h) if !h.deleted && h.version.is_none_or(|v| v < mine) => {
                     out.extend(both_tombstones(region, &record.id, record.version));
                 }
-                Some(h) if h.version.is_some_and(|v| v > mine) => {
+                // A newer live copy elsewhere: this write lost a race, its own
+                // copies go. (Not a newer tombstone: that may be the one a
+                // later move back into this very region left behind, whose
+                // live copy here must not get a tombstone at its own
+                // version.)
+                Some(h) if !h.deleted && h.version.is_some_and(|v| v > mine) => {
                     newest_elsewhere = newest_elsewhere.max(h.version);
                 }
                 _ => {}
@@ -268,4 +273,70 @@ fn tombstones_for(record: &PlacedRecord, elsewhere: &[(&Region, RegionHeld)]) ->
         out.extend(both_tombstones(region, &record.id, Version::new(newer)));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::domain::{RegionMap, Text};
+    use crate::store::Held;
+
+    fn record(region: &str, version: i64) -> PlacedRecord {
+        PlacedRecord {
+            id: Text::parse("customer_id", "c1").unwrap(),
+            region: NodeId::parse(region).unwrap(),
+            version: Version::new(version),
+        }
+    }
+
+    fn holding(version: i64, deleted: bool) -> RegionHeld {
+        let held = Held {
+            version: Some(version),
+            deleted,
+        };
+        Some(HashMap::from([("c1".to_owned(), held)]))
+    }
+
+    /// Where each tombstone goes, and at which version.
+    fn placed(tombstones: &[CustomerCopy]) -> Vec<(String, i64)> {
+        let mut out: Vec<(String, i64)> = (tombstones.iter())
+            .map(|t| (t.region.to_string(), t.version.get()))
+            .collect();
+        out.dedup();
+        out
+    }
+
+    #[test]
+    fn an_older_live_copy_elsewhere_gets_tombstones_at_the_writes_version() {
+        let regions = RegionMap::default_regions();
+        let r = regions.regions();
+        let elsewhere = vec![
+            (&r[0], holding(5, false)),
+            (&r[1], Some(HashMap::new())),
+            (&r[2], None),
+        ];
+        let out = tombstones_for(&record("region_2", 9), &elsewhere);
+        assert_eq!(placed(&out), vec![("region_1".to_owned(), 9)]);
+    }
+
+    #[test]
+    fn a_newer_live_copy_elsewhere_tombstones_the_writes_own_region() {
+        let regions = RegionMap::default_regions();
+        let r = regions.regions();
+        let elsewhere = vec![(&r[0], holding(12, false)), (&r[1], Some(HashMap::new()))];
+        let out = tombstones_for(&record("region_2", 9), &elsewhere);
+        assert_eq!(placed(&out), vec![("region_2".to_owned(), 12)]);
+    }
+
+    #[test]
+    fn a_newer_tombstone_elsewhere_tombstones_nothing() {
+        // The tombstone a later move back into region_2 left in region_1:
+        // region_2's live copy at 12 must not get a tombstone at 12.
+        let regions = RegionMap::default_regions();
+        let r = regions.regions();
+        let elsewhere = vec![(&r[0], holding(12, true)), (&r[1], holding(12, false))];
+        assert!(tombstones_for(&record("region_2", 9), &elsewhere).is_empty());
+    }
 }

@@ -41,7 +41,8 @@ pub struct Config {
     /// queue drains); `None`: never automatically.
     pub auto_repair: Option<Duration>,
     pub purge: PurgeConfig,
-    /// When set, switching nodes and repairs need it (see `http::auth`).
+    /// When set, switching nodes, repairs and deletes need it (see
+    /// `http::auth`).
     pub admin_token: Option<AdminToken>,
 }
 

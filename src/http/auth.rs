@@ -1,6 +1,6 @@
 //! Admin protection. With `ADMIN_TOKEN` set, the calls that change what the
-//! cluster does (switching a node, running a repair) need it; reads and
-//! `POST /create-customer` stay open.
+//! cluster does (switching a node, running a repair, deleting a record)
+//! need it; reads and `POST /create-customer` stay open.
 //!
 //! - The API takes `Authorization: Bearer <token>`, compared in constant
 //!   time; anything else is a 401 JSON error.

@@ -86,7 +86,7 @@ impl Application {
         });
         if config.admin_token.is_none() {
             tracing::warn!(
-                "ADMIN_TOKEN is not set: anyone who can reach this port can switch nodes and run repairs"
+                "ADMIN_TOKEN is not set: anyone who can reach this port can switch nodes, run repairs and delete records"
             );
         }
         let (state, moves) = app_state(&config, &services);

@@ -53,30 +53,7 @@ pub(super) async fn repair_region(
             replica.versions_page(&replica_coll, after.as_deref(), PAGE),
         )?;
         let (both, upper) = pair_pages(h, r);
-        report.compared += both.len() as u64;
-        let (to_replica, to_home) = differing(&both);
-        report.differing += (to_replica.len() + to_home.len()) as u64;
-        if !dry_run {
-            let into_replica = (replica, CopyTarget::Replica);
-            copy_over(
-                region,
-                (home, &home_coll),
-                into_replica,
-                &to_replica,
-                report,
-            )
-            .await?;
-            let into_home = (home, CopyTarget::Primary);
-            copy_over(
-                region,
-                (replica, &replica_coll),
-                into_home,
-                &to_home,
-                report,
-            )
-            .await?;
-        }
-        remove_moved_away(sides, &both, dry_run, report).await?;
+        fix(sides, &both, dry_run, report).await?;
         match upper {
             Some(u) => after = Some(u),
             None => return Ok(()),
@@ -104,28 +81,43 @@ pub(super) async fn repair_one(
         return Ok(());
     }
     let both = BTreeMap::from([(id.to_owned(), seen)]);
-    report.compared += 1;
-    let (to_replica, to_home) = differing(&both);
+    fix(sides, &both, false, report).await
+}
+
+/// Makes the copies of the ids in `both` agree (the newer over the older or
+/// missing one, unless `dry_run`), then replaces by tombstones the live ones
+/// whose record's newest version is in another region.
+async fn fix(
+    sides: &Sides<'_>,
+    both: &BTreeMap<String, (Seen, Seen)>,
+    dry_run: bool,
+    report: &mut RegionRepair,
+) -> Result<(), StoreError> {
+    let Sides {
+        region,
+        home,
+        replica,
+        ..
+    } = *sides;
+    report.compared += both.len() as u64;
+    let (to_replica, to_home) = differing(both);
     report.differing += (to_replica.len() + to_home.len()) as u64;
-    let into_replica = (sides.replica, CopyTarget::Replica);
-    copy_over(
-        sides.region,
-        (sides.home, &home_coll),
-        into_replica,
-        &to_replica,
-        report,
-    )
-    .await?;
-    let into_home = (sides.home, CopyTarget::Primary);
-    copy_over(
-        sides.region,
-        (sides.replica, &replica_coll),
-        into_home,
-        &to_home,
-        report,
-    )
-    .await?;
-    remove_moved_away(sides, &both, false, report).await
+    if !dry_run {
+        let home_coll = CustomerCopy::PRIMARY_COLLECTION;
+        let replica_coll = CustomerCopy::replica_collection(&region.id);
+        let into_replica = (replica, CopyTarget::Replica);
+        copy_over(region, (home, home_coll), into_replica, &to_replica, report).await?;
+        let into_home = (home, CopyTarget::Primary);
+        copy_over(
+            region,
+            (replica, &replica_coll),
+            into_home,
+            &to_home,
+            report,
+        )
+        .await?;
+    }
+    remove_moved_away(sides, both, dry_run, report).await
 }
 
 /// The live copies of this page whose record has a newer version in

@@ -14,7 +14,6 @@
 //! A delete is the same move to nowhere: a tombstone at a new version in
 //! the region the record lives in, and in every region that cannot be read.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
@@ -101,13 +100,19 @@ impl WritePath {
             return Vec::new();
         }
         let ids: Vec<&str> = placed.iter().map(|p| p.id.as_str()).collect();
+        // A batch of one region (every single write's, most of the
+        // settler's) need not ask that region.
+        let first = &placed[0].region;
+        let except = placed.iter().all(|p| p.region == *first).then_some(first);
         let locate = self.locate();
-        let elsewhere = locate.elsewhere(None, &ids).await;
+        let elsewhere = locate.elsewhere(except, &ids).await;
         let mut tombstones = Vec::new();
         for record in placed {
-            tombstones.extend(tombstones_for(record, &elsewhere));
+            let own = self.regions.get(record.region.as_str());
+            tombstones.extend(tombstones_for(record, own, &elsewhere));
         }
-        let unread = elsewhere.iter().any(|(_, held)| held.is_none());
+        let unread =
+            (elsewhere.iter()).any(|(region, held)| held.is_none() && except != Some(&region.id));
         let unsettled = if unread { placed.to_vec() } else { Vec::new() };
         if tombstones.is_empty() {
             return unsettled;
@@ -236,16 +241,19 @@ fn both_tombstones(region: &Region, id: &CustomerId, version: Version) -> [Custo
         .map(|target| CustomerCopy::tombstone(target, region.id.clone(), version, id.clone()))
 }
 
-/// The tombstones `record`'s write calls for, given what the other regions
-/// hold of it.
-fn tombstones_for(record: &PlacedRecord, elsewhere: &[(&Region, RegionHeld)]) -> Vec<CustomerCopy> {
+/// The tombstones `record`'s write (in its region `own`) calls for, given
+/// what the other regions hold of it (`elsewhere` may list `own` too: it is
+/// skipped).
+fn tombstones_for(
+    record: &PlacedRecord,
+    own: Option<&Region>,
+    elsewhere: &[(&Region, RegionHeld)],
+) -> Vec<CustomerCopy> {
     let mine = record.version.get();
     let mut newest_elsewhere: Option<i64> = None;
     let mut out = Vec::new();
-    let mut own: BTreeMap<&NodeId, &Region> = BTreeMap::new();
     for (region, held) in elsewhere {
         if region.id == record.region {
-            own.insert(&region.id, region);
             continue;
         }
         match held {
@@ -267,9 +275,9 @@ fn tombstones_for(record: &PlacedRecord, elsewhere: &[(&Region, RegionHeld)]) ->
             },
         }
     }
-    if let (Some(newer), Some(region)) = (newest_elsewhere, own.get(&record.region)) {
-        // A newer write (or delete) of this record won elsewhere meanwhile:
-        // this write's own copies go.
+    if let (Some(newer), Some(region)) = (newest_elsewhere, own) {
+        // A newer write of this record won elsewhere meanwhile: this
+        // write's own copies go.
         out.extend(both_tombstones(region, &record.id, Version::new(newer)));
     }
     out
@@ -317,7 +325,7 @@ mod tests {
             (&r[1], Some(HashMap::new())),
             (&r[2], None),
         ];
-        let out = tombstones_for(&record("region_2", 9), &elsewhere);
+        let out = tombstones_for(&record("region_2", 9), Some(&r[1]), &elsewhere);
         assert_eq!(placed(&out), vec![("region_1".to_owned(), 9)]);
     }
 
@@ -326,7 +334,7 @@ mod tests {
         let regions = RegionMap::default_regions();
         let r = regions.regions();
         let elsewhere = vec![(&r[0], holding(12, false)), (&r[1], Some(HashMap::new()))];
-        let out = tombstones_for(&record("region_2", 9), &elsewhere);
+        let out = tombstones_for(&record("region_2", 9), Some(&r[1]), &elsewhere);
         assert_eq!(placed(&out), vec![("region_2".to_owned(), 12)]);
     }
 
@@ -337,6 +345,6 @@ mod tests {
         let regions = RegionMap::default_regions();
         let r = regions.regions();
         let elsewhere = vec![(&r[0], holding(12, true)), (&r[1], holding(12, false))];
-        assert!(tombstones_for(&record("region_2", 9), &elsewhere).is_empty());
+        assert!(tombstones_for(&record("region_2", 9), Some(&r[1]), &elsewhere).is_empty());
     }
 }

@@ -3,11 +3,12 @@
 //!
 //! Layout, bottom to top (docs/architecture.md has the whole map):
 //! `domain` (types, no I/O) and `config` · one adapter per backing service
-//! (`nodes` = Redis, `store` = MongoDB, `hints` = Kafka) · the paths that
+//! (`nodes` and `access` = Redis, `store` = MongoDB, `hints` = Kafka) · the paths that
 //! compose them (`writes`, `reads`, `replay`, `repair`, `recovery`,
 //! `prober`, `import`, ...) · the edges (`http`, `cli`) · `startup`, which
 //! connects the services and wires a serving instance.
 
+pub mod access;
 pub mod backlog;
 pub mod cli;
 pub mod clock_lease;

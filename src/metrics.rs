@@ -20,6 +20,10 @@
 //! - `regiondb_replay_stalls_total{node}`: times a replay found its node's
 //!   queue not moving and recovered (re-joined its consumer group, or
 //!   applied the stuck hints outside it)
+//! - `regiondb_requests_refused_total{reason="host|cross_site|too_many_failures"}`:
+//!   requests turned away by the web surface's guards (`http::security`)
+//! - `regiondb_admin_token_failures_total{via="sign_in|bearer"}`: wrong admin
+//!   tokens (the count per address that slows them down is in Redis)
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -81,6 +85,14 @@ pub fn replay_stalled(node: &str) {
 }
 
 /// Where one copy of an accepted (or refused) write went.
+pub fn request_refused(reason: &'static str) {
+    counter!("regiondb_requests_refused_total", "reason" => reason).increment(1);
+}
+
+pub fn admin_token_failed(via: &'static str) {
+    counter!("regiondb_admin_token_failures_total", "via" => via).increment(1);
+}
+
 pub fn write(copy: &'static str, outcome: &'static str) {
     counter!("regiondb_writes_total", "copy" => copy, "outcome" => outcome).increment(1);
 }

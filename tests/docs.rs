@@ -100,7 +100,7 @@ fn links(text: &str) -> Vec<&str> {
 
 #[test]
 fn every_link_between_the_docs_points_at_a_file() {
-    let mut pages: Vec<PathBuf> = vec![root().join("README.md")];
+    let mut pages: Vec<PathBuf> = vec![root().join("README.md"), root().join("SECURITY.md")];
     for entry in std::fs::read_dir(root().join("docs")).expect("docs") {
         let path = entry.expect("entry").path();
         if path.extension().is_some_and(|e| e == "md") {
@@ -121,4 +121,14 @@ fn every_link_between_the_docs_points_at_a_file() {
         }
     }
     assert!(checked >= 10, "only {checked} links");
+}
+
+#[test]
+fn security_md_states_the_policy_the_server_sends() {
+    let text = std::fs::read_to_string(root().join("SECURITY.md")).expect("SECURITY.md");
+    let policy = regiondb::http::security::CONTENT_SECURITY_POLICY;
+    assert!(
+        text.contains(&format!("`{policy}`")),
+        "SECURITY.md does not quote the policy:\n{policy}"
+    );
 }

@@ -15,6 +15,7 @@ use crate::domain::RegionMap;
 mod env;
 mod regions_file;
 mod sections;
+mod web;
 
 use env::{Env, parse_port};
 use regions_file::load_regions_file;
@@ -22,6 +23,7 @@ pub use sections::{
     AdminToken, HttpLimits, KafkaConfig, LogFormat, MIN_ADMIN_TOKEN_LEN, MongoConfig, ProbeConfig,
     PurgeConfig, ReplayConfig,
 };
+pub use web::{AllowedHosts, MAX_DELAY, SignInLimits, WebConfig};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -44,6 +46,8 @@ pub struct Config {
     /// When set, switching nodes, repairs and deletes need it (see
     /// `http::auth`).
     pub admin_token: Option<AdminToken>,
+    /// Hosts, origins and sign-in limits (see `http::security`).
+    pub web: WebConfig,
 }
 
 /// A configuration problem: one line, naming the variable.
@@ -67,8 +71,9 @@ impl Config {
             None => RegionMap::default_regions(),
         };
         let kafka = KafkaConfig::read(&env)?;
+        let bind = bind_address(&env)?;
         Ok(Config {
-            bind: bind_address(&env)?,
+            bind,
             mongo: MongoConfig::read(&env, &regions)?,
             regions,
             redis_url: sections::redis_url(&env)?,
@@ -81,6 +86,7 @@ impl Config {
             purge: PurgeConfig::read(&env, kafka.timeout)?,
             kafka,
             admin_token: AdminToken::read(&env)?,
+            web: WebConfig::read(&env, bind.ip())?,
         })
     }
 }

@@ -37,6 +37,18 @@ pub enum ApiError {
     /// Signed in, but the request lacks its CSRF token (403).
     #[error("{0}")]
     Forbidden(String),
+    /// Too many wrong admin tokens from this address (429 with
+    /// `retry-after`).
+    #[error(
+        "too many wrong admin tokens from this address: try again in {} s",
+        retry_secs(*retry_after)
+    )]
+    TooManyAttempts { retry_after: std::time::Duration },
+}
+
+/// Whole seconds, rounded up, at least 1: for `retry-after`.
+pub fn retry_secs(wait: std::time::Duration) -> u64 {
+    wait.as_millis().div_ceil(1000).max(1) as u64
 }
 
 impl ApiError {
@@ -49,6 +61,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 }
@@ -79,7 +92,12 @@ impl IntoResponse for ApiError {
             | ApiError::Busy(m)
             | ApiError::Unauthorized(m)
             | ApiError::Forbidden(m) => json!({"error": m}),
+            ApiError::TooManyAttempts { .. } => json!({"error": self.to_string()}),
         };
+        if let ApiError::TooManyAttempts { retry_after } = self {
+            let wait = (header::RETRY_AFTER, retry_secs(retry_after).to_string());
+            return (status, [wait], Json(body)).into_response();
+        }
         if let ApiError::Unauthorized(_) = self {
             tracing::info!(error = %self, "admin call refused");
             let challenge = (header::WWW_AUTHENTICATE, r#"Bearer realm="regiondb""#);

@@ -1,7 +1,8 @@
 //! HTTP: the router, its layers and the shared state. The JSON API lives in
 //! `api` (one file a resource), the server-rendered pages in `pages` (one
 //! file a page); what both do is in `actions`, the one error type in
-//! `error`, the admin token and sessions in `auth`.
+//! `error`, the admin token and sessions in `auth`, the guards every
+//! request passes (hosts, origins, security headers) in `security`.
 
 /// A `route_layer` that sheds past `max` requests in progress in a class:
 /// more get a 503 at once (never queued), so a flood of one kind cannot
@@ -35,6 +36,7 @@ mod error;
 mod events;
 pub mod openapi;
 mod pages;
+pub mod security;
 pub mod server;
 
 use std::sync::Arc;
@@ -58,7 +60,7 @@ pub use error::ApiError;
 use tokio::sync::Semaphore;
 
 use crate::backlog::Backlogs;
-use crate::config::{AdminToken, HttpLimits};
+use crate::config::HttpLimits;
 use crate::domain::{NodeId, RegionMap};
 use crate::hints::HintLog;
 use crate::monitor::Monitor;
@@ -92,8 +94,11 @@ pub struct AppState {
     /// Fires when shutdown begins, so long-lived responses (the event
     /// stream) end and in-flight requests can drain.
     pub stopping: CancellationToken,
-    /// When set, switches and repairs need it (see `auth`).
-    pub admin_token: Option<AdminToken>,
+    /// The admin token, if set (switches, repairs and deletes need it),
+    /// and the sign-in state in Redis (see `auth`).
+    pub guard: auth::Guard,
+    /// Allowed hosts and this service's public origin (see `security`).
+    pub web: security::Policy,
     /// The last `GET /readyz` answer and when it was made.
     pub readiness: Arc<tokio::sync::Mutex<Option<ReadyAnswer>>>,
 }
@@ -113,7 +118,7 @@ impl AppState {
 pub type ReadyAnswer = (Instant, StatusCode, api::Readiness);
 
 pub fn router(state: AppState) -> Router {
-    let (api, document) = api::routes(&state.limits, state.admin_token.clone());
+    let (api, document) = api::routes(&state.limits, state.guard.clone());
     let nodes: Vec<&str> = state.nodes.iter().map(NodeId::as_str).collect();
     // Serialized once: every request serves the same bytes.
     let document = axum::body::Bytes::from(
@@ -143,6 +148,11 @@ pub fn router(state: AppState) -> Router {
             StatusCode::SERVICE_UNAVAILABLE,
             REQUEST_TIMEOUT,
         ))
+        // Before anything reads the body: the host, then the origin; the
+        // security headers go on every answer, refusals included.
+        .layer(middleware::from_fn_with_state(state.web.clone(), security::check_origin))
+        .layer(middleware::from_fn_with_state(state.web.clone(), security::check_host))
+        .layer(middleware::from_fn(security::set_headers))
         // Every log line of a request carries its id (the client's
         // `x-request-id`, or a new UUID), which the response echoes.
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
@@ -188,15 +198,26 @@ async fn track(req: Request, next: Next) -> Response {
 mod tests {
     use super::*;
 
-    #[test]
-    fn every_operation_with_a_json_body_documents_its_unreadable_body_errors() {
+    #[tokio::test]
+    async fn every_operation_with_a_json_body_documents_its_unreadable_body_errors() {
         let limits = HttpLimits {
             max_connections: 1,
             header_timeout: Duration::from_secs(1),
             max_event_streams: 1,
             max_requests_per_class: 1,
         };
-        let (_, document) = api::routes(&limits, None);
+        // Never connected: the document needs no Redis.
+        let redis = redis::Client::open("redis://127.0.0.1:1").expect("url");
+        let conn = redis::aio::ConnectionManager::new_lazy_with_config(redis, Default::default())
+            .expect("lazy connection");
+        let web = crate::config::Config::from_lookup(|_| None)
+            .expect("defaults")
+            .web;
+        let guard = auth::Guard {
+            token: None,
+            access: crate::access::Access::new(conn, web.sign_in),
+        };
+        let (_, document) = api::routes(&limits, guard);
         let doc = serde_json::to_value(document).expect("document");
         let mut with_body = 0;
         for (path, item) in doc["paths"].as_object().expect("paths") {

@@ -72,6 +72,12 @@ pub enum AdminErrors {
         description = "A signed-in page's call without its CSRF token"
     )]
     Forbidden(ErrorBody),
+    #[response(
+        status = 429,
+        description = "Too many wrong admin tokens from this address (SIGN_IN_MAX_FAILURES);                        nothing was checked",
+        headers(("retry-after" = u64, description = "Seconds until the address may try again"))
+    )]
+    TooManyAttempts(ErrorBody),
 }
 
 /// How every read answers when too many reads are in progress (see

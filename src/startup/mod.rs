@@ -236,7 +236,11 @@ fn app_state(
         limits: config.http.clone(),
         event_streams: Arc::new(tokio::sync::Semaphore::new(config.http.max_event_streams)),
         stopping: CancellationToken::new(),
-        admin_token: config.admin_token.clone(),
+        guard: crate::http::auth::Guard {
+            token: config.admin_token.clone(),
+            access: crate::access::Access::new(services.statuses.redis(), config.web.sign_in),
+        },
+        web: Arc::new(config.web.clone()),
         readiness: Arc::default(),
     };
     (state, moves)

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use crate::helpers::*;
 
-/// Examples per operation and phase: with twelve operations, over a
+/// Examples per operation and phase: with thirteen operations, over a
 /// thousand requests.
 const MAX_EXAMPLES: &str = "100";
 
@@ -46,7 +46,7 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
         String::from_utf8_lossy(&out.stderr)
     );
     // It really ran: every operation but the stream, hundreds of requests.
-    assert!(report.contains("Tested: 12"), "{report}");
+    assert!(report.contains("Tested: 13"), "{report}");
     // "903 generated, 903 passed"
     let generated: usize = report
         .lines()

@@ -24,5 +24,7 @@ mod repair;
 mod replay;
 mod restarts;
 mod scale;
+mod security;
+mod sessions;
 mod stalls;
 mod writes;

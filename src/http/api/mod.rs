@@ -1,6 +1,7 @@
 //! The JSON API, one file a resource, each with the bodies it reads and
 //! answers beside its handlers: `customers` (writes), `records` (reads),
-//! `nodes` (statuses and the overview), `admin` (repair), `ops` (health,
+//! `nodes` (statuses and the overview), `admin` (repair), `sessions`
+//! (ending every page session), `ops` (health,
 //! readiness, metrics). Every route is registered through its
 //! `#[utoipa::path]`, which also describes it in `/openapi.json`.
 
@@ -16,7 +17,7 @@ use utoipa_axum::routes;
 
 use super::error::ApiError;
 use super::{AppState, auth, events, openapi};
-use crate::config::{AdminToken, HttpLimits};
+use crate::config::HttpLimits;
 use crate::domain::FieldError;
 
 pub mod admin;
@@ -24,6 +25,7 @@ pub mod customers;
 pub mod nodes;
 pub mod ops;
 pub mod records;
+pub mod sessions;
 
 pub use ops::Readiness;
 
@@ -32,7 +34,7 @@ pub use ops::Readiness;
 /// are not. The admin calls check the token before anything else.
 pub(super) fn routes(
     limits: &HttpLimits,
-    admin_token: Option<AdminToken>,
+    guard: auth::Guard,
 ) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let writes = OpenApiRouter::new()
         .routes(routes!(customers::create_customer))
@@ -41,11 +43,9 @@ pub(super) fn routes(
         .routes(routes!(nodes::set_node_status))
         .routes(routes!(customers::delete_customer))
         .routes(routes!(admin::admin_repair))
+        .routes(routes!(sessions::end_sessions))
         .route_layer(class_limit!(limits.max_requests_per_class, "admin calls"))
-        .route_layer(middleware::from_fn_with_state(
-            admin_token,
-            auth::require_admin,
-        ));
+        .route_layer(middleware::from_fn_with_state(guard, auth::require_admin));
     let reads = OpenApiRouter::new()
         .routes(routes!(
             records::filter_records_query,

@@ -81,3 +81,25 @@ fn admin_allowed(
         ))
     }
 }
+
+#[derive(Template)]
+#[template(path = "refused.html")]
+struct RefusedPage<'a> {
+    page: &'static str,
+    asset_version: &'static str,
+    auth: PageAuth,
+    title: &'a str,
+    message: String,
+}
+
+/// The page for a request refused before any handler (`security`).
+pub(super) fn refused(status: StatusCode, title: &str, message: String) -> Response {
+    let page = RefusedPage {
+        page: "refused",
+        asset_version: super::assets::version(),
+        auth: PageAuth::default(),
+        title,
+        message,
+    };
+    render(status, page)
+}

@@ -1,0 +1,41 @@
+//! The `Host` allow-list (`ALLOWED_HOSTS`): a page on a name the attacker
+//! owns, re-pointed at this machine (DNS rebinding), would otherwise read
+//! every record of a localhost-bound demo. Absolute-form request targets
+//! are judged by their authority, as HTTP/1.1 says.
+
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use super::{Policy, refuse};
+
+pub async fn check_host(State(policy): State<Policy>, req: Request, next: Next) -> Response {
+    let host = match req.uri().authority() {
+        Some(authority) => Some(authority.as_str()),
+        None => req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok()),
+    };
+    let Some(host) = host else {
+        crate::metrics::request_refused("host");
+        let message = "the request has no Host header".to_owned();
+        return refuse(req.headers(), StatusCode::BAD_REQUEST, "No host", message);
+    };
+    if policy.allowed_hosts.allows(host) {
+        return next.run(req).await;
+    }
+    crate::metrics::request_refused("host");
+    tracing::info!(host, "request for a host not in ALLOWED_HOSTS refused");
+    let message = format!(
+        "this service does not answer for the host {host:?}: add it to ALLOWED_HOSTS \
+         (or set PUBLIC_URL) if that is how users reach it"
+    );
+    refuse(
+        req.headers(),
+        StatusCode::MISDIRECTED_REQUEST,
+        "Unknown host",
+        message,
+    )
+}

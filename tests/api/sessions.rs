@@ -1,0 +1,237 @@
+//! Page sessions and wrong admin tokens, shared by every instance through
+//! Redis: signing out ends a session everywhere, an operator can end them
+//! all, and repeated wrong tokens from one address are slowed, then
+//! refused.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::*;
+
+const TOKEN: &str = "sessions-admin-token-0123456789";
+
+/// Signs in at `address`: the `name=value` of the session cookie.
+async fn sign_in_at(app: &TestApp, address: &str) -> String {
+    let r = app
+        .http
+        .post(format!("{address}/sign-in"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string([("token", TOKEN), ("next", "/create-records")]).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap();
+    cookie.split(';').next().unwrap().to_owned()
+}
+
+/// The CSRF token of the create page seen with `cookie` at `address`, if
+/// that page is signed in.
+async fn signed_in_at(app: &TestApp, address: &str, cookie: &str) -> Option<String> {
+    let html = get_with_cookie(app, address, cookie).await;
+    let marker = "name=\"csrf\" value=\"";
+    let start = html.find(marker)? + marker.len();
+    Some(html[start..].split('"').next()?.to_owned())
+}
+
+async fn get_with_cookie(app: &TestApp, address: &str, cookie: &str) -> String {
+    let r = app
+        .http
+        .get(format!("{address}/create-records"))
+        .header("cookie", cookie);
+    r.send().await.unwrap().text().await.unwrap()
+}
+
+/// Switches region_1 with a page session's cookie and CSRF header.
+async fn switch_with(app: &TestApp, address: &str, cookie: &str, csrf: &str) -> StatusCode {
+    let r = app
+        .http
+        .post(format!("{address}/node-status"))
+        .header("cookie", cookie)
+        .header("x-csrf-token", csrf)
+        .json(&json!({"node_id": "region_1", "status": "unavailable"}));
+    r.send().await.unwrap().status()
+}
+
+#[tokio::test]
+async fn signing_out_ends_the_session_on_every_instance_and_an_operator_can_end_them_all() {
+    let app = TestApp::spawn_with(
+        "sessions_revoke",
+        Options::default().env("ADMIN_TOKEN", TOKEN),
+    )
+    .await;
+    let b = app.spawn_instance("regiondb-b").await;
+    let cookie = sign_in_at(&app, &app.address).await;
+    let csrf = signed_in_at(&app, &b.address, &cookie)
+        .await
+        .expect("signed in on b too");
+
+    // The issue's attack: a copy of the cookie, used after signing out.
+    let out = app
+        .http
+        .post(app.url("/sign-out"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    assert!(
+        out.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    for address in [&app.address, &b.address] {
+        let html = get_with_cookie(&app, address, &cookie).await;
+        assert!(
+            !html.contains("Sign out") && html.contains("Sign in"),
+            "{address}"
+        );
+        assert_eq!(
+            switch_with(&app, address, &cookie, &csrf).await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(app.get("/node-statuses").await.1["region_1"], "available");
+
+    // Ending every session: two browsers signed in, one API call.
+    let first = sign_in_at(&app, &app.address).await;
+    let second = sign_in_at(&app, &b.address).await;
+    let csrf = signed_in_at(&app, &app.address, &first)
+        .await
+        .expect("signed in");
+    assert!(signed_in_at(&app, &b.address, &second).await.is_some());
+    let end = |auth: Option<&str>| {
+        let r = app.http.delete(app.url("/admin/sessions"));
+        json_answer(match auth {
+            Some(a) => r.header("authorization", a),
+            None => r,
+        })
+    };
+    assert_eq!(end(None).await.0, StatusCode::UNAUTHORIZED);
+    let (code, body) = end(Some(&format!("Bearer {TOKEN}"))).await;
+    assert_eq!((code, body), (StatusCode::OK, json!({"ended": 2})));
+    for (address, cookie) in [(&app.address, &first), (&b.address, &second)] {
+        assert!(signed_in_at(&app, address, cookie).await.is_none());
+    }
+    assert_eq!(
+        switch_with(&app, &b.address, &first, &csrf).await,
+        StatusCode::UNAUTHORIZED
+    );
+    // A new sign-in works at once.
+    let again = sign_in_at(&app, &b.address).await;
+    let csrf = signed_in_at(&app, &app.address, &again)
+        .await
+        .expect("signed in");
+    assert_eq!(
+        switch_with(&app, &app.address, &again, &csrf).await,
+        StatusCode::OK
+    );
+}
+
+/// A bearer call with `token` at `address`: its status, `retry-after` and
+/// how long it took.
+async fn bearer_at(
+    app: &TestApp,
+    address: &str,
+    token: &str,
+) -> (StatusCode, Option<u64>, Duration) {
+    let started = Instant::now();
+    let r = app
+        .http
+        .post(format!("{address}/admin/repair?dry_run=true"))
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    let retry = r
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    (r.status(), retry, started.elapsed())
+}
+
+/// A sign-in with `token` at `address`: status, `retry-after`, page, time.
+async fn sign_in_with(
+    app: &TestApp,
+    address: &str,
+    token: &str,
+) -> (StatusCode, Option<u64>, String, Duration) {
+    let started = Instant::now();
+    let r = app
+        .http
+        .post(format!("{address}/sign-in"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string([("token", token)]).unwrap())
+        .send()
+        .await
+        .unwrap();
+    let retry = r
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    let code = r.status();
+    (code, retry, r.text().await.unwrap(), started.elapsed())
+}
+
+#[tokio::test]
+async fn wrong_tokens_are_slowed_then_refused_on_every_instance_and_a_right_one_resets() {
+    let options = Options::default()
+        .env("ADMIN_TOKEN", TOKEN)
+        .env("SIGN_IN_MAX_FAILURES", "4")
+        .env("SIGN_IN_DELAY_MS", "200")
+        .env("SIGN_IN_LOCKOUT_SECS", "3");
+    let app = TestApp::spawn_with("sessions_limits", options).await;
+    let b = app.spawn_instance("regiondb-b").await;
+    let failures = || app.redis::<Option<u32>>(&["GET", "regiondb:sign-in-failures:127.0.0.1"]);
+
+    // Wrong tokens, alternating instances and ways in: each waits twice as
+    // long as the one before it (0, 200, 400, 800 ms).
+    let (code, ..) = sign_in_with(&app, &app.address, "wrong-1").await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    let (code, _, took) = bearer_at(&app, &b.address, "wrong-2").await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    assert!(took >= Duration::from_millis(200), "{took:?}");
+    let (code, .., took) = sign_in_with(&app, &b.address, "wrong-3").await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    assert!(took >= Duration::from_millis(400), "{took:?}");
+    let (code, _, took) = bearer_at(&app, &app.address, "wrong-4").await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    assert!(took >= Duration::from_millis(800), "{took:?}");
+    assert_eq!(failures().await, Some(4));
+
+    // Then refused, even the right token, on both instances, both ways.
+    let (code, retry, _) = bearer_at(&app, &b.address, TOKEN).await;
+    assert_eq!(code, StatusCode::TOO_MANY_REQUESTS);
+    assert!(retry.is_some_and(|s| (1..=3).contains(&s)), "{retry:?}");
+    let (code, retry, html, _) = sign_in_with(&app, &app.address, TOKEN).await;
+    assert_eq!(code, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        retry.is_some() && html.contains("Too many wrong tokens from your address"),
+        "{html}"
+    );
+    assert!(app.app_log().contains("too many wrong ones"));
+
+    // Once the lockout has passed, the right token gets in and resets it.
+    wait_until("the lockout to end", DEADLINE, || async {
+        bearer_at(&app, &b.address, TOKEN).await.0 == StatusCode::OK
+    })
+    .await;
+    assert_eq!(failures().await, None);
+    assert_eq!(
+        sign_in_with(&app, &app.address, "wrong-5").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(failures().await, Some(1));
+    assert_eq!(
+        sign_in_with(&app, &b.address, TOKEN).await.0,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(failures().await, None);
+    let wrong = app
+        .metric("regiondb_admin_token_failures_total", &["via=\"sign_in\""])
+        .await;
+    assert_eq!(wrong, 2.0, "this instance's wrong sign-ins");
+}

@@ -91,7 +91,11 @@ impl AllowedHosts {
             addresses: vec![bind, Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()],
             names: vec!["localhost".to_owned()],
         };
-        hosts.names.extend(public_host);
+        match public_host.as_deref().map(str::parse::<IpAddr>) {
+            Some(Ok(address)) => hosts.addresses.push(address),
+            Some(Err(_)) => hosts.names.extend(public_host),
+            None => {}
+        }
         for entry in env.var("ALLOWED_HOSTS").unwrap_or_default().split(',') {
             let entry = entry.trim().to_ascii_lowercase();
             if entry.is_empty() {
@@ -261,6 +265,13 @@ mod tests {
         assert!(!hosts.allows("evilcorp.example") && !hosts.allows("example.com"));
         let web = read(&[("PUBLIC_URL", "http://x.example:8080")], "127.0.0.1").unwrap();
         assert_eq!(web.public_origin.as_deref(), Some("http://x.example:8080"));
+        for (url, host) in [
+            ("http://10.0.0.5:8000", "10.0.0.5:8000"),
+            ("http://[fd00::5]/", "[fd00::5]"),
+        ] {
+            let web = read(&[("PUBLIC_URL", url)], "127.0.0.1").unwrap();
+            assert!(web.allowed_hosts.allows(host), "{url}");
+        }
         let any = read(&[("ALLOWED_HOSTS", "*")], "127.0.0.1").unwrap();
         assert!(any.allowed_hosts.allows("evil.example"));
     }

@@ -74,29 +74,6 @@ fn hidden(html: &str, name: &str) -> Option<String> {
     Some(html[start..].split('"').next()?.to_owned())
 }
 
-/// Signs in with the right token: a session cookie, HttpOnly and
-/// SameSite=Strict, that is not the token; answers `name=value`.
-async fn sign_in(app: &TestApp) -> String {
-    let signed_in = app
-        .http
-        .post(app.url("/sign-in"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(serde_urlencoded::to_string([("token", TOKEN), ("next", "/create-records")]).unwrap())
-        .send()
-        .await
-        .expect("sign in");
-    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
-    assert_eq!(signed_in.headers()["location"], "/create-records");
-    let set_cookie = signed_in.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(set_cookie.contains("HttpOnly"), "{set_cookie}");
-    assert!(set_cookie.contains("SameSite=Strict"), "{set_cookie}");
-    assert!(!set_cookie.contains(TOKEN), "the cookie is not the token");
-    set_cookie.split(';').next().unwrap().to_owned()
-}
-
 #[tokio::test]
 async fn with_a_token_the_pages_switch_only_after_sign_in_and_with_the_csrf_token() {
     let app = TestApp::spawn_with("admin_pages", protected()).await;
@@ -121,7 +98,7 @@ async fn with_a_token_the_pages_switch_only_after_sign_in_and_with_the_csrf_toke
     assert_eq!(code, StatusCode::UNAUTHORIZED);
     assert!(html.contains("That is not the admin token."));
 
-    let cookie = sign_in(&app).await;
+    let cookie = app.session_at(&app.address, TOKEN).await;
     let page = |path: &str| app.http.get(app.url(path)).header("cookie", &cookie).send();
     let html = page("/create-records").await.unwrap().text().await.unwrap();
     assert!(!html.contains("data-field=\"switch\" disabled"));
@@ -171,25 +148,7 @@ async fn with_a_token_the_pages_switch_only_after_sign_in_and_with_the_csrf_toke
     assert_eq!(api(None).await.unwrap().status(), StatusCode::FORBIDDEN);
     assert_eq!(api(Some(&csrf)).await.unwrap().status(), StatusCode::OK);
 
-    sign_out(&app, &cookie).await;
-}
-
-/// Signing out clears the session cookie.
-async fn sign_out(app: &TestApp, cookie: &str) {
-    let out = app
-        .http
-        .post(app.url("/sign-out"))
-        .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(out.status(), StatusCode::SEE_OTHER);
-    assert!(
-        out.headers()["set-cookie"]
-            .to_str()
-            .unwrap()
-            .contains("Max-Age=0")
-    );
+    app.sign_out_at(&app.address, &cookie).await;
 }
 
 #[tokio::test]

@@ -218,14 +218,7 @@ async fn every_answer_carries_the_security_headers() {
 
 /// Where `POST /sign-in` with the right token and `next` sends the browser.
 async fn after_sign_in(app: &TestApp, next: &str) -> String {
-    let r = app
-        .http
-        .post(app.url("/sign-in"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(serde_urlencoded::to_string([("token", TOKEN), ("next", next)]).unwrap())
-        .send()
-        .await
-        .unwrap();
+    let r = app.sign_in_at(&app.address, TOKEN, next).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER, "{next:?}");
     r.headers()["location"].to_str().unwrap().to_owned()
 }

@@ -12,21 +12,6 @@ use crate::helpers::*;
 
 const TOKEN: &str = "sessions-admin-token-0123456789";
 
-/// Signs in at `address`: the `name=value` of the session cookie.
-async fn sign_in_at(app: &TestApp, address: &str) -> String {
-    let r = app
-        .http
-        .post(format!("{address}/sign-in"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(serde_urlencoded::to_string([("token", TOKEN), ("next", "/create-records")]).unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    let cookie = r.headers()["set-cookie"].to_str().unwrap();
-    cookie.split(';').next().unwrap().to_owned()
-}
-
 /// The CSRF token of the create page seen with `cookie` at `address`, if
 /// that page is signed in.
 async fn signed_in_at(app: &TestApp, address: &str, cookie: &str) -> Option<String> {
@@ -63,26 +48,13 @@ async fn signing_out_ends_the_session_on_every_instance_and_an_operator_can_end_
     )
     .await;
     let b = app.spawn_instance("regiondb-b").await;
-    let cookie = sign_in_at(&app, &app.address).await;
+    let cookie = app.session_at(&app.address, TOKEN).await;
     let csrf = signed_in_at(&app, &b.address, &cookie)
         .await
         .expect("signed in on b too");
 
     // The attack: a copy of the cookie, used after signing out.
-    let out = app
-        .http
-        .post(app.url("/sign-out"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(out.status(), StatusCode::SEE_OTHER);
-    assert!(
-        out.headers()["set-cookie"]
-            .to_str()
-            .unwrap()
-            .contains("Max-Age=0")
-    );
+    app.sign_out_at(&app.address, &cookie).await;
     for address in [&app.address, &b.address] {
         let html = get_with_cookie(&app, address, &cookie).await;
         assert!(
@@ -97,8 +69,8 @@ async fn signing_out_ends_the_session_on_every_instance_and_an_operator_can_end_
     assert_eq!(app.get("/node-statuses").await.1["region_1"], "available");
 
     // Ending every session: two browsers signed in, one API call.
-    let first = sign_in_at(&app, &app.address).await;
-    let second = sign_in_at(&app, &b.address).await;
+    let first = app.session_at(&app.address, TOKEN).await;
+    let second = app.session_at(&b.address, TOKEN).await;
     let csrf = signed_in_at(&app, &app.address, &first)
         .await
         .expect("signed in");
@@ -121,7 +93,7 @@ async fn signing_out_ends_the_session_on_every_instance_and_an_operator_can_end_
         StatusCode::UNAUTHORIZED
     );
     // A new sign-in works at once.
-    let again = sign_in_at(&app, &b.address).await;
+    let again = app.session_at(&b.address, TOKEN).await;
     let csrf = signed_in_at(&app, &app.address, &again)
         .await
         .expect("signed in");
@@ -146,10 +118,7 @@ async fn bearer_at(
         .send()
         .await
         .unwrap();
-    let retry = r
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok()?.parse().ok());
+    let retry = retry_after(&r);
     (r.status(), retry, started.elapsed())
 }
 
@@ -160,18 +129,8 @@ async fn sign_in_with(
     token: &str,
 ) -> (StatusCode, Option<u64>, String, Duration) {
     let started = Instant::now();
-    let r = app
-        .http
-        .post(format!("{address}/sign-in"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(serde_urlencoded::to_string([("token", token)]).unwrap())
-        .send()
-        .await
-        .unwrap();
-    let retry = r
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok()?.parse().ok());
+    let r = app.sign_in_at(address, token, "/").await;
+    let retry = retry_after(&r);
     let code = r.status();
     (code, retry, r.text().await.unwrap(), started.elapsed())
 }

@@ -20,7 +20,7 @@ pub async fn check_host(State(policy): State<Policy>, req: Request, next: Next) 
     };
     let Some(host) = host else {
         crate::metrics::request_refused("host");
-        let message = "the request has no Host header".to_owned();
+        let message = "the request has no Host header (or one that is not ASCII)".to_owned();
         return refuse(req.headers(), StatusCode::BAD_REQUEST, "No host", message);
     };
     if policy.allowed_hosts.allows(host) {

@@ -121,3 +121,51 @@ pub async fn text_answer(request: reqwest::RequestBuilder) -> (StatusCode, Strin
     let status = r.status();
     (status, r.text().await.unwrap_or_default())
 }
+
+impl TestApp {
+    /// `POST /sign-in` at `address` as the page's form sends it.
+    pub async fn sign_in_at(&self, address: &str, token: &str, next: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{address}/sign-in"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string([("token", token), ("next", next)]).expect("form"))
+            .send()
+            .await
+            .expect("sign in")
+    }
+
+    /// Signs in at `address` with the right `token`: the `name=value` of
+    /// the session cookie, which is HttpOnly and SameSite=Strict and is not
+    /// the token.
+    pub async fn session_at(&self, address: &str, token: &str) -> String {
+        let r = self.sign_in_at(address, token, "/create-records").await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        assert_eq!(r.headers()["location"], "/create-records");
+        let set_cookie = r.headers()["set-cookie"].to_str().expect("ascii");
+        assert!(set_cookie.contains("HttpOnly"), "{set_cookie}");
+        assert!(set_cookie.contains("SameSite=Strict"), "{set_cookie}");
+        assert!(!set_cookie.contains(token), "the cookie is not the token");
+        set_cookie.split(';').next().expect("cookie").to_owned()
+    }
+
+    /// Signs out with `cookie` at `address`: the browser is told to drop it.
+    pub async fn sign_out_at(&self, address: &str, cookie: &str) {
+        let out = self
+            .http
+            .post(format!("{address}/sign-out"))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .expect("sign out");
+        assert_eq!(out.status(), StatusCode::SEE_OTHER);
+        let set_cookie = out.headers()["set-cookie"].to_str().expect("ascii");
+        assert!(set_cookie.contains("Max-Age=0"), "{set_cookie}");
+    }
+}
+
+/// A response's `retry-after`, in seconds.
+pub fn retry_after(r: &reqwest::Response) -> Option<u64> {
+    r.headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+}

@@ -101,6 +101,34 @@ async fn signing_out_ends_the_session_on_every_instance_and_an_operator_can_end_
         switch_with(&app, &app.address, &again, &csrf).await,
         StatusCode::OK
     );
+    // The operator's other way: redis-cli.
+    let _: u64 = app.redis(&["DEL", "regiondb:sessions"]).await;
+    assert!(signed_in_at(&app, &b.address, &again).await.is_none());
+}
+
+#[tokio::test]
+async fn without_redis_no_token_is_checked_uncounted_and_pages_show_signed_out() {
+    let options = Options::default().env("ADMIN_TOKEN", TOKEN);
+    let Some(mut app) = TestApp::spawn_for_faults("sessions_no_redis", options).await else {
+        return;
+    };
+    let cookie = app.session_at(&app.address, TOKEN).await;
+    assert!(signed_in_at(&app, &app.address, &cookie).await.is_some());
+    app.kill_redis();
+    // Fails closed: 503, not a check that nothing counts.
+    let (code, _, _) = bearer_at(&app, &app.address, TOKEN).await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+    let r = app.sign_in_at(&app.address, TOKEN, "/").await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("redis could not be reached")
+    );
+    let html = get_with_cookie(&app, &app.address, &cookie).await;
+    assert!(html.contains("Sign in") && !html.contains("Sign out"));
+    assert!(app.app_log().contains("session not checked"));
 }
 
 /// A bearer call with `token` at `address`: its status, `retry-after` and

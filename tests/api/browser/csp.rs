@@ -3,6 +3,7 @@
 //! allowed, and an inline script or style would not be.
 
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{Browser, card};
 use crate::helpers::*;
@@ -78,5 +79,54 @@ async fn every_page_works_under_its_content_security_policy_and_nothing_inline_r
             && seen.iter().any(|v| v.starts_with("style-src-attr inline"))
     })
     .await;
+    b.client.clone().close().await.ok();
+}
+
+/// Serves `html` to every request on a free loopback port: a page of
+/// another origin. Answers its address.
+async fn another_site(html: String) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = format!("http://{}", listener.local_addr().expect("address"));
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\n\
+                 connection: close\r\n\r\n{html}",
+                html.len()
+            );
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request).await;
+            let _ = stream.write_all(answer.as_bytes()).await;
+        }
+    });
+    address
+}
+
+#[tokio::test]
+async fn another_site_cannot_frame_the_pages() {
+    let app = TestApp::spawn("browser_frame").await;
+    let b = Browser::start(&app.dir).await;
+    // A page of another origin framing the switches (clickjacking).
+    let framing = format!(
+        "<!doctype html><iframe src=\"{}/create-records\" width=900 height=600></iframe>",
+        app.address
+    );
+    b.goto(&another_site(framing).await).await;
+    b.client.enter_frame(0).await.expect("the frame");
+    // The browser refused to show the page: the frame holds its error page,
+    // never the switches.
+    wait_until("the frame to be refused", DEADLINE, || async {
+        let href = b.client.execute("return location.href", vec![]).await;
+        href.is_ok_and(|h| h.as_str().is_some_and(|h| h.starts_with("chrome-error:")))
+    })
+    .await;
+    let cards = b
+        .client
+        .execute("return document.querySelectorAll('.card').length", vec![])
+        .await
+        .expect("script");
+    assert_eq!(cards, json!(0));
     b.client.clone().close().await.ok();
 }

@@ -36,10 +36,6 @@ impl Access {
     pub fn new(conn: ConnectionManager, limits: SignInLimits) -> Access {
         Access { conn, limits }
     }
-
-    pub fn limits(&self) -> &SignInLimits {
-        &self.limits
-    }
 }
 
 /// The address failures are counted by: an IPv4 address, or an IPv6

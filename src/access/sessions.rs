@@ -2,15 +2,8 @@
 //! so that ending one session, or all of them, takes effect on every
 //! instance at once.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use super::{Access, AccessError, SESSIONS_KEY};
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+use crate::domain::now_secs;
 
 impl Access {
     /// Records a new session until `expiry` (Unix seconds), and forgets
@@ -22,7 +15,7 @@ impl Access {
             .cmd("ZREMRANGEBYSCORE")
             .arg(SESSIONS_KEY)
             .arg("-inf")
-            .arg(unix_now())
+            .arg(now_secs())
             .ignore()
             .cmd("ZADD")
             .arg(SESSIONS_KEY)
@@ -42,7 +35,7 @@ impl Access {
             .arg(id)
             .query_async(&mut conn)
             .await?;
-        Ok(expiry.is_some_and(|e| e > unix_now()))
+        Ok(expiry.is_some_and(|e| e > now_secs()))
     }
 
     /// Ends one session everywhere.
@@ -63,7 +56,7 @@ impl Access {
             .atomic()
             .cmd("ZCOUNT")
             .arg(SESSIONS_KEY)
-            .arg(format!("({}", unix_now()))
+            .arg(format!("({}", now_secs()))
             .arg("+inf")
             .cmd("DEL")
             .arg(SESSIONS_KEY)

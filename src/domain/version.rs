@@ -65,6 +65,11 @@ pub fn now_micros() -> i64 {
         .unwrap_or(0)
 }
 
+/// The wall clock in Unix seconds (0 before 1970).
+pub fn now_secs() -> u64 {
+    u64::try_from(now_micros() / 1_000_000).unwrap_or(0)
+}
+
 /// The wall clock in Unix milliseconds (0 before 1970).
 pub fn now_millis() -> i64 {
     now_micros() / 1000

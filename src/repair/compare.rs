@@ -33,23 +33,27 @@ pub(super) struct Sides<'a> {
     pub locate: &'a Locate<'a>,
 }
 
+impl Sides<'_> {
+    /// The home and replica collections of this region's copies.
+    fn collections(&self) -> (&'static str, String) {
+        (
+            CustomerCopy::PRIMARY_COLLECTION,
+            CustomerCopy::replica_collection(&self.region.id),
+        )
+    }
+}
+
 pub(super) async fn repair_region(
     sides: &Sides<'_>,
     dry_run: bool,
     report: &mut RegionRepair,
 ) -> Result<(), StoreError> {
-    let Sides {
-        region,
-        home,
-        replica,
-        ..
-    } = *sides;
-    let home_coll = CustomerCopy::PRIMARY_COLLECTION.to_owned();
-    let replica_coll = CustomerCopy::replica_collection(&region.id);
+    let Sides { home, replica, .. } = *sides;
+    let (home_coll, replica_coll) = sides.collections();
     let mut after: Option<String> = None;
     loop {
         let (h, r) = tokio::try_join!(
-            home.versions_page(&home_coll, after.as_deref(), PAGE),
+            home.versions_page(home_coll, after.as_deref(), PAGE),
             replica.versions_page(&replica_coll, after.as_deref(), PAGE),
         )?;
         let (both, upper) = pair_pages(h, r);
@@ -69,11 +73,10 @@ pub(super) async fn repair_one(
     id: &str,
     report: &mut RegionRepair,
 ) -> Result<(), StoreError> {
-    let home_coll = CustomerCopy::PRIMARY_COLLECTION.to_owned();
-    let replica_coll = CustomerCopy::replica_collection(&sides.region.id);
+    let (home_coll, replica_coll) = sides.collections();
     let ids = [id];
     let (h, r) = tokio::try_join!(
-        sides.home.held(&home_coll, &ids),
+        sides.home.held(home_coll, &ids),
         sides.replica.held(&replica_coll, &ids),
     )?;
     let seen = (h.get(id).map(|x| x.version), r.get(id).map(|x| x.version));
@@ -103,8 +106,7 @@ async fn fix(
     let (to_replica, to_home) = differing(both);
     report.differing += (to_replica.len() + to_home.len()) as u64;
     if !dry_run {
-        let home_coll = CustomerCopy::PRIMARY_COLLECTION;
-        let replica_coll = CustomerCopy::replica_collection(&region.id);
+        let (home_coll, replica_coll) = sides.collections();
         let into_replica = (replica, CopyTarget::Replica);
         copy_over(region, (home, home_coll), into_replica, &to_replica, report).await?;
         let into_home = (home, CopyTarget::Primary);
@@ -151,8 +153,7 @@ async fn remove_moved_away(
     }
     // Only the live ones: a tombstone here already says "not in this region".
     let candidates: Vec<&str> = newer.keys().copied().collect();
-    let home_coll = CustomerCopy::PRIMARY_COLLECTION;
-    let replica_coll = CustomerCopy::replica_collection(&sides.region.id);
+    let (home_coll, replica_coll) = sides.collections();
     let (h, r) = tokio::try_join!(
         sides.home.held(home_coll, &candidates),
         sides.replica.held(&replica_coll, &candidates),

@@ -38,9 +38,7 @@ mod next;
 mod session;
 
 pub use next::safe_next;
-pub use session::{
-    SESSION_COOKIE, SESSION_LIFETIME, Session, cleared_cookie, session_cookie, signed_session,
-};
+pub use session::{SESSION_COOKIE, Session, cleared_cookie, session_cookie, signed_session};
 
 pub const CSRF_HEADER: &str = "x-csrf-token";
 /// The form field carrying the CSRF token.

@@ -4,7 +4,7 @@
 //! token ends every session); the id is looked up in Redis (`access`), so
 //! that signing out ends the session on every instance.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderValue, header};
 use base64::Engine;
@@ -14,6 +14,7 @@ use sha2::Sha256;
 
 use super::same_secret;
 use crate::config::AdminToken;
+use crate::domain::now_secs;
 
 pub const SESSION_COOKIE: &str = "regiondb_session";
 /// How long a page session lasts.
@@ -31,12 +32,6 @@ fn mac(token: &AdminToken, purpose: &str, data: &str) -> HmacSha256 {
     mac
 }
 
-pub(super) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// A correctly signed, unexpired session cookie (whether it is still open
 /// is Redis's to say).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,7 +45,7 @@ pub struct Session {
 impl Session {
     /// A new session and its cookie value.
     pub fn issue(token: &AdminToken) -> (Session, String) {
-        let expiry = unix_now() + SESSION_LIFETIME.as_secs();
+        let expiry = now_secs() + SESSION_LIFETIME.as_secs();
         let id = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>());
         let payload = format!("{expiry}.{id}");
         let tag = URL_SAFE_NO_PAD.encode(mac(token, "session", &payload).finalize().into_bytes());
@@ -73,7 +68,7 @@ impl Session {
         mac(token, "session", payload).verify_slice(&tag).ok()?;
         let (expiry, id) = payload.split_once('.')?;
         let expiry: u64 = expiry.parse().ok()?;
-        (expiry > unix_now()).then(|| Session {
+        (expiry > now_secs()).then(|| Session {
             payload: payload.to_owned(),
             id: id.to_owned(),
             expiry,

@@ -76,20 +76,20 @@ pub async fn sign_in(
         Ok(false) => ApiError::Unauthorized("That is not the admin token.".into()),
         Err(e) => e,
     };
-    let status = refused.status();
-    let message = match &refused {
-        ApiError::TooManyAttempts { retry_after } => format!(
-            "Too many wrong tokens from your address: try again in {} s.",
-            retry_secs(*retry_after)
-        ),
-        other => other.to_string(),
+    let (message, retry) = match &refused {
+        ApiError::TooManyAttempts { retry_after } => {
+            let secs = retry_secs(*retry_after);
+            let message =
+                format!("Too many wrong tokens from your address: try again in {secs} s.");
+            (message, Some(secs))
+        }
+        other => (other.to_string(), None),
     };
-    let mut response = render(status, SignInPage::new(auth, next, Some(message)));
-    if let ApiError::TooManyAttempts { retry_after } = refused {
-        response.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from(retry_secs(retry_after)),
-        );
+    let page = SignInPage::new(auth, next, Some(message));
+    let mut response = render(refused.status(), page);
+    if let Some(secs) = retry {
+        let headers = response.headers_mut();
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     response
 }

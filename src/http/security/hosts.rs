@@ -4,21 +4,14 @@
 //! are judged by their authority, as HTTP/1.1 says.
 
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
 
-use super::{Policy, refuse};
+use super::{Policy, refuse, request_host};
 
 pub async fn check_host(State(policy): State<Policy>, req: Request, next: Next) -> Response {
-    let host = match req.uri().authority() {
-        Some(authority) => Some(authority.as_str()),
-        None => req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok()),
-    };
-    let Some(host) = host else {
+    let Some(host) = request_host(&req) else {
         crate::metrics::request_refused("host");
         let message = "the request has no Host header (or one that is not ASCII)".to_owned();
         return refuse(req.headers(), StatusCode::BAD_REQUEST, "No host", message);

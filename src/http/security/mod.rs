@@ -38,6 +38,18 @@ pub fn over_https(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
 }
 
+/// The host a request is for: an absolute-form target's authority (as
+/// HTTP/1.1 says), else its `Host` header (`None`: none, or not ASCII).
+fn request_host(req: &axum::extract::Request) -> Option<&str> {
+    match req.uri().authority() {
+        Some(authority) => Some(authority.as_str()),
+        None => req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok()),
+    }
+}
+
 /// Whether the client would rather read HTML than JSON.
 fn wants_html(headers: &HeaderMap) -> bool {
     headers

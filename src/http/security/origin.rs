@@ -16,22 +16,14 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use super::{Policy, refuse};
+use super::{Policy, refuse, request_host};
 
 pub async fn check_origin(State(policy): State<Policy>, req: Request, next: Next) -> Response {
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return next.run(req).await;
     }
-    let host = req
-        .uri()
-        .authority()
-        .map(|a| a.as_str().to_owned())
-        .or_else(|| header_str(req.headers(), header::HOST.as_str()).map(str::to_owned));
-    let Some(why) = cross_site(
-        req.headers(),
-        host.as_deref(),
-        policy.public_origin.as_deref(),
-    ) else {
+    let host = request_host(&req);
+    let Some(why) = cross_site(req.headers(), host, policy.public_origin.as_deref()) else {
         return next.run(req).await;
     };
     crate::metrics::request_refused("cross_site");

@@ -23,7 +23,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis::aio::ConnectionManager;
+use crate::nodes::RedisLink;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::{INSTANCE_SLOTS, VersionClock, now_micros};
@@ -96,7 +96,7 @@ impl From<redis::RedisError> for ClockError {
 /// This instance's slot lease, and the clock it governs.
 pub struct ClockLease {
     statuses: Arc<NodeStatuses>,
-    conn: ConnectionManager,
+    conn: RedisLink,
     instance: String,
     pub clock: Arc<VersionClock>,
 }

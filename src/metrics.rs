@@ -3,7 +3,7 @@
 //!
 //! - `regiondb_writes_total{outcome="stored|queued|unavailable", copy="home|replica"}`
 //! - `regiondb_node_available{node}` (1/0), `regiondb_hints_queued{node}`,
-//!   `regiondb_dead_letters{node}`: set from the node overview at each scrape
+//!   `regiondb_dead_letters_held{node}`: set from the node overview at each scrape
 //! - `regiondb_hints_replayed_total{node}`, `regiondb_dead_letters_total{node}`
 //! - `regiondb_http_requests_total{method, route, status}` and
 //!   `regiondb_http_request_duration_seconds{method, route, status}`
@@ -24,6 +24,15 @@
 //!   requests turned away by the web surface's guards (`http::security`)
 //! - `regiondb_admin_token_failures_total{via="sign_in|bearer"}`: wrong admin
 //!   tokens (the count per address that slows them down is in Redis)
+//! - `regiondb_redis_primary_changes_total`: times this instance moved to the
+//!   primary Redis Sentinel named (after a failover)
+//! - `regiondb_tombstones_purged_total`
+//! - `regiondb_build_info{version}` (always 1), and the `process_*` metrics
+//!   (resident memory, CPU seconds, open file descriptors, ...) of the
+//!   `metrics-process` crate, collected at each scrape
+//!
+//! Every family carries a `# HELP` line (see [`describe`]), so
+//! `promtool check metrics` accepts the page.
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -55,6 +64,8 @@ pub fn install() -> PrometheusHandle {
                     if metrics::set_global_recorder(recorder).is_err() {
                         tracing::warn!("a metrics recorder was already installed");
                     }
+                    describe();
+                    gauge!("regiondb_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
                     handle
                 }
                 // Only reachable with empty buckets, which the constant is not.
@@ -65,6 +76,111 @@ pub fn install() -> PrometheusHandle {
             }
         })
         .clone()
+}
+
+/// The process's own figures (memory, CPU, file descriptors), read now:
+/// called before each scrape is rendered.
+pub fn collect_process() {
+    process_collector().collect();
+}
+
+fn process_collector() -> &'static metrics_process::Collector {
+    static COLLECTOR: OnceLock<metrics_process::Collector> = OnceLock::new();
+    COLLECTOR.get_or_init(metrics_process::Collector::default)
+}
+
+/// The `# HELP` text of every family.
+fn describe() {
+    use metrics::{describe_counter as c, describe_gauge as g, describe_histogram as h};
+    process_collector().describe();
+    g!(
+        "regiondb_build_info",
+        "Always 1; the version label is this binary's"
+    );
+    c!(
+        "regiondb_writes_total",
+        "Copies of accepted or refused writes, by copy and outcome"
+    );
+    g!(
+        "regiondb_node_available",
+        "1 while the node is available, 0 while not"
+    );
+    g!(
+        "regiondb_hints_queued",
+        "Hints waiting in the node's topic (all instances)"
+    );
+    g!(
+        "regiondb_dead_letters_held",
+        "Hints held in the node's dead-letter topic"
+    );
+    c!(
+        "regiondb_hints_replayed_total",
+        "Hints this instance applied to the node"
+    );
+    c!(
+        "regiondb_dead_letters_total",
+        "Hints this instance moved to the dead-letter topic"
+    );
+    c!(
+        "regiondb_http_requests_total",
+        "HTTP requests answered, by method, route and status"
+    );
+    h!(
+        "regiondb_http_request_duration_seconds",
+        "Time to answer an HTTP request"
+    );
+    h!(
+        "regiondb_backend_call_duration_seconds",
+        "Time of one call to MongoDB, Kafka or Redis"
+    );
+    c!(
+        "regiondb_probes_total",
+        "Failure-detector pings, by node and outcome"
+    );
+    c!(
+        "regiondb_status_changes_total",
+        "Node statuses the failure detector changed"
+    );
+    c!(
+        "regiondb_repairs_total",
+        "Repairs run, by trigger and outcome"
+    );
+    c!(
+        "regiondb_redis_restores_total",
+        "Times this instance restored statuses Redis had lost"
+    );
+    c!(
+        "regiondb_redis_primary_changes_total",
+        "Times this instance followed a new Redis primary"
+    );
+    c!(
+        "regiondb_version_slot_moves_total",
+        "Times this instance moved to a free version slot"
+    );
+    c!(
+        "regiondb_data_loss_detected_total",
+        "Nodes found to have lost their data"
+    );
+    c!(
+        "regiondb_replay_stalls_total",
+        "Stalled replays this instance recovered"
+    );
+    c!(
+        "regiondb_requests_refused_total",
+        "Requests refused by the web guards, by reason"
+    );
+    c!(
+        "regiondb_admin_token_failures_total",
+        "Wrong admin tokens, by where they were sent"
+    );
+    c!(
+        "regiondb_tombstones_purged_total",
+        "Tombstones removed by purges"
+    );
+}
+
+pub fn redis_primary_changed() {
+    counter!("regiondb_redis_primary_changes_total").increment(1);
 }
 
 pub fn redis_restored() {
@@ -140,7 +256,7 @@ pub fn nodes(views: &[NodeView]) {
             gauge!("regiondb_hints_queued", "node" => node.clone()).set(q as f64);
         }
         if let Some(d) = v.dead_letters {
-            gauge!("regiondb_dead_letters", "node" => node).set(d as f64);
+            gauge!("regiondb_dead_letters_held", "node" => node).set(d as f64);
         }
     }
 }

@@ -1,13 +1,13 @@
-//! Logging: `RUST_LOG` filters (default `info`), `LOG_FORMAT=json` for
-//! machine-read logs.
+//! Logging: `RUST_LOG` filters (checked by `config`; default
+//! [`DEFAULT_LOG_FILTER`](crate::config::DEFAULT_LOG_FILTER)),
+//! `LOG_FORMAT=json` for machine-read logs.
 
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
-pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn,mongodb=warn"));
+pub fn init(format: LogFormat, filter: &str) {
+    let filter = EnvFilter::new(filter);
     // Logs go to stderr, so a command's own output (`regiondb repair`'s
     // table) stays clean on stdout. Colours only on a terminal.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());

@@ -74,8 +74,12 @@ fn interpolation(value: &str) -> Option<(&str, &str)> {
     inner.split_once(":-")
 }
 
+/// Set for the container itself, not from `.env`: listening on every
+/// interface inside it.
+const FIXED: [(&str, &str); 1] = [("BIND_ADDRESS", "0.0.0.0")];
+
 /// The app's environment as the container sees it without a `.env`: each
-/// entry's default.
+/// entry's default (or its fixed value).
 fn app_defaults(compose: &Value) -> BTreeMap<String, String> {
     let env = service(compose, "app")["environment"]
         .as_object()
@@ -85,6 +89,9 @@ fn app_defaults(compose: &Value) -> BTreeMap<String, String> {
             let value = value
                 .as_str()
                 .unwrap_or_else(|| panic!("{key} is not a string"));
+            if FIXED.contains(&(key.as_str(), value)) {
+                return (key.clone(), value.to_owned());
+            }
             let (name, default) = interpolation(value)
                 .unwrap_or_else(|| panic!("{key}: {value} is not ${{{key}:-default}}"));
             assert_eq!(name, key, "{key} is filled from another variable");
@@ -116,6 +123,13 @@ fn every_setting_the_app_reads_can_be_changed_through_dot_env() {
     assert_eq!(passed, read, "variables passed through vs read by the app");
     // ...and .env.example documents each with the demo's value.
     for (name, default) in &defaults {
+        if FIXED.iter().any(|(fixed, _)| fixed == name) {
+            assert!(
+                !example.contains_key(name),
+                "{name} is the container's, not .env's"
+            );
+            continue;
+        }
         assert_eq!(
             example.get(name).map_or("", String::as_str),
             default,
@@ -125,6 +139,9 @@ fn every_setting_the_app_reads_can_be_changed_through_dot_env() {
     for name in example.keys() {
         assert!(defaults.contains_key(name), "{name} does not reach the app");
     }
+    // A binary run by hand from a copy of the template stays on loopback.
+    let by_hand = Config::from_lookup(|k| example.get(k).cloned()).expect("template config");
+    assert!(by_hand.bind.ip().is_loopback(), "{}", by_hand.bind);
 
     // The app's own parser accepts the demo's environment.
     let config = Config::from_lookup(|k| defaults.get(k).cloned()).expect("valid config");
@@ -213,7 +230,7 @@ fn every_address_names_a_compose_service_of_the_right_kind_and_port() {
     }
     assert_eq!(mongo_hosts.len(), 3, "one MongoDB server per region node");
 
-    let (host, port) = host_port(&config.redis_url);
+    let (host, port) = host_port(&config.redis.url);
     assert!(image_of(&compose, &host).starts_with("redis:"));
     assert_eq!(port, 6379);
     used.insert(host);

@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 
-use redis::aio::ConnectionManager;
+use crate::nodes::RedisLink;
 
 use crate::config::SignInLimits;
 use crate::nodes::StatusError;
@@ -27,13 +27,13 @@ pub type AccessError = StatusError;
 /// The sign-in state's Redis adapter. Cheap to clone.
 #[derive(Clone)]
 pub struct Access {
-    conn: ConnectionManager,
+    conn: RedisLink,
     limits: SignInLimits,
 }
 
 impl Access {
     /// Over the statuses' Redis connection (see `NodeStatuses::redis`).
-    pub fn new(conn: ConnectionManager, limits: SignInLimits) -> Access {
+    pub fn new(conn: RedisLink, limits: SignInLimits) -> Access {
         Access { conn, limits }
     }
 }

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, read_env_file};
 use crate::hints::HintError;
 use crate::import::FileError;
 use crate::startup::{ConnectError, StartupError};
@@ -25,6 +25,11 @@ mod serve;
 #[derive(Parser)]
 #[command(name = "regiondb", version, about)]
 pub struct Cli {
+    /// The variables file to read (default: `.env` in the working
+    /// directory, if there is one). Variables set in the environment win; a
+    /// line that cannot be parsed stops the start.
+    #[arg(long, global = true, value_name = "PATH")]
+    env_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -114,7 +119,7 @@ pub async fn run() -> ExitCode {
         Command::Import { .. } => "regiondb import",
         Command::Gen { .. } => "regiondb gen",
     };
-    match dispatch(command).await {
+    match dispatch(command, cli.env_file).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("{name}: {e}");
@@ -123,15 +128,19 @@ pub async fn run() -> ExitCode {
     }
 }
 
-async fn dispatch(command: Command) -> Result<ExitCode, CliError> {
+async fn dispatch(command: Command, env_file: Option<PathBuf>) -> Result<ExitCode, CliError> {
     if let Command::Gen { count, seed } = command {
         // Needs no configuration and no services.
         return generate::run(count, seed);
     }
-    // A missing .env is normal; a malformed one is reported by the variables.
-    let _ = dotenvy::dotenv();
-    let config = Config::from_env()?;
-    crate::telemetry::init(config.log_format);
+    // `.env` in the working directory may be missing; a file given
+    // explicitly must be there. Either way, a bad line stops here.
+    let file = match &env_file {
+        Some(path) => read_env_file(path, true)?,
+        None => read_env_file(std::path::Path::new(".env"), false)?,
+    };
+    let config = Config::from_env(file)?;
+    crate::telemetry::init(config.log_format, &config.log_filter);
     match command {
         Command::Serve => serve::run(config).await,
         Command::Repair { region, dry_run } => {

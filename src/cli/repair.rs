@@ -54,7 +54,8 @@ async fn purge_too(
     reports: &mut [RegionRepair],
 ) {
     let nodes: Vec<NodeId> = config.regions.nodes().cloned().collect();
-    let hints = match HintLog::new(&config.kafka, &nodes) {
+    let client_id = format!("regiondb-repair-{}", std::process::id());
+    let hints = match HintLog::new(&config.kafka, &nodes, &client_id) {
         Ok(h) => h,
         Err(e) => return tracing::warn!(error = %e, "no purge: kafka"),
     };

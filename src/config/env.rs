@@ -10,11 +10,25 @@ use super::ConfigError;
 /// or a map in tests).
 pub(super) struct Env<'a> {
     get: &'a dyn Fn(&str) -> Option<String>,
+    /// Every variable's name, for the settings named by a prefix
+    /// (`KAFKA_PROPERTY_*`); empty when only looked up by name.
+    names: Vec<String>,
 }
 
 impl<'a> Env<'a> {
-    pub(super) fn new(get: &'a dyn Fn(&str) -> Option<String>) -> Env<'a> {
-        Env { get }
+    pub(super) fn new(get: &'a dyn Fn(&str) -> Option<String>, names: Vec<String>) -> Env<'a> {
+        Env { get, names }
+    }
+
+    /// The names starting with `prefix`, sorted.
+    pub(super) fn names_with_prefix(&self, prefix: &str) -> Vec<String> {
+        let mut names: Vec<String> = (self.names.iter())
+            .filter(|n| n.starts_with(prefix))
+            .cloned()
+            .collect();
+        names.sort();
+        names.dedup();
+        names
     }
 
     /// The trimmed value; `None` when unset or empty.
@@ -112,7 +126,7 @@ mod tests {
             "BIG" => Some("700000".to_owned()),
             _ => None,
         };
-        let env = Env::new(&get);
+        let env = Env::new(&get, Vec::new());
         assert_eq!(env.var("BLANK"), None);
         assert_eq!(env.number("BLANK", 7, 1, 9).unwrap(), 7);
         let err = env.millis("BIG", 1, 0).unwrap_err().to_string();

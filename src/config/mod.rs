@@ -6,6 +6,7 @@
 //! files keep working. Any bad value stops the process with one line naming
 //! the variable.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
@@ -13,15 +14,25 @@ use std::time::Duration;
 use crate::domain::RegionMap;
 
 mod env;
+mod env_file;
+mod kafka;
+mod redis;
 mod regions_file;
+mod secret;
 mod sections;
 mod web;
 
 use env::{Env, parse_port};
+pub use env_file::read_env_file;
+pub use kafka::{
+    ClientProperty, KafkaConfig, KafkaSecurity, PROPERTY_PREFIX, Sasl, SecurityProtocol,
+};
+pub use redis::{RedisConfig, SentinelConfig};
 use regions_file::load_regions_file;
+pub use secret::Secret;
 pub use sections::{
-    AdminToken, HttpLimits, KafkaConfig, LogFormat, MIN_ADMIN_TOKEN_LEN, MongoConfig, ProbeConfig,
-    PurgeConfig, ReplayConfig,
+    AdminToken, HttpLimits, LogFormat, MIN_ADMIN_TOKEN_LEN, MongoConfig, ProbeConfig, PurgeConfig,
+    ReplayConfig,
 };
 pub use web::{AllowedHosts, MAX_DELAY, SignInLimits, WebConfig};
 
@@ -30,13 +41,15 @@ pub struct Config {
     pub bind: SocketAddr,
     pub regions: RegionMap,
     pub mongo: MongoConfig,
-    pub redis_url: String,
+    pub redis: RedisConfig,
     pub kafka: KafkaConfig,
     pub replay: ReplayConfig,
     /// How often the whole `node_statuses` hash is re-read, as a safety net
     /// behind the change notifications.
     pub status_resync: Duration,
     pub log_format: LogFormat,
+    /// `RUST_LOG`, checked; the default filter when unset.
+    pub log_filter: String,
     pub http: HttpLimits,
     pub probe: ProbeConfig,
     /// Shortest time between two automatic repairs (run after a node's
@@ -55,40 +68,76 @@ pub struct Config {
 #[error("configuration error: {0}")]
 pub struct ConfigError(String);
 
+/// The log filter when `RUST_LOG` is unset.
+pub const DEFAULT_LOG_FILTER: &str = "info,rdkafka=warn,mongodb=warn";
+
 impl Config {
-    /// Reads the process environment.
-    pub fn from_env() -> Result<Config, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+    /// Reads the process environment, then `file` (the `.env` file's
+    /// variables) for what the environment does not set.
+    pub fn from_env(file: HashMap<String, String>) -> Result<Config, ConfigError> {
+        let mut vars = file;
+        vars.extend(
+            std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+        );
+        Self::from_vars(&vars)
+    }
+
+    /// Reads these variables (the settings named by a prefix included).
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Config, ConfigError> {
+        let names = vars.keys().cloned().collect();
+        Self::read(&Env::new(&|name| vars.get(name).cloned(), names))
     }
 
     /// Reads variables through `get`, so tests need not touch the process
-    /// environment. Empty values count as unset.
+    /// environment. Empty values count as unset. Settings named by a prefix
+    /// (`KAFKA_PROPERTY_*`) are not seen: use [`Config::from_vars`].
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let env = Env::new(&get);
+        Self::read(&Env::new(&get, Vec::new()))
+    }
+
+    /// Bound beyond loopback with no admin token: anyone who can reach the
+    /// port can switch nodes off, repair and delete.
+    pub fn exposed_without_token(&self) -> bool {
+        self.admin_token.is_none() && !self.bind.ip().is_loopback()
+    }
+
+    fn read(env: &Env) -> Result<Config, ConfigError> {
         let regions = match env.var("REGIONS_FILE") {
             Some(path) => load_regions_file(Path::new(&path))
                 .map_err(|e| ConfigError(format!("REGIONS_FILE ({path}): {e}")))?,
             None => RegionMap::default_regions(),
         };
-        let kafka = KafkaConfig::read(&env)?;
-        let bind = bind_address(&env)?;
+        let kafka = KafkaConfig::read(env)?;
+        let bind = bind_address(env)?;
         Ok(Config {
             bind,
-            mongo: MongoConfig::read(&env, &regions)?,
+            mongo: MongoConfig::read(env, &regions)?,
             regions,
-            redis_url: sections::redis_url(&env)?,
-            replay: ReplayConfig::read(&env, kafka.session_timeout)?,
+            redis: RedisConfig::read(env)?,
+            replay: ReplayConfig::read(env, kafka.session_timeout)?,
             status_resync: env.millis("STATUS_RESYNC_MS", 5000, 100)?,
-            log_format: LogFormat::read(&env)?,
-            http: HttpLimits::read(&env)?,
-            probe: ProbeConfig::read(&env)?,
+            log_format: LogFormat::read(env)?,
+            log_filter: log_filter(env)?,
+            http: HttpLimits::read(env)?,
+            probe: ProbeConfig::read(env)?,
             auto_repair: env.millis_or_off("AUTO_REPAIR_MIN_INTERVAL_MS", 60_000)?,
-            purge: PurgeConfig::read(&env, kafka.timeout)?,
+            purge: PurgeConfig::read(env, kafka.timeout)?,
             kafka,
-            admin_token: AdminToken::read(&env)?,
-            web: WebConfig::read(&env, bind.ip())?,
+            admin_token: AdminToken::read(env)?,
+            web: WebConfig::read(env, bind.ip())?,
         })
     }
+}
+
+/// `RUST_LOG`: a filter `tracing-subscriber` accepts.
+fn log_filter(env: &Env) -> Result<String, ConfigError> {
+    let filter = env
+        .var("RUST_LOG")
+        .unwrap_or_else(|| DEFAULT_LOG_FILTER.into());
+    tracing_subscriber::EnvFilter::try_new(&filter)
+        .map(|_| filter.clone())
+        .map_err(|e| ConfigError(format!("RUST_LOG: not a log filter ({e}), got {filter:?}")))
 }
 
 /// `BIND_ADDRESS` and `PORT` (or the seed's `FASTAPI_PORT`).
@@ -118,14 +167,14 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).into(), (*v).into()))
             .collect();
-        Config::from_lookup(|k| map.get(k).cloned())
+        Config::from_vars(&map)
     }
 
     #[test]
     fn defaults_match_the_contract() {
         let c = config(&[]).unwrap();
         assert_eq!(c.bind, "127.0.0.1:8000".parse().unwrap());
-        assert_eq!(c.redis_url, "redis://localhost:6379");
+        assert_eq!(c.redis.url, "redis://localhost:6379");
         assert_eq!(c.kafka.bootstrap, "localhost:9092");
         assert_eq!(c.regions, RegionMap::default_regions());
         assert!(
@@ -168,7 +217,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.bind.port(), 9000);
-        assert_eq!(c.redis_url, "redis://redis:6380");
+        assert_eq!(c.redis.url, "redis://redis:6380");
         let uri = |n: &str| c.mongo.uris[&NodeId::parse(n).unwrap()].clone();
         assert_eq!(uri("region_1"), "mongodb://all:27017");
         assert_eq!(uri("region_2"), "mongodb://two:27017");
@@ -180,7 +229,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.bind.port(), 1);
-        assert_eq!(c.redis_url, "redis://x:1/3");
+        assert_eq!(c.redis.url, "redis://x:1/3");
     }
 
     #[test]

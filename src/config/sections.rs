@@ -62,29 +62,6 @@ pub struct MongoConfig {
 }
 
 #[derive(Debug, Clone)]
-pub struct KafkaConfig {
-    pub bootstrap: String,
-    pub topic_prefix: String,
-    /// How long a hint may wait for the broker's acknowledgement before the
-    /// write is answered 503.
-    pub timeout: Duration,
-    pub partitions: i32,
-    pub replication_factor: i32,
-    /// `retention.ms` of the topics regiondb creates: -1 (keep every hint
-    /// until it is replayed) unless set; a finite value is the longest
-    /// outage a node can have without losing hints.
-    pub retention_ms: i64,
-    /// `min.insync.replicas` of the topics regiondb creates, set only when
-    /// they are replicated.
-    pub min_insync_replicas: Option<i32>,
-    /// How often each replay looks for partitions added to its topic.
-    pub partition_refresh: Duration,
-    /// How long the handoff group waits for a silent member before moving
-    /// its partitions to the others.
-    pub session_timeout: Duration,
-}
-
-#[derive(Debug, Clone)]
 pub struct ReplayConfig {
     /// Hints applied per MongoDB command and per offset commit.
     pub batch_size: usize,
@@ -122,76 +99,6 @@ impl MongoConfig {
             uris,
             timeout: env.millis("MONGO_TIMEOUT_MS", 2000, 50)?,
         })
-    }
-}
-
-/// `REDIS_URL`, or else one made of `REDIS_HOST` and `REDIS_PORT`.
-pub(super) fn redis_url(env: &Env) -> Result<String, ConfigError> {
-    if env.var("REDIS_URL").is_some() {
-        return env.url("REDIS_URL", "", &["redis://", "rediss://"]);
-    }
-    let host = env.var("REDIS_HOST").unwrap_or_else(|| "localhost".into());
-    let port = env.port("REDIS_PORT", 6379)?;
-    Ok(format!("redis://{host}:{port}"))
-}
-
-impl KafkaConfig {
-    pub(super) fn read(env: &Env) -> Result<KafkaConfig, ConfigError> {
-        let bootstrap = env
-            .var("KAFKA_BOOTSTRAP_SERVER")
-            .unwrap_or_else(|| "localhost:9092".into());
-        if bootstrap.split(',').any(|s| !s.trim().contains(':')) {
-            return Err(ConfigError(
-                "KAFKA_BOOTSTRAP_SERVER: must be host:port[,host:port...]".into(),
-            ));
-        }
-        let topic_prefix = env.var("KAFKA_TOPIC_PREFIX").unwrap_or_default();
-        if !topic_prefix
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-        {
-            return Err(ConfigError(
-                "KAFKA_TOPIC_PREFIX: only letters, digits, '.', '_' and '-' are allowed".into(),
-            ));
-        }
-        let replication_factor = env.number("KAFKA_REPLICATION_FACTOR", 1, 1, 16)? as i32;
-        Ok(KafkaConfig {
-            bootstrap,
-            topic_prefix,
-            timeout: env.millis("KAFKA_TIMEOUT_MS", 5000, 100)?,
-            partitions: env.number("KAFKA_PARTITIONS", 6, 1, 1000)? as i32,
-            replication_factor,
-            retention_ms: retention_ms(env)?,
-            min_insync_replicas: min_insync_replicas(env, replication_factor)?,
-            partition_refresh: env.millis("KAFKA_PARTITION_REFRESH_MS", 30_000, 100)?,
-            session_timeout: env.millis("KAFKA_SESSION_TIMEOUT_MS", 6000, 1000)?,
-        })
-    }
-}
-
-/// `KAFKA_MIN_INSYNC_REPLICAS`, only for replicated topics (default: 2, or
-/// the replication factor if smaller).
-fn min_insync_replicas(env: &Env, replication_factor: i32) -> Result<Option<i32>, ConfigError> {
-    if replication_factor <= 1 {
-        return Ok(None);
-    }
-    let default = u64::from(replication_factor.min(2).unsigned_abs());
-    let max = u64::from(replication_factor.unsigned_abs());
-    Ok(Some(
-        env.number("KAFKA_MIN_INSYNC_REPLICAS", default, 1, max)? as i32,
-    ))
-}
-
-/// `KAFKA_RETENTION_MS`: -1 (keep every hint) unless set.
-fn retention_ms(env: &Env) -> Result<i64, ConfigError> {
-    let Some(v) = env.var("KAFKA_RETENTION_MS") else {
-        return Ok(-1);
-    };
-    match v.parse::<i64>() {
-        Ok(n) if n == -1 || n >= 60_000 => Ok(n),
-        _ => Err(ConfigError(format!(
-            "KAFKA_RETENTION_MS: must be -1 (keep every hint) or at least 60000, got {v:?}"
-        ))),
     }
 }
 

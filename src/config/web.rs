@@ -209,7 +209,7 @@ mod tests {
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v.clone())
         };
-        WebConfig::read(&Env::new(&get), bind.parse().unwrap())
+        WebConfig::read(&Env::new(&get, Vec::new()), bind.parse().unwrap())
     }
 
     #[test]

@@ -22,6 +22,7 @@ mod consumer;
 mod offsets;
 mod parked;
 mod producer;
+mod security;
 
 use producer::new_producer;
 
@@ -52,6 +53,10 @@ pub enum HintError {
     Join(String),
     #[error("{0} is not a node of this deployment")]
     UnknownNode(NodeId),
+    /// A client setting the library or the brokers refuse, under the
+    /// variable that set it.
+    #[error("{variable}: {reason}")]
+    Setting { variable: String, reason: String },
 }
 
 impl HintError {
@@ -60,6 +65,7 @@ impl HintError {
     pub fn short_reason(&self) -> String {
         match self {
             HintError::Kafka(_) | HintError::Join(_) => "kafka could not be reached".into(),
+            HintError::Setting { .. } => "kafka refused a client setting".into(),
             other => other.to_string(),
         }
     }
@@ -78,14 +84,22 @@ pub struct HintLog {
 }
 
 impl HintLog {
-    /// Builds the clients; connections are made lazily, so a broker that is
-    /// down at start is not an error here.
+    /// Builds the clients as `client_id` (each instance its own, so the
+    /// brokers' logs and quotas tell them apart); connections are made
+    /// lazily, so a broker that is down at start is not an error here. A
+    /// property librdkafka refuses is, under its variable's name.
     pub fn new<'a>(
         config: &KafkaConfig,
         nodes: impl IntoIterator<Item = &'a NodeId>,
+        client_id: &str,
     ) -> Result<HintLog, HintError> {
-        let producer = RwLock::new(new_producer(config)?);
-        let admin = base_config(config).create()?;
+        let config = &KafkaConfig {
+            client_id: client_id.to_owned(),
+            ..config.clone()
+        };
+        let built = |e| security::setting_error(config, e);
+        let producer = RwLock::new(new_producer(config).map_err(built)?);
+        let admin = base_config(config).create().map_err(built)?;
         let offsets = nodes
             .into_iter()
             .map(|node| {
@@ -95,7 +109,8 @@ impl HintLog {
                     .create()?;
                 Ok((node.clone(), Arc::new(consumer)))
             })
-            .collect::<Result<_, KafkaError>>()?;
+            .collect::<Result<_, KafkaError>>()
+            .map_err(built)?;
         Ok(HintLog {
             config: config.clone(),
             producer,
@@ -146,8 +161,9 @@ impl HintLog {
 fn base_config(config: &KafkaConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &config.bootstrap)
-        .set("client.id", "regiondb")
+        .set("client.id", &config.client_id)
         .set("log_level", "4");
+    security::apply(config, &mut c);
     c
 }
 

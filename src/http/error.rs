@@ -1,5 +1,7 @@
 //! One error type for every API handler, rendered as JSON
-//! `{"error": "...", "field": "..."}` with an honest status code.
+//! `{"error": "...", "field": "...", "code": "..."}` with an honest status
+//! code. `code` is stable and machine-readable (see [`ApiError::code`]), so
+//! a client never matches the message to tell what happened.
 
 use axum::Json;
 use axum::extract::FromRequest;
@@ -28,6 +30,15 @@ pub enum ApiError {
     /// The request conflicts with what is stored (409).
     #[error("{0}")]
     Conflict(String),
+    /// A write answered with a code of its own: refused for good (409
+    /// `rejected`), no version to give (503 `no_version`), or an outcome
+    /// that is unknown (503 `outcome_unknown`).
+    #[error("{message}")]
+    Write {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+    },
     /// Too much in progress; retry shortly (503 with `retry-after`).
     #[error("{0}")]
     Busy(String),
@@ -59,9 +70,32 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Unavailable(_) | ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Write { status, .. } => *status,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+        }
+    }
+
+    /// The stable, machine-readable `code` of the body: one of
+    /// [`ErrorCode`](super::openapi::ErrorCode)'s values.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Field(_) => "invalid_field",
+            ApiError::Body { status, .. } => match *status {
+                StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+                StatusCode::UNSUPPORTED_MEDIA_TYPE => "not_json",
+                StatusCode::UNPROCESSABLE_ENTITY => "invalid_body",
+                _ => "malformed_request",
+            },
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::Write { code, .. } => code,
+            ApiError::Busy(_) => "busy",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::TooManyAttempts { .. } => "too_many_attempts",
         }
     }
 }
@@ -69,13 +103,20 @@ impl ApiError {
 impl From<crate::writes::WriteError> for ApiError {
     fn from(e: crate::writes::WriteError) -> Self {
         use crate::writes::WriteError;
+        let write = |status, code, e: WriteError| ApiError::Write {
+            status,
+            code,
+            message: e.to_string(),
+        };
         match e {
             WriteError::Invalid(e) => ApiError::Field(e),
-            e @ WriteError::Rejected { .. } => ApiError::Conflict(e.to_string()),
+            e @ WriteError::Rejected { .. } => write(StatusCode::CONFLICT, "rejected", e),
             e @ WriteError::Busy => ApiError::Busy(e.to_string()),
-            e @ (WriteError::Unavailable { .. }
-            | WriteError::NoVersion
-            | WriteError::Interrupted) => ApiError::Unavailable(e.to_string()),
+            e @ WriteError::Unavailable { .. } => ApiError::Unavailable(e.to_string()),
+            e @ WriteError::NoVersion => write(StatusCode::SERVICE_UNAVAILABLE, "no_version", e),
+            e @ WriteError::Interrupted => {
+                write(StatusCode::SERVICE_UNAVAILABLE, "outcome_unknown", e)
+            }
         }
     }
 }
@@ -83,16 +124,10 @@ impl From<crate::writes::WriteError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let code = self.code();
         let body = match &self {
-            ApiError::Field(e) => json!({"error": e.message, "field": e.field}),
-            ApiError::Body { message: m, .. }
-            | ApiError::NotFound(m)
-            | ApiError::Unavailable(m)
-            | ApiError::Conflict(m)
-            | ApiError::Busy(m)
-            | ApiError::Unauthorized(m)
-            | ApiError::Forbidden(m) => json!({"error": m}),
-            ApiError::TooManyAttempts { .. } => json!({"error": self.to_string()}),
+            ApiError::Field(e) => json!({"error": e.message, "field": e.field, "code": code}),
+            _ => json!({"error": self.to_string(), "code": code}),
         };
         if let ApiError::TooManyAttempts { retry_after } = self {
             let wait = (header::RETRY_AFTER, retry_secs(retry_after).to_string());

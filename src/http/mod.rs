@@ -207,15 +207,14 @@ mod tests {
             max_requests_per_class: 1,
         };
         // Never connected: the document needs no Redis.
-        let redis = redis::Client::open("redis://127.0.0.1:1").expect("url");
-        let conn = redis::aio::ConnectionManager::new_lazy_with_config(redis, Default::default())
-            .expect("lazy connection");
+        let conn = crate::nodes::RedisLink::unconnected("redis://127.0.0.1:1").expect("url");
         let web = crate::config::Config::from_lookup(|_| None)
             .expect("defaults")
             .web;
         let guard = auth::Guard {
             token: None,
             access: crate::access::Access::new(conn, web.sign_in),
+            exposed: false,
         };
         let (_, document) = api::routes(&limits, guard);
         let doc = serde_json::to_value(document).expect("document");

@@ -50,13 +50,44 @@ impl utoipa::Modify for AdminSecurity {
 )]
 pub struct ApiDoc;
 
-/// Every error: what went wrong, and the field to blame when there is one.
+/// Every error: what went wrong, the field to blame when there is one, and
+/// a stable machine-readable `code`. Among the 503s, `unavailable` (nothing
+/// stored or queued — a direct write that timed out may have landed, with a
+/// version any retry supersedes), `no_version` (nothing written) and
+/// `outcome_unknown` (the write may or may not have been stored) tell a
+/// client what a retry means; `busy` was refused before anything started.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     #[schema(example = "customer_zip_code_prefix must be 1000-99999")]
     pub error: String,
     #[schema(example = "customer_zip_code_prefix")]
     pub field: Option<String>,
+    #[schema(example = "invalid_field", value_type = ErrorCode)]
+    pub code: String,
+}
+
+/// The `code` of an error body.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    InvalidField,
+    MalformedRequest,
+    InvalidBody,
+    BodyTooLarge,
+    NotJson,
+    NotFound,
+    MethodNotAllowed,
+    Unavailable,
+    NoVersion,
+    OutcomeUnknown,
+    Conflict,
+    Rejected,
+    Busy,
+    Unauthorized,
+    Forbidden,
+    TooManyAttempts,
+    CrossSite,
+    HostNotAllowed,
 }
 
 /// How the admin calls answer without the admin token (see `auth`).

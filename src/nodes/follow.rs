@@ -48,12 +48,12 @@ impl NodeStatuses {
     /// Subscribes to the change channel and the hash's keyspace channel and
     /// re-reads the hash on every message; reconnects with a backoff.
     async fn listen(&self, shutdown: CancellationToken) {
-        let db = self.client.get_connection_info().redis_settings().db();
+        let db = self.conn.db();
         let keyspace = format!("__keyspace@{db}__:{STATUS_HASH}");
         let mut delay = Duration::from_millis(100);
         while !shutdown.is_cancelled() {
             let subscribed = async {
-                let mut pubsub = self.client.get_async_pubsub().await?;
+                let mut pubsub = self.conn.pubsub().await?;
                 pubsub.subscribe(CHANGE_CHANNEL).await?;
                 pubsub.subscribe(&keyspace).await?;
                 Ok::<_, redis::RedisError>(pubsub)

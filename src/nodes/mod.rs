@@ -27,18 +27,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::AsyncCommands;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManagerConfig;
 use tokio::sync::watch;
 
 mod follow;
 mod lease;
+mod link;
 mod repair_state;
 mod restore;
 mod switch;
 
 pub use lease::ProbeReport;
+pub use link::RedisLink;
 
 use crate::backlog::Backlogs;
+use crate::config::RedisConfig;
 use crate::domain::{NodeId, NodeStatus, StatusRecord, StatusSource};
 
 /// The hash holding every node's status (the seed's name).
@@ -88,8 +91,7 @@ impl StatusError {
 }
 
 pub struct NodeStatuses {
-    client: redis::Client,
-    conn: ConnectionManager,
+    conn: RedisLink,
     views: BTreeMap<NodeId, watch::Sender<NodeStatus>>,
     /// The `node_status_source` records, as last read or written.
     records: std::sync::RwLock<HashMap<NodeId, StatusRecord>>,
@@ -104,22 +106,20 @@ type Hash = HashMap<String, String>;
 impl NodeStatuses {
     /// Connects; the statuses are read by [`NodeStatuses::load`].
     pub async fn connect<'a>(
-        url: &str,
+        config: &RedisConfig,
         nodes: impl IntoIterator<Item = &'a NodeId>,
         backlogs: Arc<Backlogs>,
     ) -> Result<NodeStatuses, StatusError> {
-        let client = redis::Client::open(url)?;
-        let config = ConnectionManagerConfig::new()
+        let manager = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(REDIS_TIMEOUT))
             .set_response_timeout(Some(REDIS_TIMEOUT))
             .set_number_of_retries(2);
-        let conn = client.get_connection_manager_with_config(config).await?;
+        let conn = RedisLink::connect(config, manager).await?;
         let views = nodes
             .into_iter()
             .map(|node| (node.clone(), watch::Sender::new(NodeStatus::Available)))
             .collect();
         Ok(NodeStatuses {
-            client,
             conn,
             views,
             records: std::sync::RwLock::new(HashMap::new()),
@@ -151,7 +151,7 @@ impl NodeStatuses {
 
     /// The shared Redis connection, for the other users of this Redis
     /// (the version clock's lease).
-    pub fn redis(&self) -> ConnectionManager {
+    pub fn redis(&self) -> RedisLink {
         self.conn.clone()
     }
 

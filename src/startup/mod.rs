@@ -84,7 +84,12 @@ impl Application {
                 every,
             )
         });
-        if config.admin_token.is_none() {
+        if config.exposed_without_token() {
+            tracing::warn!(
+                bind = %config.bind,
+                "listening beyond loopback and ADMIN_TOKEN is not set: anyone who can reach this port can switch nodes, run repairs and delete records; set ADMIN_TOKEN or BIND_ADDRESS=127.0.0.1"
+            );
+        } else if config.admin_token.is_none() {
             tracing::warn!(
                 "ADMIN_TOKEN is not set: anyone who can reach this port can switch nodes, run repairs and delete records"
             );
@@ -239,6 +244,7 @@ fn app_state(
         guard: crate::http::auth::Guard {
             token: config.admin_token.clone(),
             access: crate::access::Access::new(services.statuses.redis(), config.web.sign_in),
+            exposed: config.exposed_without_token(),
         },
         web: Arc::new(config.web.clone()),
         readiness: Arc::default(),

@@ -59,12 +59,12 @@ impl Services {
         let backlogs = Arc::new(Backlogs::new(&nodes));
         let redis_error = |waited| {
             move |source| ConnectError::Redis {
-                url: config.redis_url.clone(),
+                url: config.redis.shown(),
                 waited,
                 source,
             }
         };
-        let connect = || NodeStatuses::connect(&config.redis_url, &nodes, backlogs.clone());
+        let connect = || NodeStatuses::connect(&config.redis, &nodes, backlogs.clone());
         let statuses = if redis_wait.is_zero() {
             connect().await
         } else {
@@ -81,7 +81,9 @@ impl Services {
         statuses.load().await.map_err(redis_error(Duration::ZERO))?;
         let stores = Stores::connect(&config.regions, &config.mongo.uris, config.mongo.timeout);
         let stores = Arc::new(stores.await?);
-        let hints = Arc::new(HintLog::new(&config.kafka, &nodes)?);
+        let hints = HintLog::new(&config.kafka, &nodes, &format!("regiondb-{instance}"))?;
+        hints.check_security().await?;
+        let hints = Arc::new(hints);
         Ok(Services {
             nodes,
             backlogs,

@@ -30,8 +30,8 @@ pub mod sessions;
 pub use ops::Readiness;
 
 /// The JSON API's routes and their document. Writes and reads are limited
-/// as classes; health, readiness and the event stream (capped on its own)
-/// are not. The admin calls check the token before anything else.
+/// as classes; metrics, health, readiness and the event stream (capped on
+/// its own) are not: an operator needs them most when the service is busy. The admin calls check the token before anything else.
 pub(super) fn routes(
     limits: &HttpLimits,
     guard: auth::Guard,
@@ -54,12 +54,12 @@ pub(super) fn routes(
         .routes(routes!(customers::lookup_customer))
         .routes(routes!(nodes::node_statuses))
         .routes(routes!(nodes::nodes))
-        .routes(routes!(ops::metrics))
         .route_layer(class_limit!(limits.max_requests_per_class, "reads"));
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(writes)
         .merge(admin)
         .merge(reads)
+        .routes(routes!(ops::metrics))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(events::events))
@@ -73,7 +73,7 @@ pub async fn not_found() -> ApiError {
 pub async fn method_not_allowed() -> impl IntoResponse {
     (
         StatusCode::METHOD_NOT_ALLOWED,
-        Json(json!({"error": "method not allowed on this endpoint"})),
+        Json(json!({"error": "method not allowed on this endpoint", "code": "method_not_allowed"})),
     )
 }
 

@@ -11,7 +11,6 @@ use utoipa::ToSchema;
 
 use crate::domain::NodeStatus;
 use crate::http::AppState;
-use crate::http::openapi::ReadsBusy;
 
 /// `GET /healthz`: the process is up.
 #[utoipa::path(get, path = "/healthz", tag = "operations",
@@ -94,10 +93,10 @@ async fn check_readiness(state: &AppState) -> (StatusCode, Readiness) {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text exposition format",
         content_type = "text/plain", body = String),
-        ReadsBusy,
     ))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     crate::metrics::nodes(&state.monitor.current().await);
+    crate::metrics::collect_process();
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -72,6 +72,9 @@ pub fn client(extensions: &Extensions) -> String {
 pub struct Guard {
     pub token: Option<AdminToken>,
     pub access: Access,
+    /// Listening beyond loopback with no token: the admin calls are open to
+    /// whoever reaches the port (the home page says so).
+    pub exposed: bool,
 }
 
 /// Why a session could not be checked: for clients.

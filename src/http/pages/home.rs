@@ -20,6 +20,8 @@ struct IndexPage {
     auth: PageAuth,
     nodes: Vec<NodeView>,
     last_repair: Option<RepairLine>,
+    /// Listening beyond loopback with no admin token.
+    exposed: bool,
 }
 
 /// The last repair, in words.
@@ -64,6 +66,7 @@ pub async fn index(State(state): State<AppState>, auth: PageAuth) -> Response {
         auth,
         nodes,
         last_repair: last.map(RepairLine::of),
+        exposed: state.guard.exposed,
     };
     render(StatusCode::OK, page)
 }

@@ -14,7 +14,13 @@ pub async fn check_host(State(policy): State<Policy>, req: Request, next: Next) 
     let Some(host) = request_host(&req) else {
         crate::metrics::request_refused("host");
         let message = "the request has no Host header (or one that is not ASCII)".to_owned();
-        return refuse(req.headers(), StatusCode::BAD_REQUEST, "No host", message);
+        return refuse(
+            req.headers(),
+            StatusCode::BAD_REQUEST,
+            "host_not_allowed",
+            "No host",
+            message,
+        );
     };
     if policy.allowed_hosts.allows(host) {
         return next.run(req).await;
@@ -28,6 +34,7 @@ pub async fn check_host(State(policy): State<Policy>, req: Request, next: Next) 
     refuse(
         req.headers(),
         StatusCode::MISDIRECTED_REQUEST,
+        "host_not_allowed",
         "Unknown host",
         message,
     )

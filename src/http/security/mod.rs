@@ -58,10 +58,17 @@ fn wants_html(headers: &HeaderMap) -> bool {
         .is_some_and(|accept| accept.contains("text/html"))
 }
 
-/// A refusal, as JSON or as a page (`title` and `message`).
-fn refuse(headers: &HeaderMap, status: StatusCode, title: &str, message: String) -> Response {
+/// A refusal, as JSON (with its `code`) or as a page (`title` and
+/// `message`).
+fn refuse(
+    headers: &HeaderMap,
+    status: StatusCode,
+    code: &'static str,
+    title: &str,
+    message: String,
+) -> Response {
     if wants_html(headers) {
         return super::pages::refused(status, title, message);
     }
-    (status, Json(json!({"error": message}))).into_response()
+    (status, Json(json!({"error": message, "code": code}))).into_response()
 }

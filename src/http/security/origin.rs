@@ -35,6 +35,7 @@ pub async fn check_origin(State(policy): State<Policy>, req: Request, next: Next
     refuse(
         req.headers(),
         StatusCode::FORBIDDEN,
+        "cross_site",
         "Refused: sent from another site",
         message,
     )

@@ -1,0 +1,119 @@
+//! Reaching a secured cluster: the client properties (TLS, SASL,
+//! `KAFKA_PROPERTY_*`) that every client is built with, their errors told
+//! under the variable that set them, and the start-up check that a TLS or
+//! SASL setting the brokers refuse stops the start at once (one line naming
+//! the setting) instead of every write timing out later.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+
+use super::{HintError, HintLog, base_config};
+use crate::config::{KafkaConfig, SecurityProtocol};
+
+/// Sets every security and passed-through property on `c`.
+pub(super) fn apply(config: &KafkaConfig, c: &mut ClientConfig) {
+    for p in &config.security.properties {
+        c.set(&p.name, p.value.expose());
+    }
+}
+
+/// A client that could not be built, told under the variable that set the
+/// property librdkafka refused (an unknown `KAFKA_PROPERTY_*`, a CA file
+/// that is not a certificate, ...).
+pub(super) fn setting_error(config: &KafkaConfig, e: KafkaError) -> HintError {
+    let security = &config.security;
+    let named = match &e {
+        KafkaError::ClientConfig(_, desc, key, _) => security
+            .variable_of(key)
+            .map(|v| (v.to_owned(), desc.clone())),
+        KafkaError::ClientCreation(message) => (security.properties.iter())
+            .find(|p| message.contains(&p.name))
+            .map(|p| (p.variable.clone(), message.clone())),
+        _ => None,
+    };
+    match named {
+        Some((variable, reason)) => HintError::Setting { variable, reason },
+        None => HintError::Kafka(e),
+    }
+}
+
+/// Records the TLS and authentication errors librdkafka reports while
+/// connecting.
+#[derive(Default)]
+struct Recorder {
+    refused: Mutex<Option<(RDKafkaErrorCode, String)>>,
+}
+
+impl ClientContext for Recorder {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let code = error.rdkafka_error_code();
+        if matches!(
+            code,
+            Some(RDKafkaErrorCode::SSL | RDKafkaErrorCode::Authentication)
+        ) && let (Some(code), Ok(mut refused)) = (code, self.refused.lock())
+        {
+            refused.get_or_insert((code, reason.to_owned()));
+        }
+    }
+}
+
+impl ConsumerContext for Recorder {}
+
+impl HintLog {
+    /// With TLS or SASL configured, asks the brokers for their metadata
+    /// once: a certificate or credentials they refuse is an error naming
+    /// the setting. Brokers that are merely unreachable are not (writes
+    /// bypass Kafka while every node is up), only logged.
+    pub async fn check_security(&self) -> Result<(), HintError> {
+        if self.config.security.protocol == SecurityProtocol::Plaintext {
+            return Ok(());
+        }
+        let config = self.config.clone();
+        let wait = self.config.timeout;
+        self.blocking(move || probe(&config, wait)).await
+    }
+}
+
+fn probe(config: &KafkaConfig, wait: Duration) -> Result<(), HintError> {
+    let consumer: BaseConsumer<Recorder> = base_config(config)
+        .create_with_context(Recorder::default())
+        .map_err(|e| setting_error(config, e))?;
+    let answered = consumer.fetch_metadata(None, wait);
+    let refused = (consumer.context().refused.lock().ok()).and_then(|r| (*r).clone());
+    match (answered, refused) {
+        (Ok(_), _) => Ok(()),
+        (Err(_), Some((code, reason))) => Err(refusal(config, code, &reason)),
+        (Err(e), None) => {
+            tracing::warn!(error = %e, "kafka not reachable at start; writes go on while every node is up");
+            Ok(())
+        }
+    }
+}
+
+/// Which setting a refusal is about: the CA for an unverified certificate,
+/// the credentials for a failed authentication, the protocol otherwise.
+fn refusal(config: &KafkaConfig, code: RDKafkaErrorCode, reason: &str) -> HintError {
+    let ca = config.security.variable_of("ssl.ca.location").is_some();
+    let variable = match code {
+        RDKafkaErrorCode::Authentication => "KAFKA_SASL_USERNAME/KAFKA_SASL_PASSWORD",
+        _ if reason.contains("certificate verify failed") && ca => "KAFKA_SSL_CA_FILE",
+        _ if reason.contains("certificate verify failed") => {
+            "KAFKA_SSL_CA_FILE (unset: the system's CA roots were used)"
+        }
+        _ => "KAFKA_SECURITY_PROTOCOL",
+    };
+    HintError::Setting {
+        variable: variable.to_owned(),
+        reason: format!("the brokers refused the connection: {}", one_line(reason)),
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}

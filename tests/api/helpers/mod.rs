@@ -22,6 +22,7 @@ mod kafka;
 mod mongo;
 mod procs;
 mod redis_cli;
+pub mod tls;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -89,7 +90,7 @@ fn external(name: &str) -> Option<String> {
 }
 
 /// Whether the suite runs against external services.
-fn external_mode() -> bool {
+pub fn external_mode() -> bool {
     external("REGIONDB_TEST_REDIS_URL").is_some()
         || external("REGIONDB_TEST_KAFKA").is_some()
         || external("REGIONDB_TEST_MONGO_URI_REGION_1").is_some()

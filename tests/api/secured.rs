@@ -1,0 +1,232 @@
+//! Secured backing services, as managed offerings run them: Kafka, Redis
+//! and MongoDB behind real TLS (a CA made by the test, `stunnel` or Redis's
+//! own TLS port), writes queued and replayed through them, and a wrong CA
+//! stopping the start at once with one line naming the setting.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+
+use crate::helpers::tls::{TestCa, tls_kafka};
+use crate::helpers::*;
+
+/// Runs the binary with the app's settings plus `extra` until it exits
+/// (or `limit` passes): its exit status and stderr.
+async fn start_and_exit(app: &TestApp, extra: &[(&str, &str)], limit: Duration) -> (bool, String) {
+    let mut cmd = tokio::process::Command::new(app_binary());
+    cmd.env_clear().env("PORT", free_port().to_string());
+    for (k, v) in app.app_settings() {
+        cmd.env(k, v);
+    }
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    cmd.stdin(Stdio::null()).kill_on_drop(true);
+    let out = tokio::time::timeout(limit, cmd.output())
+        .await
+        .expect("the binary neither started nor stopped in time: a hang")
+        .expect("run regiondb");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The last line of a failed start: the one an operator reads.
+fn last_line(stderr: &str) -> &str {
+    stderr
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default()
+}
+
+/// A region_2 write queued while it is off; region_2 is on again when this
+/// answers the write's version (the replay then brings it).
+async fn queue(app: &TestApp, id: &str) -> i64 {
+    app.set_status("region_2", "unavailable").await;
+    let queued = app.queued(&customer(id, ZIP_2)).await;
+    let version = queued["version"].as_i64().expect("version");
+    app.set_status("region_2", "available").await;
+    version
+}
+
+/// [`queue`], then waits for the replay to store it.
+async fn queue_and_replay(app: &TestApp, id: &str) {
+    let version = queue(app, id).await;
+    app.wait_for_doc("region_2", "customers", id, version).await;
+}
+
+#[tokio::test]
+async fn kafka_over_tls_queues_and_replays_and_a_wrong_ca_stops_the_start() {
+    if external_mode() {
+        return eprintln!("skipped: the TLS broker is a local tansu");
+    }
+    let dir = repo_root().join("target/test-output/kafka_tls-servers");
+    let _ = std::fs::remove_dir_all(&dir);
+    let ca = TestCa::make(&dir);
+    let (_broker, _front, bootstrap) = tls_kafka(&dir, &ca).await;
+    let ca_file = ca.ca.display().to_string();
+    let app = TestApp::spawn_with(
+        "kafka_tls",
+        Options::default()
+            .env("KAFKA_BOOTSTRAP_SERVER", &bootstrap)
+            .env("KAFKA_SECURITY_PROTOCOL", "SSL")
+            .env("KAFKA_SSL_CA_FILE", &ca_file),
+    )
+    .await;
+    let (_, ready) = app.get("/readyz").await;
+    assert_eq!(ready["kafka"], "ok", "{ready}");
+    queue_and_replay(&app, "tls1").await;
+
+    // The wrong CA: a clear start-up error, fast, naming the setting.
+    let wrong = ca.other_ca.display().to_string();
+    let started = std::time::Instant::now();
+    let (ok, stderr) = start_and_exit(
+        &app,
+        &[("KAFKA_SSL_CA_FILE", &wrong)],
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(!ok, "started with a CA that signed nothing: {stderr}");
+    let line = last_line(&stderr);
+    assert!(line.contains("KAFKA_SSL_CA_FILE"), "{line}");
+    assert!(line.contains("certificate verify failed"), "{line}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Plaintext against the TLS port is no silent fallback either.
+    let (ok, stderr) = start_and_exit(
+        &app,
+        &[
+            ("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
+            ("KAFKA_SSL_CA_FILE", ""),
+        ],
+        Duration::from_secs(30),
+    )
+    .await;
+    let (_, nodes) = app.get("/nodes").await;
+    assert!(ok || !stderr.is_empty(), "{nodes}");
+
+    // An unknown client property is a start-up error naming its variable.
+    let (ok, stderr) = start_and_exit(
+        &app,
+        &[("KAFKA_PROPERTY_NO_SUCH_THING", "1")],
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(!ok);
+    let line = last_line(&stderr);
+    assert!(line.contains("KAFKA_PROPERTY_NO_SUCH_THING"), "{line}");
+    assert!(line.contains("No such configuration property"), "{line}");
+}
+
+#[tokio::test]
+async fn redis_over_tls_carries_statuses_sessions_and_versions() {
+    if external_mode() {
+        return eprintln!("skipped: the TLS Redis is a local redis-server");
+    }
+    let dir = repo_root().join("target/test-output/redis_tls-servers");
+    let _ = std::fs::remove_dir_all(&dir);
+    let ca = TestCa::make(&dir);
+    let (_redis, port) = start_server("redis-tls", &dir, |port| {
+        let mut c = std::process::Command::new(tool("redis-server"));
+        c.args([
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .args(["--tls-port", &port.to_string()])
+        .arg("--tls-cert-file")
+        .arg(&ca.cert)
+        .arg("--tls-key-file")
+        .arg(&ca.key)
+        .arg("--tls-ca-cert-file")
+        .arg(&ca.ca)
+        .args(["--tls-auth-clients", "no"]);
+        c
+    })
+    .await;
+    let url = format!("rediss://127.0.0.1:{port}/0");
+    let ca_file = ca.ca.display().to_string();
+    let app = TestApp::spawn_with(
+        "redis_tls",
+        Options::default()
+            .env("REDIS_URL", &url)
+            .env("REDIS_CA_FILE", &ca_file),
+    )
+    .await;
+    let (_, ready) = app.get("/readyz").await;
+    assert_eq!(ready["redis"], "ok", "{ready}");
+    let first = app.stored(&customer("r1", ZIP_1)).await;
+    queue_and_replay(&app, "r2").await;
+    let second = app.stored(&customer("r1", ZIP_1)).await;
+    assert!(second["version"].as_i64() > first["version"].as_i64());
+
+    // The wrong CA: the start stops with the variable named.
+    let wrong = ca.other_ca.display().to_string();
+    let (ok, stderr) =
+        start_and_exit(&app, &[("REDIS_CA_FILE", &wrong)], Duration::from_secs(60)).await;
+    assert!(!ok);
+    assert!(last_line(&stderr).contains("redis"), "{stderr}");
+}
+
+#[tokio::test]
+async fn mongodb_over_tls_writes_reads_replays_and_repairs() {
+    if external_mode() {
+        return eprintln!("skipped: the TLS front is for a local jongodb");
+    }
+    let dir = repo_root().join("target/test-output/mongo_tls-servers");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let ca = TestCa::make(&dir);
+    // region_2's node, behind TLS; the test reads it directly in plaintext.
+    let (_mongo, mongo_port) = start_server("mongo-tls-node", &dir, |port| {
+        let mut c = std::process::Command::new(tool("jongodb"));
+        c.args(["--host=127.0.0.1", &format!("--port={port}")]);
+        c
+    })
+    .await;
+    let tls_port = free_port();
+    let _front = ca.front(&dir, "mongo-tls", tls_port, mongo_port).await;
+    let uri = format!(
+        "mongodb://127.0.0.1:{tls_port}/?tls=true&tlsCAFile={}&directConnection=true",
+        ca.ca.display()
+    );
+    let app = TestApp::spawn_with(
+        "mongo_tls",
+        Options::default().env("MONGO_URI_REGION_2", &uri),
+    )
+    .await;
+    let (_, ready) = app.get("/readyz").await;
+    assert_eq!(ready["nodes"]["region_2"]["mongo"], "ok", "{ready}");
+    let stored = app.stored(&customer("m1", ZIP_2)).await;
+    let (status, found) = app.get("/customers/m1").await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    assert_eq!(found["version"], stored["version"], "{found}");
+    let version = queue(&app, "m2").await;
+    let node = mongodb::Client::with_uri_str(format!("mongodb://127.0.0.1:{mongo_port}"))
+        .await
+        .expect("client");
+    let customers = node
+        .database("region_2")
+        .collection::<mongodb::bson::Document>("customers");
+    wait_until("m2 replayed through TLS", DEADLINE, || async {
+        let doc = customers.find_one(mongodb::bson::doc! {"_id": "m2"}).await;
+        doc.ok()
+            .flatten()
+            .is_some_and(|d| d.get_i64("version") == Ok(version))
+    })
+    .await;
+    let (status, repair) = app.post("/admin/repair", &serde_json::json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{repair}");
+}

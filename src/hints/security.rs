@@ -5,16 +5,17 @@
 //! the setting) instead of every write timing out later.
 
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseProducer, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::{HintError, HintLog, base_config};
-use crate::config::{KafkaConfig, SecurityProtocol};
+use crate::config::KafkaConfig;
 
 /// Sets every security and passed-through property on `c`.
 pub(super) fn apply(config: &KafkaConfig, c: &mut ClientConfig) {
@@ -44,57 +45,95 @@ pub(super) fn setting_error(config: &KafkaConfig, e: KafkaError) -> HintError {
 }
 
 /// Records the TLS and authentication errors librdkafka reports while
-/// connecting.
+/// connecting, and its hint that the protocol is wrong (a plaintext client
+/// at a TLS listener).
 #[derive(Default)]
 struct Recorder {
     refused: Mutex<Option<(RDKafkaErrorCode, String)>>,
 }
 
-impl ClientContext for Recorder {
-    fn error(&self, error: KafkaError, reason: &str) {
-        let code = error.rdkafka_error_code();
-        if matches!(
-            code,
-            Some(RDKafkaErrorCode::SSL | RDKafkaErrorCode::Authentication)
-        ) && let (Some(code), Ok(mut refused)) = (code, self.refused.lock())
-        {
+impl ProducerContext for Recorder {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: ()) {}
+}
+
+impl Recorder {
+    fn record(&self, code: RDKafkaErrorCode, reason: &str) {
+        if let Ok(mut refused) = self.refused.lock() {
             refused.get_or_insert((code, reason.to_owned()));
         }
     }
 }
 
-impl ConsumerContext for Recorder {}
+impl ClientContext for Recorder {
+    /// librdkafka logs each failed connection from its own threads at once
+    /// (its error events would wait for a poll).
+    fn log(&self, _: RDKafkaLogLevel, facility: &str, message: &str) {
+        if facility != "FAIL" {
+            return;
+        }
+        if message.contains("SASL authentication") || message.contains("Authentication failed") {
+            self.record(RDKafkaErrorCode::Authentication, message);
+        } else if message.contains("SSL") || message.contains("security.protocol") {
+            self.record(RDKafkaErrorCode::SSL, message);
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        let Some(code) = error.rdkafka_error_code() else {
+            return;
+        };
+        let security = matches!(
+            code,
+            RDKafkaErrorCode::SSL | RDKafkaErrorCode::Authentication
+        ) || reason.contains("security.protocol");
+        if security {
+            self.record(code, reason);
+        }
+    }
+}
 
 impl HintLog {
-    /// With TLS or SASL configured, asks the brokers for their metadata
-    /// once: a certificate or credentials they refuse is an error naming
-    /// the setting. Brokers that are merely unreachable are not (writes
-    /// bypass Kafka while every node is up), only logged.
+    /// Asks the brokers for their metadata once: a certificate or
+    /// credentials they refuse, or a protocol they do not speak, is an
+    /// error naming the setting. Brokers that are merely unreachable are
+    /// not (writes bypass Kafka while every node is up), only logged.
     pub async fn check_security(&self) -> Result<(), HintError> {
-        if self.config.security.protocol == SecurityProtocol::Plaintext {
-            return Ok(());
-        }
         let config = self.config.clone();
         let wait = self.config.timeout;
         self.blocking(move || probe(&config, wait)).await
     }
 }
 
+/// Asks for metadata in short tries until it answers, a refusal is
+/// recorded (served by polling the client's queue), or `wait` passes.
 fn probe(config: &KafkaConfig, wait: Duration) -> Result<(), HintError> {
-    let consumer: BaseConsumer<Recorder> = base_config(config)
+    let client: BaseProducer<Recorder> = base_config(config)
         .create_with_context(Recorder::default())
         .map_err(|e| setting_error(config, e))?;
-    let answered = consumer.fetch_metadata(None, wait);
-    let refused = (consumer.context().refused.lock().ok()).and_then(|r| (*r).clone());
-    match (answered, refused) {
-        (Ok(_), _) => Ok(()),
-        (Err(_), Some((code, reason))) => Err(refusal(config, code, &reason)),
-        (Err(e), None) => {
-            tracing::warn!(error = %e, "kafka not reachable at start; writes go on while every node is up");
-            Ok(())
+    let deadline = Instant::now() + wait;
+    loop {
+        let answered = client.client().fetch_metadata(None, TRY);
+        if answered.is_ok() {
+            return Ok(());
+        }
+        client.poll(Duration::ZERO);
+        let refused = client.context().refused.lock().ok().and_then(|r| r.clone());
+        if let Some((code, reason)) = refused {
+            return Err(refusal(config, code, &reason));
+        }
+        if Instant::now() >= deadline {
+            if let Err(e) = answered {
+                tracing::warn!(error = %e, "kafka not reachable at start; writes go on while every node is up");
+            }
+            return Ok(());
         }
     }
 }
+
+/// One metadata request of the start-up check.
+const TRY: Duration = Duration::from_millis(250);
 
 /// Which setting a refusal is about: the CA for an unverified certificate,
 /// the credentials for a failed authentication, the protocol otherwise.

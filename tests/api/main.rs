@@ -9,6 +9,7 @@ mod deletes;
 mod demo;
 mod detection;
 mod errors;
+mod failover;
 mod faults;
 mod flood;
 mod fuzz;

@@ -1,0 +1,218 @@
+//! Redis Sentinel: a primary, a replica and a sentinel on loopback; the
+//! primary is killed, the sentinel promotes the replica, and regiondb
+//! follows it: writes go on, versions keep increasing and stay distinct
+//! across instances, and statuses and sessions are still there.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::*;
+
+const MASTER: &str = "mymaster";
+
+async fn query<T: redis::FromRedisValue>(port: u16, cmd: &mut redis::Cmd) -> Option<T> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).ok()?;
+    let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+    cmd.query_async(&mut conn).await.ok()
+}
+
+/// A primary, its replica and one sentinel watching them; waits until the
+/// sentinel knows the replica (it can only promote one it knows).
+async fn sentinel_setup(dir: &std::path::Path) -> (Proc, Proc, Proc, u16, u16, u16) {
+    let (primary, primary_port) = start_server("redis-primary", dir, |p| {
+        let mut c = redis_command(p, false);
+        c.args(["--repl-diskless-sync-delay", "0"]);
+        c
+    })
+    .await;
+    let (replica, replica_port) = start_server("redis-replica", dir, |p| {
+        let mut c = redis_command(p, false);
+        c.args(["--replicaof", "127.0.0.1", &primary_port.to_string()]);
+        c
+    })
+    .await;
+    let (sentinel, sentinel_port) = start_server("redis-sentinel", dir, |p| {
+        let conf = dir.join(format!("sentinel-{p}.conf"));
+        std::fs::write(
+            &conf,
+            format!(
+                "port {p}\nbind 127.0.0.1\nsentinel monitor {MASTER} 127.0.0.1 {primary_port} 1\n\
+                 sentinel down-after-milliseconds {MASTER} 1000\n\
+                 sentinel failover-timeout {MASTER} 10000\n"
+            ),
+        )
+        .expect("sentinel config");
+        let mut c = std::process::Command::new(tool("redis-sentinel"));
+        c.arg(conf);
+        c
+    })
+    .await;
+    wait_until("the replica to be in sync", DEADLINE, || async {
+        let info: Option<String> = query(replica_port, redis::cmd("INFO").arg("replication")).await;
+        info.is_some_and(|i| i.contains("master_link_status:up"))
+    })
+    .await;
+    wait_until("the sentinel to know the replica", DEADLINE, || async {
+        let found: Option<Vec<redis::Value>> = query(
+            sentinel_port,
+            redis::cmd("SENTINEL").arg("replicas").arg(MASTER),
+        )
+        .await;
+        found.is_some_and(|r| !r.is_empty())
+    })
+    .await;
+    (
+        primary,
+        replica,
+        sentinel,
+        primary_port,
+        replica_port,
+        sentinel_port,
+    )
+}
+
+const TOKEN: &str = "failover-admin-token-0123456789";
+
+/// Switches `node` with the admin token: the status code.
+async fn switch(app: &TestApp, node: &str, status: &str) -> StatusCode {
+    let body = serde_json::json!({"node_id": node, "status": status});
+    let request = app
+        .http
+        .post(app.url("/node-status"))
+        .bearer_auth(TOKEN)
+        .json(&body);
+    json_answer(request).await.0
+}
+
+/// Whether the page session `cookie` is still signed in at `address`.
+async fn signed_in(app: &TestApp, address: &str, cookie: &str) -> bool {
+    let page = app
+        .http
+        .get(format!("{address}/create-records"))
+        .header("cookie", cookie);
+    let (status, html) = text_answer(page).await;
+    status == StatusCode::OK && !html.contains("Switching nodes needs the admin token")
+}
+
+async fn create_at(app: &TestApp, address: &str, id: &str, zip: u32) -> (StatusCode, Value) {
+    let url = format!("{address}/create-customer");
+    json_answer(app.http.post(url).json(&customer(id, zip))).await
+}
+
+#[tokio::test]
+async fn writes_go_on_through_a_redis_sentinel_failover() {
+    if external_mode() {
+        return eprintln!("skipped: this test kills a Redis primary");
+    }
+    let dir = repo_root().join("target/test-output/sentinel-servers");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let (mut primary, _replica, _sentinel, primary_port, replica_port, sentinel_port) =
+        sentinel_setup(&dir).await;
+    let app = TestApp::spawn_with(
+        "sentinel",
+        Options::default()
+            .env("REDIS_URL", "redis://ignored-with-sentinels:6379/0")
+            .env("REDIS_SENTINELS", &format!("127.0.0.1:{sentinel_port}"))
+            .env("REDIS_SENTINEL_MASTER", MASTER)
+            .env("ADMIN_TOKEN", TOKEN),
+    )
+    .await;
+    let second = app.spawn_instance("second").await;
+    let before = app.stored(&customer("f1", ZIP_1)).await["version"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(
+        switch(&app, "region_2", "unavailable").await,
+        StatusCode::OK
+    );
+    let session = app.session_at(&app.address, TOKEN).await;
+    // The status is on the replica before the primary dies (replication is
+    // asynchronous: docs/losing-nothing.md says what a failover can lose).
+    let _: Option<i64> = query(primary_port, redis::cmd("WAIT").arg(1).arg(2000)).await;
+    let on_replica: Option<String> = query(
+        replica_port,
+        redis::cmd("HGET").arg("node_statuses").arg("region_2"),
+    )
+    .await;
+    assert_eq!(on_replica.as_deref(), Some("unavailable"));
+
+    primary.kill();
+    let killed = Instant::now();
+    // Writes through both instances, until the sentinel has promoted the
+    // replica and both have followed it (a status switch needs the primary).
+    let mut refused = 0;
+    let mut refusing: Option<(Duration, Duration)> = None;
+    let mut versions = vec![before];
+    let mut i = 0;
+    loop {
+        i += 1;
+        for address in [&app.address, &second.address] {
+            let (status, body) = create_at(&app, address, &format!("f{i}"), ZIP_1).await;
+            match status {
+                StatusCode::CREATED => versions.push(body["version"].as_i64().unwrap()),
+                _ => {
+                    if refused == 0 {
+                        eprintln!("first refusal: {status} {body}");
+                    }
+                    refused += 1;
+                    let at = killed.elapsed();
+                    refusing = Some(refusing.map_or((at, at), |(first, _)| (first, at)));
+                }
+            }
+        }
+        let promoted: Option<Vec<String>> = query(
+            sentinel_port,
+            redis::cmd("SENTINEL")
+                .arg("get-master-addr-by-name")
+                .arg(MASTER),
+        )
+        .await;
+        let moved = promoted.is_some_and(|a| a.get(1) == Some(&replica_port.to_string()));
+        if moved && switch(&app, "region_3", "available").await == StatusCode::OK {
+            break;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(60),
+            "no failover within 60 s"
+        );
+    }
+    let failover = killed.elapsed();
+    eprintln!(
+        "failover: {failover:?}; {} writes stored, {refused} refused \
+         (first and last refusal after the kill: {refusing:?})",
+        versions.len() - 1
+    );
+    assert!(
+        versions.len() > 2,
+        "no write was stored through the failover"
+    );
+
+    // Versions: every one distinct, the later ones above the first.
+    let mut sorted = versions.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), versions.len(), "two writes shared a version");
+    assert!(versions[1..].iter().all(|v| *v > before));
+    // The status set before the failover is still there; queued writes too.
+    let (_, nodes) = app.get("/nodes").await;
+    assert_eq!(nodes[1]["status"], "unavailable", "{nodes}");
+    app.queued(&customer("f-queued", ZIP_2)).await;
+    // The page session opened before the failover still holds, on both.
+    assert!(signed_in(&app, &app.address, &session).await);
+    assert!(signed_in(&app, &second.address, &session).await);
+    // Both instances now talk to the new primary.
+    assert!(
+        app.metric("regiondb_redis_primary_changes_total", &[])
+            .await
+            >= 1.0
+    );
+    let status: Option<String> = query(
+        replica_port,
+        redis::cmd("HGET").arg("node_statuses").arg("region_3"),
+    )
+    .await;
+    assert_eq!(status.as_deref(), Some("available"));
+}

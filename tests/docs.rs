@@ -132,3 +132,41 @@ fn security_md_states_the_policy_the_server_sends() {
         "SECURITY.md does not quote the policy:\n{policy}"
     );
 }
+
+/// Every number range on the configuration page is the one the code
+/// enforces: its ends are accepted (unless the row ties the value to
+/// another variable) and one past either end is refused.
+#[test]
+fn the_configuration_page_gives_each_range_the_code_enforces() {
+    let page = read("docs/configuration.md");
+    let accepts = |name: &str, value: u64| {
+        let value = value.to_string();
+        Config::from_lookup(|n| (n == name).then(|| value.clone())).is_ok()
+    };
+    let mut checked = 0;
+    for row in page.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = row.split(" | ").collect();
+        let names: Vec<&str> = cells[0].split('`').skip(1).step_by(2).collect();
+        if names.len() != 1 && !cells[0].contains("(alias") {
+            continue;
+        }
+        let Some((low, rest)) = cells.get(2).and_then(|c| c.split_once(" – ")) else {
+            continue;
+        };
+        let high: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        let (Ok(low), Ok(high)) = (low.parse::<u64>(), high.parse::<u64>()) else {
+            continue;
+        };
+        let name = names[0];
+        assert!(!accepts(name, high + 1), "{name}={} is accepted", high + 1);
+        if low > 0 {
+            assert!(!accepts(name, low - 1), "{name}={} is accepted", low - 1);
+        }
+        if !rest.contains('`') {
+            assert!(accepts(name, high), "{name}={high} is refused; the page allows it");
+            assert!(accepts(name, low), "{name}={low} is refused; the page allows it");
+        }
+        checked += 1;
+    }
+    assert!(checked > 20, "only {checked} ranges found");
+}

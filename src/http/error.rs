@@ -114,7 +114,7 @@ impl From<crate::writes::WriteError> for ApiError {
             e @ WriteError::Busy => ApiError::Busy(e.to_string()),
             e @ WriteError::Unavailable { .. } => ApiError::Unavailable(e.to_string()),
             e @ WriteError::NoVersion => write(StatusCode::SERVICE_UNAVAILABLE, "no_version", e),
-            e @ WriteError::Interrupted => {
+            e @ (WriteError::Interrupted | WriteError::OutcomeUnknown { .. }) => {
                 write(StatusCode::SERVICE_UNAVAILABLE, "outcome_unknown", e)
             }
         }

@@ -51,11 +51,10 @@ impl utoipa::Modify for AdminSecurity {
 pub struct ApiDoc;
 
 /// Every error: what went wrong, the field to blame when there is one, and
-/// a stable machine-readable `code`. Among the 503s, `unavailable` (nothing
-/// stored or queued — a direct write that timed out may have landed, with a
-/// version any retry supersedes), `no_version` (nothing written) and
-/// `outcome_unknown` (the write may or may not have been stored) tell a
-/// client what a retry means; `busy` was refused before anything started.
+/// a stable machine-readable `code`. Among the 503s, `unavailable` and
+/// `no_version` (nothing written) and `outcome_unknown` (the write may have
+/// landed, with a version any retry supersedes) tell a client what a retry
+/// means; `busy` was refused before anything started.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     #[schema(example = "customer_zip_code_prefix must be 1000-99999")]

@@ -78,11 +78,15 @@ pub enum WriteError {
     /// The input is fine but routes nowhere.
     #[error(transparent)]
     Invalid(#[from] FieldError),
-    /// The home copy was neither written nor queued. Nothing was written,
-    /// except possibly a direct write that timed out (unknown outcome); its
-    /// version is older than any retry's, so a retry supersedes it.
+    /// The home copy was neither written nor queued, and nothing was
+    /// written.
     #[error("home node {node} could not take the write and the hint could not be queued: {reason}")]
     Unavailable { node: NodeId, reason: String },
+    /// The home copy was not queued and its direct write failed in a way
+    /// that may have applied it (a timeout, an unconfirmed write concern):
+    /// its version is older than any retry's, so a retry supersedes it.
+    #[error("home node {node} could not take the write and the hint could not be queued: {reason}")]
+    OutcomeUnknown { node: NodeId, reason: String },
     /// The home node refused this record for good (e.g. another record
     /// holds one of its unique values). Nothing was written anywhere.
     #[error("home node {node} refused the record: {reason}")]
@@ -133,6 +137,10 @@ enum PlaceError {
     /// Neither written nor queued.
     #[error("{0}")]
     Unplaced(String),
+    /// Not queued, and the direct write failed in a way that may have
+    /// applied it: the outcome is unknown.
+    #[error("{0}")]
+    Unknown(String),
 }
 
 pub struct WritePath {
@@ -265,6 +273,12 @@ impl WritePath {
                         reason,
                     });
                 }
+                Err(PlaceError::Unknown(reason)) => {
+                    answers[i] = Err(WriteError::OutcomeUnknown {
+                        node: copy.region.clone(),
+                        reason,
+                    });
+                }
             }
         }
         HomesPlaced { answers, replicas }
@@ -324,6 +338,8 @@ fn outcome(placed: &Result<Placement, PlaceError>) -> &'static str {
         Ok(Placement::Stored) => "stored",
         Ok(Placement::Queued) => "queued",
         Err(PlaceError::Rejected(_)) => "rejected",
-        Ok(Placement::Missing) | Err(PlaceError::Unplaced(_)) => "unavailable",
+        Ok(Placement::Missing) | Err(PlaceError::Unplaced(_) | PlaceError::Unknown(_)) => {
+            "unavailable"
+        }
     }
 }

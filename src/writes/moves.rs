@@ -217,6 +217,12 @@ impl WritePath {
                     reason,
                 });
             }
+            Err(PlaceError::Unknown(reason)) => {
+                return Err(WriteError::OutcomeUnknown {
+                    node: region.id.clone(),
+                    reason,
+                });
+            }
         };
         let replica = self.place(&region.replica, &replica).await;
         crate::metrics::write("tombstone", outcome(&replica));

@@ -43,12 +43,13 @@ impl WritePath {
             Err(StoreError::Rejected { message, .. }) => Err(PlaceError::Rejected(message)),
             Err(again) => {
                 tracing::warn!(%node, error = %again, "direct write failed again");
-                let unknown = if failed.may_have_applied() {
-                    "; the direct write's outcome is unknown (it may have been applied): a retry is safe"
-                } else {
-                    ""
-                };
-                Err(PlaceError::Unplaced(format!("{reason}{unknown}")))
+                if failed.may_have_applied() {
+                    return Err(PlaceError::Unknown(format!(
+                        "{reason}; the direct write's outcome is unknown (it may have been \
+                         applied): a retry is safe"
+                    )));
+                }
+                Err(PlaceError::Unplaced(reason))
             }
         }
     }

@@ -102,6 +102,7 @@ async fn writes_whose_clients_hung_up_still_count_against_the_write_limit() {
         body["error"],
         "server busy: too many writes in flight; retry shortly"
     );
+    assert_eq!(body["code"], "busy");
     app.thaw_mongo("region_2");
     wait_until("the write limit to free up", DEADLINE, || async {
         app.create(&customer("third", ZIP_1)).await.0 == StatusCode::CREATED

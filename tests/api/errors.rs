@@ -17,9 +17,11 @@ async fn every_malformed_body_gets_its_4xx_and_writes_nothing() {
     let (code, body) = app.get("/no-such-thing").await;
     assert_eq!(code, StatusCode::NOT_FOUND);
     assert!(body["error"].is_string());
+    assert_eq!(body["code"], "not_found");
     let (code, body) = app.get("/create-customer").await;
     assert_eq!(code, StatusCode::METHOD_NOT_ALLOWED);
     assert!(body["error"].is_string());
+    assert_eq!(body["code"], "method_not_allowed");
 
     // Nothing was written anywhere, and every node is still available.
     for node in NODES {
@@ -55,14 +57,18 @@ async fn unreadable_bodies(app: &TestApp) {
     let (code, body) = raw("{not json".into(), "application/json").await;
     assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
     assert!(body["error"].is_string());
-    let (code, _) = raw(customer("c", ZIP_1).to_string(), "text/plain").await;
+    assert_eq!(body["code"], "malformed_request");
+    let (code, body) = raw(customer("c", ZIP_1).to_string(), "text/plain").await;
     assert_eq!(code, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(body["code"], "not_json");
     let big = json!({"customer_id": "x".repeat(70 * 1024)}).to_string();
     let (code, body) = raw(big, "application/json").await;
     assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
     assert!(body["error"].as_str().unwrap().contains("64 KiB"));
-    let (code, _) = raw("[1,2]".into(), "application/json").await;
+    assert_eq!(body["code"], "body_too_large");
+    let (code, body) = raw("[1,2]".into(), "application/json").await;
     assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["code"], "invalid_body");
 }
 
 /// Each field of a customer wrong in turn: 422 naming it.
@@ -89,6 +95,7 @@ async fn bad_fields(app: &TestApp) {
             "{field}={value}: {answer}"
         );
         assert_eq!(answer["field"], field, "{answer}");
+        assert_eq!(answer["code"], "invalid_field", "{answer}");
         assert!(
             answer["error"].as_str().unwrap().contains(field),
             "{answer}"

@@ -130,3 +130,67 @@ async fn every_request_gets_an_id_that_its_log_lines_carry() {
     );
     assert!(lines.iter().any(|l| l.contains("status=202")), "{lines:#?}");
 }
+
+/// `promtool check metrics` (Debian's prometheus package) on a live scrape
+/// after writes, queued hints and a replay: every family has HELP and TYPE,
+/// no counter and gauge share a family, the process metrics are there.
+#[tokio::test]
+async fn promtool_accepts_a_live_scrape() {
+    let app = TestApp::spawn("metrics_promtool").await;
+    app.stored(&customer("p1", ZIP_1)).await;
+    app.set_status("region_2", "unavailable").await;
+    app.queued(&customer("p2", ZIP_2)).await;
+    let text = scrape(&app).await;
+    for family in [
+        "regiondb_build_info{version=",
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+        "regiondb_dead_letters_held{",
+    ] {
+        assert!(text.contains(family), "{family} missing");
+    }
+    let mut check = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus; scripts/install-tools)");
+    use std::io::Write;
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = check.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool: {said}"
+    );
+}
+
+/// Metrics, health and readiness stay out of the reads class: with one
+/// request per class allowed, many at once all answer.
+#[tokio::test]
+async fn operations_endpoints_are_never_shed() {
+    let app = TestApp::spawn_with(
+        "metrics_not_shed",
+        Options::default().env("HTTP_MAX_REQUESTS_PER_CLASS", "1"),
+    )
+    .await;
+    let requests = (0..48).map(|i| {
+        let path = ["/metrics", "/healthz", "/readyz"][i % 3];
+        app.http.get(app.url(path)).send()
+    });
+    for answer in futures::future::join_all(requests).await {
+        let answer = answer.expect("answer");
+        assert_eq!(answer.status(), StatusCode::OK, "{}", answer.url());
+    }
+}

@@ -81,5 +81,25 @@ async fn the_openapi_document_describes_every_route_and_the_api_docs_mention_eac
     assert!(readme.contains("GET /openapi.json"));
     // Error bodies are described once and referenced.
     let error: &Value = &doc["components"]["schemas"]["ErrorBody"];
-    assert_eq!(error["required"], serde_json::json!(["error"]), "{error}");
+    assert_eq!(
+        error["required"],
+        serde_json::json!(["error", "code"]),
+        "{error}"
+    );
+    // ...with a stable code, each value listed.
+    let codes = &doc["components"]["schemas"]["ErrorCode"]["enum"];
+    for code in [
+        "invalid_field",
+        "busy",
+        "rejected",
+        "no_version",
+        "outcome_unknown",
+    ] {
+        assert!(
+            codes
+                .as_array()
+                .is_some_and(|c| c.iter().any(|v| v == code)),
+            "{code} not in {codes}"
+        );
+    }
 }

@@ -77,6 +77,7 @@ async fn posts_from_another_site_are_refused_and_own_pages_and_curl_pass() {
                     .starts_with("cross-site request refused"),
                 "{body}"
             );
+            assert_eq!(body["code"], "cross_site", "{body}");
         }
     }
     let create = [

@@ -163,8 +163,14 @@ fn the_configuration_page_gives_each_range_the_code_enforces() {
             assert!(!accepts(name, low - 1), "{name}={} is accepted", low - 1);
         }
         if !rest.contains('`') {
-            assert!(accepts(name, high), "{name}={high} is refused; the page allows it");
-            assert!(accepts(name, low), "{name}={low} is refused; the page allows it");
+            assert!(
+                accepts(name, high),
+                "{name}={high} is refused; the page allows it"
+            );
+            assert!(
+                accepts(name, low),
+                "{name}={low} is refused; the page allows it"
+            );
         }
         checked += 1;
     }

@@ -1,7 +1,9 @@
 # syntax=docker/dockerfile:1
 # regiondb: multi-stage build. The build stage has what rdkafka's bundled
-# librdkafka needs (a C toolchain, make, zlib headers: all in the rust image);
-# the runtime stage is slim and runs as a non-root user.
+# librdkafka needs (a C toolchain, make, zlib and OpenSSL headers, pkg-config:
+# all in the rust image); the runtime stage is slim, has the OpenSSL library
+# and CA roots that TLS to Kafka uses, and runs as a non-root user.
+# tests/api/image replays the build stage from this context without Docker.
 
 FROM rust:1-bookworm AS build
 WORKDIR /src
@@ -21,7 +23,7 @@ RUN touch src/main.rs src/lib.rs && cargo build --release --locked
 
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates curl \
+ && apt-get install -y --no-install-recommends ca-certificates curl libssl3 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin regiondb
 COPY --from=build /src/target/release/regiondb /usr/local/bin/regiondb

@@ -40,7 +40,8 @@ impl utoipa::Modify for AdminSecurity {
         title = "regiondb",
         description = "Customer records in their home region's MongoDB, with hinted handoff \
                        through Kafka while a node is down. Every error is \
-                       `{\"error\": \"...\", \"field\": \"...\"}`."
+                       `{\"error\": \"...\", \"field\": \"...\", \"code\": \"...\"}` \
+                       (`code`: see ErrorCode)."
     ),
     tags(
         (name = "records", description = "Create and read customer records"),

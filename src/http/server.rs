@@ -35,7 +35,8 @@ pub const DRAIN: Duration = Duration::from_secs(8);
 /// before the next, instead of spinning.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// The answer to a connection over the cap.
-const BUSY: &str = "{\"error\":\"server busy: too many open connections; retry shortly\"}";
+const BUSY: &str =
+    "{\"error\":\"server busy: too many open connections; retry shortly\",\"code\":\"busy\"}";
 
 /// Serves `router` on `listener` until `stop` completes.
 pub async fn serve(

@@ -89,94 +89,132 @@ fn process_collector() -> &'static metrics_process::Collector {
     COLLECTOR.get_or_init(metrics_process::Collector::default)
 }
 
-/// The `# HELP` text of every family.
-fn describe() {
-    use metrics::{describe_counter as c, describe_gauge as g, describe_histogram as h};
-    process_collector().describe();
-    g!(
+/// What a family is, for its `# TYPE`.
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Every family regiondb exports, with its `# HELP` text.
+const FAMILIES: [(Kind, &str, &str); 21] = [
+    (
+        Kind::Gauge,
         "regiondb_build_info",
-        "Always 1; the version label is this binary's"
-    );
-    c!(
+        "Always 1; the version label is this binary's",
+    ),
+    (
+        Kind::Counter,
         "regiondb_writes_total",
-        "Copies of accepted or refused writes, by copy and outcome"
-    );
-    g!(
+        "Copies of accepted or refused writes, by copy and outcome",
+    ),
+    (
+        Kind::Gauge,
         "regiondb_node_available",
-        "1 while the node is available, 0 while not"
-    );
-    g!(
+        "1 while the node is available, 0 while not",
+    ),
+    (
+        Kind::Gauge,
         "regiondb_hints_queued",
-        "Hints waiting in the node's topic (all instances)"
-    );
-    g!(
+        "Hints waiting in the node's topic (all instances)",
+    ),
+    (
+        Kind::Gauge,
         "regiondb_dead_letters_held",
-        "Hints held in the node's dead-letter topic"
-    );
-    c!(
+        "Hints held in the node's dead-letter topic",
+    ),
+    (
+        Kind::Counter,
         "regiondb_hints_replayed_total",
-        "Hints this instance applied to the node"
-    );
-    c!(
+        "Hints this instance applied to the node",
+    ),
+    (
+        Kind::Counter,
         "regiondb_dead_letters_total",
-        "Hints this instance moved to the dead-letter topic"
-    );
-    c!(
+        "Hints this instance moved to the dead-letter topic",
+    ),
+    (
+        Kind::Counter,
         "regiondb_http_requests_total",
-        "HTTP requests answered, by method, route and status"
-    );
-    h!(
+        "HTTP requests answered, by method, route and status",
+    ),
+    (
+        Kind::Histogram,
         "regiondb_http_request_duration_seconds",
-        "Time to answer an HTTP request"
-    );
-    h!(
+        "Time to answer an HTTP request",
+    ),
+    (
+        Kind::Histogram,
         "regiondb_backend_call_duration_seconds",
-        "Time of one call to MongoDB, Kafka or Redis"
-    );
-    c!(
+        "Time of one call to MongoDB, Kafka or Redis",
+    ),
+    (
+        Kind::Counter,
         "regiondb_probes_total",
-        "Failure-detector pings, by node and outcome"
-    );
-    c!(
+        "Failure-detector pings, by node and outcome",
+    ),
+    (
+        Kind::Counter,
         "regiondb_status_changes_total",
-        "Node statuses the failure detector changed"
-    );
-    c!(
+        "Node statuses the failure detector changed",
+    ),
+    (
+        Kind::Counter,
         "regiondb_repairs_total",
-        "Repairs run, by trigger and outcome"
-    );
-    c!(
+        "Repairs run, by trigger and outcome",
+    ),
+    (
+        Kind::Counter,
         "regiondb_redis_restores_total",
-        "Times this instance restored statuses Redis had lost"
-    );
-    c!(
+        "Times this instance restored statuses Redis had lost",
+    ),
+    (
+        Kind::Counter,
         "regiondb_redis_primary_changes_total",
-        "Times this instance followed a new Redis primary"
-    );
-    c!(
+        "Times this instance followed a new Redis primary",
+    ),
+    (
+        Kind::Counter,
         "regiondb_version_slot_moves_total",
-        "Times this instance moved to a free version slot"
-    );
-    c!(
+        "Times this instance moved to a free version slot",
+    ),
+    (
+        Kind::Counter,
         "regiondb_data_loss_detected_total",
-        "Nodes found to have lost their data"
-    );
-    c!(
+        "Nodes found to have lost their data",
+    ),
+    (
+        Kind::Counter,
         "regiondb_replay_stalls_total",
-        "Stalled replays this instance recovered"
-    );
-    c!(
+        "Stalled replays this instance recovered",
+    ),
+    (
+        Kind::Counter,
         "regiondb_requests_refused_total",
-        "Requests refused by the web guards, by reason"
-    );
-    c!(
+        "Requests refused by the web guards, by reason",
+    ),
+    (
+        Kind::Counter,
         "regiondb_admin_token_failures_total",
-        "Wrong admin tokens, by where they were sent"
-    );
-    c!(
+        "Wrong admin tokens, by where they were sent",
+    ),
+    (
+        Kind::Counter,
         "regiondb_tombstones_purged_total",
-        "Tombstones removed by purges"
-    );
+        "Tombstones removed by purges",
+    ),
+];
+
+/// The `# HELP` text of every family (and the process collector's).
+fn describe() {
+    process_collector().describe();
+    for (kind, name, help) in FAMILIES {
+        match kind {
+            Kind::Counter => metrics::describe_counter!(name, help),
+            Kind::Gauge => metrics::describe_gauge!(name, help),
+            Kind::Histogram => metrics::describe_histogram!(name, help),
+        }
+    }
 }
 
 pub fn redis_primary_changed() {

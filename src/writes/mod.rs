@@ -143,6 +143,18 @@ enum PlaceError {
     Unknown(String),
 }
 
+impl PlaceError {
+    /// What the write whose home copy on `node` this was answers.
+    fn for_write(self, node: &NodeId) -> WriteError {
+        let node = node.clone();
+        match self {
+            PlaceError::Rejected(reason) => WriteError::Rejected { node, reason },
+            PlaceError::Unplaced(reason) => WriteError::Unavailable { node, reason },
+            PlaceError::Unknown(reason) => WriteError::OutcomeUnknown { node, reason },
+        }
+    }
+}
+
 pub struct WritePath {
     pub regions: RegionMap,
     pub statuses: Arc<NodeStatuses>,
@@ -261,24 +273,7 @@ impl WritePath {
                     copy.target = CopyTarget::Replica;
                     replicas.push((i, copy));
                 }
-                Err(PlaceError::Rejected(reason)) => {
-                    answers[i] = Err(WriteError::Rejected {
-                        node: copy.region.clone(),
-                        reason,
-                    });
-                }
-                Err(PlaceError::Unplaced(reason)) => {
-                    answers[i] = Err(WriteError::Unavailable {
-                        node: copy.region.clone(),
-                        reason,
-                    });
-                }
-                Err(PlaceError::Unknown(reason)) => {
-                    answers[i] = Err(WriteError::OutcomeUnknown {
-                        node: copy.region.clone(),
-                        reason,
-                    });
-                }
+                Err(e) => answers[i] = Err(e.for_write(&copy.region)),
             }
         }
         HomesPlaced { answers, replicas }

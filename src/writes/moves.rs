@@ -203,27 +203,7 @@ impl WritePath {
         let [home, replica] = both_tombstones(region, id, version);
         let placed = self.place(&region.id, &home).await;
         crate::metrics::write("tombstone", outcome(&placed));
-        let status = match placed {
-            Ok(placed) => placed,
-            Err(PlaceError::Rejected(reason)) => {
-                return Err(WriteError::Rejected {
-                    node: region.id.clone(),
-                    reason,
-                });
-            }
-            Err(PlaceError::Unplaced(reason)) => {
-                return Err(WriteError::Unavailable {
-                    node: region.id.clone(),
-                    reason,
-                });
-            }
-            Err(PlaceError::Unknown(reason)) => {
-                return Err(WriteError::OutcomeUnknown {
-                    node: region.id.clone(),
-                    reason,
-                });
-            }
-        };
+        let status = placed.map_err(|e| e.for_write(&region.id))?;
         let replica = self.place(&region.replica, &replica).await;
         crate::metrics::write("tombstone", outcome(&replica));
         let replica = replica.unwrap_or_else(|e| {

@@ -18,9 +18,19 @@ async fn query<T: redis::FromRedisValue>(port: u16, cmd: &mut redis::Cmd) -> Opt
     cmd.query_async(&mut conn).await.ok()
 }
 
-/// A primary, its replica and one sentinel watching them; waits until the
-/// sentinel knows the replica (it can only promote one it knows).
-async fn sentinel_setup(dir: &std::path::Path) -> (Proc, Proc, Proc, u16, u16, u16) {
+/// A primary, its replica and one sentinel watching them.
+struct Servers {
+    primary: Proc,
+    _replica: Proc,
+    _sentinel: Proc,
+    primary_port: u16,
+    replica_port: u16,
+    sentinel_port: u16,
+}
+
+/// Starts [`Servers`]; waits until the replica is in sync and the sentinel
+/// knows it (it can only promote one it knows).
+async fn sentinel_setup(dir: &std::path::Path) -> Servers {
     let (primary, primary_port) = start_server("redis-primary", dir, |p| {
         let mut c = redis_command(p, false);
         c.args(["--repl-diskless-sync-delay", "0"]);
@@ -63,14 +73,14 @@ async fn sentinel_setup(dir: &std::path::Path) -> (Proc, Proc, Proc, u16, u16, u
         found.is_some_and(|r| !r.is_empty())
     })
     .await;
-    (
+    Servers {
         primary,
-        replica,
-        sentinel,
+        _replica: replica,
+        _sentinel: sentinel,
         primary_port,
         replica_port,
         sentinel_port,
-    )
+    }
 }
 
 const TOKEN: &str = "failover-admin-token-0123456789";
@@ -101,108 +111,86 @@ async fn create_at(app: &TestApp, address: &str, id: &str, zip: u32) -> (StatusC
     json_answer(app.http.post(url).json(&customer(id, zip))).await
 }
 
-#[tokio::test]
-async fn writes_go_on_through_a_redis_sentinel_failover() {
-    if external_mode() {
-        return eprintln!("skipped: this test kills a Redis primary");
+/// What writes through a failover got.
+struct Through {
+    versions: Vec<i64>,
+    refused: usize,
+    /// First and last refusal, counted from the start.
+    refusing: Option<(Duration, Duration)>,
+}
+
+/// Writes through both instances until the sentinel has promoted the
+/// replica and both have followed it (a status switch needs the primary).
+async fn write_through_failover(
+    app: &TestApp,
+    second: &str,
+    sentinel_port: u16,
+    replica_port: u16,
+) -> Through {
+    let started = Instant::now();
+    let mut through = Through {
+        versions: Vec::new(),
+        refused: 0,
+        refusing: None,
+    };
+    for i in 0.. {
+        for address in [app.address.as_str(), second] {
+            let (status, body) = create_at(app, address, &format!("f{i}"), ZIP_1).await;
+            if status == StatusCode::CREATED {
+                through.versions.push(body["version"].as_i64().unwrap());
+                continue;
+            }
+            if through.refused == 0 {
+                eprintln!("first refusal: {status} {body}");
+            }
+            through.refused += 1;
+            let at = started.elapsed();
+            through.refusing = Some(through.refusing.map_or((at, at), |(first, _)| (first, at)));
+        }
+        let asked = redis::cmd("SENTINEL")
+            .arg("get-master-addr-by-name")
+            .arg(MASTER)
+            .clone();
+        let promoted: Option<Vec<String>> = query(sentinel_port, &mut asked.clone()).await;
+        let moved = promoted.is_some_and(|a| a.get(1) == Some(&replica_port.to_string()));
+        if moved && switch(app, "region_3", "available").await == StatusCode::OK {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no failover within 60 s"
+        );
     }
-    let dir = repo_root().join("target/test-output/sentinel-servers");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
-    let (mut primary, _replica, _sentinel, primary_port, replica_port, sentinel_port) =
-        sentinel_setup(&dir).await;
-    let app = TestApp::spawn_with(
-        "sentinel",
-        Options::default()
-            .env("REDIS_URL", "redis://ignored-with-sentinels:6379/0")
-            .env("REDIS_SENTINELS", &format!("127.0.0.1:{sentinel_port}"))
-            .env("REDIS_SENTINEL_MASTER", MASTER)
-            .env("ADMIN_TOKEN", TOKEN),
-    )
-    .await;
-    let second = app.spawn_instance("second").await;
-    let before = app.stored(&customer("f1", ZIP_1)).await["version"]
-        .as_i64()
-        .unwrap();
-    assert_eq!(
-        switch(&app, "region_2", "unavailable").await,
-        StatusCode::OK
-    );
+    through
+}
+
+/// region_2 switched off and a page session opened, both on the replica
+/// before the primary dies (replication is asynchronous:
+/// docs/losing-nothing.md says what a failover can lose): the session.
+async fn status_and_session_replicated(app: &TestApp, servers: &Servers) -> String {
+    assert_eq!(switch(app, "region_2", "unavailable").await, StatusCode::OK);
     let session = app.session_at(&app.address, TOKEN).await;
-    // The status is on the replica before the primary dies (replication is
-    // asynchronous: docs/losing-nothing.md says what a failover can lose).
-    let _: Option<i64> = query(primary_port, redis::cmd("WAIT").arg(1).arg(2000)).await;
+    let _: Option<i64> = query(servers.primary_port, redis::cmd("WAIT").arg(1).arg(2000)).await;
     let on_replica: Option<String> = query(
-        replica_port,
+        servers.replica_port,
         redis::cmd("HGET").arg("node_statuses").arg("region_2"),
     )
     .await;
     assert_eq!(on_replica.as_deref(), Some("unavailable"));
+    session
+}
 
-    primary.kill();
-    let killed = Instant::now();
-    // Writes through both instances, until the sentinel has promoted the
-    // replica and both have followed it (a status switch needs the primary).
-    let mut refused = 0;
-    let mut refusing: Option<(Duration, Duration)> = None;
-    let mut versions = vec![before];
-    let mut i = 0;
-    loop {
-        i += 1;
-        for address in [&app.address, &second.address] {
-            let (status, body) = create_at(&app, address, &format!("f{i}"), ZIP_1).await;
-            match status {
-                StatusCode::CREATED => versions.push(body["version"].as_i64().unwrap()),
-                _ => {
-                    if refused == 0 {
-                        eprintln!("first refusal: {status} {body}");
-                    }
-                    refused += 1;
-                    let at = killed.elapsed();
-                    refusing = Some(refusing.map_or((at, at), |(first, _)| (first, at)));
-                }
-            }
-        }
-        let promoted: Option<Vec<String>> = query(
-            sentinel_port,
-            redis::cmd("SENTINEL")
-                .arg("get-master-addr-by-name")
-                .arg(MASTER),
-        )
-        .await;
-        let moved = promoted.is_some_and(|a| a.get(1) == Some(&replica_port.to_string()));
-        if moved && switch(&app, "region_3", "available").await == StatusCode::OK {
-            break;
-        }
-        assert!(
-            killed.elapsed() < Duration::from_secs(60),
-            "no failover within 60 s"
-        );
-    }
-    let failover = killed.elapsed();
-    eprintln!(
-        "failover: {failover:?}; {} writes stored, {refused} refused \
-         (first and last refusal after the kill: {refusing:?})",
-        versions.len() - 1
-    );
-    assert!(
-        versions.len() > 2,
-        "no write was stored through the failover"
-    );
-
-    // Versions: every one distinct, the later ones above the first.
-    let mut sorted = versions.clone();
-    sorted.sort_unstable();
-    sorted.dedup();
-    assert_eq!(sorted.len(), versions.len(), "two writes shared a version");
-    assert!(versions[1..].iter().all(|v| *v > before));
+/// After the failover: the status set before it is still there, queued
+/// writes go on, the page session holds on both instances, and a switch
+/// reaches the new primary.
+async fn still_there_after(app: &TestApp, second: &str, session: &str, replica_port: u16) {
     // The status set before the failover is still there; queued writes too.
     let (_, nodes) = app.get("/nodes").await;
     assert_eq!(nodes[1]["status"], "unavailable", "{nodes}");
     app.queued(&customer("f-queued", ZIP_2)).await;
     // The page session opened before the failover still holds, on both.
-    assert!(signed_in(&app, &app.address, &session).await);
-    assert!(signed_in(&app, &second.address, &session).await);
+    assert!(signed_in(app, &app.address, session).await);
+    assert!(signed_in(app, second, session).await);
     // Both instances now talk to the new primary.
     assert!(
         app.metric("regiondb_redis_primary_changes_total", &[])
@@ -215,4 +203,57 @@ async fn writes_go_on_through_a_redis_sentinel_failover() {
     )
     .await;
     assert_eq!(status.as_deref(), Some("available"));
+}
+
+#[tokio::test]
+async fn writes_go_on_through_a_redis_sentinel_failover() {
+    if external_mode() {
+        return eprintln!("skipped: this test kills a Redis primary");
+    }
+    let dir = repo_root().join("target/test-output/sentinel-servers");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let mut servers = sentinel_setup(&dir).await;
+    let app = TestApp::spawn_with(
+        "sentinel",
+        Options::default()
+            .env("REDIS_URL", "redis://ignored-with-sentinels:6379/0")
+            .env(
+                "REDIS_SENTINELS",
+                &format!("127.0.0.1:{}", servers.sentinel_port),
+            )
+            .env("REDIS_SENTINEL_MASTER", MASTER)
+            .env("ADMIN_TOKEN", TOKEN),
+    )
+    .await;
+    let second = app.spawn_instance("second").await;
+    let before = app.stored(&customer("f1", ZIP_1)).await["version"]
+        .as_i64()
+        .unwrap();
+    let session = status_and_session_replicated(&app, &servers).await;
+    let (replica_port, sentinel_port) = (servers.replica_port, servers.sentinel_port);
+    servers.primary.kill();
+    let killed = Instant::now();
+    let through = write_through_failover(&app, &second.address, sentinel_port, replica_port).await;
+    let failover = killed.elapsed();
+    let versions: Vec<i64> = [before].into_iter().chain(through.versions).collect();
+    eprintln!(
+        "failover: {failover:?}; {} writes stored, {} refused \
+         (first and last refusal after the kill: {:?})",
+        versions.len() - 1,
+        through.refused,
+        through.refusing
+    );
+    assert!(
+        versions.len() > 2,
+        "no write was stored through the failover"
+    );
+
+    // Versions: every one distinct, the later ones above the first.
+    let mut sorted = versions.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), versions.len(), "two writes shared a version");
+    assert!(versions[1..].iter().all(|v| *v > before));
+    still_there_after(&app, &second.address, &session, replica_port).await;
 }

@@ -51,21 +51,21 @@ fn find_line(path: &Path, part: &str) -> (usize, String) {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
-
     use super::*;
 
-    fn file(text: &str) -> tempfile::NamedTempFile {
-        let mut f = tempfile::NamedTempFile::new().unwrap();
-        f.write_all(text.as_bytes()).unwrap();
-        f
+    /// A folder holding `.env` with `text`.
+    fn file(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".env");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
     }
 
     #[test]
     fn a_bad_line_names_the_file_and_line_and_nothing_is_kept() {
-        let f = file("PORT=8001\nLOG_FORMAT=text json\nADMIN_TOKEN=0123456789abcdef0\n");
-        let err = read_env_file(f.path(), false).unwrap_err().to_string();
-        let at = format!("{}:2:", f.path().display());
+        let (_dir, path) = file("PORT=8001\nLOG_FORMAT=text json\nADMIN_TOKEN=0123456789abcdef0\n");
+        let err = read_env_file(&path, false).unwrap_err().to_string();
+        let at = format!("{}:2:", path.display());
         assert!(err.contains(&at), "{err}");
         assert!(err.contains("LOG_FORMAT=text json"), "{err}");
         assert!(!err.contains('\n'), "{err}");
@@ -73,8 +73,8 @@ mod tests {
 
     #[test]
     fn good_lines_are_read_first_one_wins_and_a_missing_file_is_empty_unless_required() {
-        let f = file("# comment\nA=1\nB=\"two words\"\nA=2\n");
-        let vars = read_env_file(f.path(), true).unwrap();
+        let (_dir, path) = file("# comment\nA=1\nB=\"two words\"\nA=2\n");
+        let vars = read_env_file(&path, true).unwrap();
         assert_eq!(vars["A"], "1");
         assert_eq!(vars["B"], "two words");
         let missing = Path::new("/nonexistent/regiondb.env");

@@ -223,16 +223,7 @@ async fn mongodb_over_tls_writes_reads_replays_and_repairs() {
 /// itself): answers the broker and its bootstrap.
 async fn sasl_kafka(dir: &std::path::Path) -> (Proc, String) {
     let broker = |port: u16, authentication: bool| {
-        let url = format!("tcp://127.0.0.1:{port}");
-        let mut c = std::process::Command::new(tool("tansu"));
-        c.args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-        ])
-        .args(["--storage-engine", "sqlite://kafka-sasl.db"]);
+        let mut c = tansu_command(port);
         if authentication {
             c.arg("--authentication");
         }

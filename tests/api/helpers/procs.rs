@@ -363,14 +363,21 @@ pub fn redis_command(port: u16, durable: bool) -> Command {
 }
 
 pub fn tansu_command(port: u16) -> Command {
-    let url = format!("tcp://127.0.0.1:{port}");
+    tansu_advertising(port, port)
+}
+
+/// tansu listening on `port` and telling clients to connect to
+/// `advertised` (a TLS front, say), storing in `kafka.db`.
+pub fn tansu_advertising(port: u16, advertised: u16) -> Command {
     let mut c = Command::new(tool("tansu"));
     c.args([
         "broker",
         "--listener-url",
-        &url,
+        &format!("tcp://127.0.0.1:{port}"),
+    ])
+    .args([
         "--advertised-listener-url",
-        &url,
+        &format!("tcp://127.0.0.1:{advertised}"),
     ])
     .args(["--storage-engine", "sqlite://kafka.db"]);
     c

@@ -145,21 +145,8 @@ impl TestCa {
 /// serves in front of it: answers both processes and the TLS bootstrap.
 pub async fn tls_kafka(dir: &Path, ca: &TestCa) -> (Proc, Proc, String) {
     let tls_port = free_port();
-    let (broker, port) = start_server("tansu-tls", dir, |port| {
-        let mut c = Command::new(tool("tansu"));
-        c.args([
-            "broker",
-            "--listener-url",
-            &format!("tcp://127.0.0.1:{port}"),
-        ])
-        .args([
-            "--advertised-listener-url",
-            &format!("tcp://127.0.0.1:{tls_port}"),
-        ])
-        .args(["--storage-engine", "sqlite://kafka-tls.db"]);
-        c
-    })
-    .await;
+    let (broker, port) =
+        start_server("tansu-tls", dir, |port| tansu_advertising(port, tls_port)).await;
     let front = ca.front(dir, "kafka-tls", tls_port, port).await;
     (broker, front, format!("127.0.0.1:{tls_port}"))
 }

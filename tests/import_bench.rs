@@ -12,6 +12,8 @@
 //!    it, and the write throughput of one instance.
 //!
 //!   scripts/bench-import [--rows N]      (default 3000)
+//!   scripts/bench-import --tls           the write load, plaintext against
+//!                                        TLS to Kafka and MongoDB (bench/tls.rs)
 //!
 //! Prints a Markdown report. Numbers are this machine's; jongodb, the
 //! MongoDB stand-in here, slows down with collection size (about
@@ -20,6 +22,8 @@
 
 #[path = "api/helpers/mod.rs"]
 mod helpers;
+#[path = "bench/tls.rs"]
+mod tls;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -213,6 +217,10 @@ async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--writes") {
         return writes_only().await;
+    }
+    if args.iter().any(|a| a == "--tls") {
+        tls::report().await;
+        return ExitCode::SUCCESS;
     }
     let rows: usize = args
         .windows(2)

@@ -218,3 +218,29 @@ async fn user_text_is_escaped_on_every_page() {
         .await;
     assert!(!html.contains(r#"value="<script>""#));
 }
+
+/// Listening beyond loopback with no admin token: the home page says so
+/// (and the start logs it); on loopback, or with a token, it does not.
+#[tokio::test]
+async fn the_home_page_warns_when_open_beyond_loopback_without_a_token() {
+    let open = TestApp::spawn_with(
+        "pages_exposed",
+        Options::default().env("BIND_ADDRESS", "0.0.0.0"),
+    )
+    .await;
+    let (_, home) = open.page("/").await;
+    assert!(home.contains(r#"data-field="exposed""#), "{home}");
+    assert!(home.contains("ADMIN_TOKEN"));
+    let log = std::fs::read_to_string(open.dir.join("regiondb-1.log")).unwrap_or_default();
+    assert!(
+        log.contains("listening beyond loopback and ADMIN_TOKEN is not set"),
+        "{log}"
+    );
+    let token = open
+        .spawn_instance_with("with-token", &[("ADMIN_TOKEN", "0123456789abcdef-token")])
+        .await;
+    let (_, home) = text_answer(open.http.get(format!("{}/", token.address))).await;
+    assert!(!home.contains(r#"data-field="exposed""#));
+    let local = TestApp::spawn("pages_local").await;
+    assert!(!local.page("/").await.1.contains(r#"data-field="exposed""#));
+}

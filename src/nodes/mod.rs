@@ -75,6 +75,23 @@ const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct StatusError(#[from] redis::RedisError);
 
 impl StatusError {
+    /// The setting to blame when Redis refused the connection for a reason
+    /// no wait would change: a certificate not trusted (the CA file), or
+    /// credentials refused (the URL's user and password).
+    pub fn refused_setting(&self, config: &RedisConfig) -> Option<&'static str> {
+        let message = self.0.to_string();
+        if message.contains("certificate") {
+            return Some(match config.ca_file {
+                Some(_) => "REDIS_CA_FILE",
+                None => "REDIS_CA_FILE (unset: the system's CA roots were used)",
+            });
+        }
+        let refused = matches!(self.0.kind(), redis::ErrorKind::AuthenticationFailed)
+            || message.contains("WRONGPASS")
+            || message.contains("NOAUTH");
+        refused.then_some("REDIS_URL (its user and password)")
+    }
+
     /// For clients: no addresses or driver details (those are logged).
     pub fn short_reason(&self) -> String {
         if self.0.is_timeout() {

@@ -28,6 +28,12 @@ pub enum ConnectError {
         waited: Duration,
         source: StatusError,
     },
+    /// A setting Redis refuses: waiting would not help.
+    #[error("{variable}: redis refused the connection: {source}")]
+    RedisSetting {
+        variable: &'static str,
+        source: StatusError,
+    },
     #[error("version clock: {0}")]
     Clock(#[from] ClockError),
     #[error(transparent)]
@@ -73,10 +79,15 @@ impl Services {
                 .with_total_delay(Some(redis_wait))
                 .without_max_times();
             (connect.retry(backoff))
+                .when(|e| e.refused_setting(&config.redis).is_none())
                 .notify(|e, _| tracing::warn!(error = %e, "waiting for redis"))
                 .await
         };
-        let statuses = Arc::new(statuses.map_err(redis_error(redis_wait))?);
+        let statuses = statuses.map_err(|source| match source.refused_setting(&config.redis) {
+            Some(variable) => ConnectError::RedisSetting { variable, source },
+            None => redis_error(redis_wait)(source),
+        });
+        let statuses = Arc::new(statuses?);
         let clock_lease = ClockLease::start(statuses.clone(), instance).await?;
         statuses.load().await.map_err(redis_error(Duration::ZERO))?;
         let stores = Stores::connect(&config.regions, &config.mongo.uris, config.mongo.timeout);

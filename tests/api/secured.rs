@@ -139,11 +139,11 @@ async fn redis_over_tls_carries_statuses_sessions_and_versions() {
         .arg(&ca.key)
         .arg("--tls-ca-cert-file")
         .arg(&ca.ca)
-        .args(["--tls-auth-clients", "no"]);
+        .args(["--tls-auth-clients", "no", "--requirepass", "redis-secret"]);
         c
     })
     .await;
-    let url = format!("rediss://127.0.0.1:{port}/0");
+    let url = format!("rediss://default:redis-secret@127.0.0.1:{port}/0");
     let ca_file = ca.ca.display().to_string();
     let app = TestApp::spawn_with(
         "redis_tls",
@@ -171,6 +171,15 @@ async fn redis_over_tls_carries_statuses_sessions_and_versions() {
         "{line}"
     );
     assert!(line.contains("certificate"), "{line}");
+
+    // A wrong password, likewise; and it is never printed.
+    let wrong = format!("rediss://default:not-the-secret@127.0.0.1:{port}/0");
+    let (ok, stderr) =
+        start_and_exit(&app, &[("REDIS_URL", &wrong)], Duration::from_secs(10)).await;
+    assert!(!ok);
+    let line = last_line(&stderr);
+    assert!(line.contains("REDIS_URL (its user and password)"), "{line}");
+    assert!(!stderr.contains("not-the-secret"), "{stderr}");
 }
 
 #[tokio::test]

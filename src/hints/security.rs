@@ -73,7 +73,7 @@ impl ClientContext for Recorder {
         if facility != "FAIL" {
             return;
         }
-        if message.contains("SASL authentication") || message.contains("Authentication failed") {
+        if message.contains("SASL") || message.contains("Authentication failed") {
             self.record(RDKafkaErrorCode::Authentication, message);
         } else if message.contains("SSL") || message.contains("security.protocol") {
             self.record(RDKafkaErrorCode::SSL, message);
@@ -140,6 +140,7 @@ const TRY: Duration = Duration::from_millis(250);
 fn refusal(config: &KafkaConfig, code: RDKafkaErrorCode, reason: &str) -> HintError {
     let ca = config.security.variable_of("ssl.ca.location").is_some();
     let variable = match code {
+        RDKafkaErrorCode::Authentication if reason.contains("mechanism") => "KAFKA_SASL_MECHANISM",
         RDKafkaErrorCode::Authentication => "KAFKA_SASL_USERNAME/KAFKA_SASL_PASSWORD",
         _ if reason.contains("certificate verify failed") && ca => "KAFKA_SSL_CA_FILE",
         _ if reason.contains("certificate verify failed") => {
@@ -155,4 +156,58 @@ fn refusal(config: &KafkaConfig, code: RDKafkaErrorCode, reason: &str) -> HintEr
 
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use rdkafka::producer::BaseProducer;
+
+    use super::*;
+    use crate::config::Config;
+
+    fn kafka(pairs: &[(&str, &str)]) -> KafkaConfig {
+        let vars: HashMap<String, String> = (pairs.iter())
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_vars(&vars).expect("config").kafka
+    }
+
+    #[test]
+    fn sasl_plain_over_tls_and_passed_properties_reach_librdkafka() {
+        let config = kafka(&[
+            ("KAFKA_SECURITY_PROTOCOL", "sasl_ssl"),
+            ("KAFKA_SASL_MECHANISM", "plain"),
+            ("KAFKA_SASL_USERNAME", "key"),
+            ("KAFKA_SASL_PASSWORD", "secret"),
+            ("KAFKA_PROPERTY_SOCKET_KEEPALIVE_ENABLE", "true"),
+        ]);
+        let c = base_config(&config);
+        assert_eq!(c.get("security.protocol"), Some("sasl_ssl"));
+        assert_eq!(c.get("sasl.mechanism"), Some("PLAIN"));
+        assert_eq!(c.get("sasl.username"), Some("key"));
+        assert_eq!(c.get("sasl.password"), Some("secret"));
+        assert_eq!(c.get("socket.keepalive.enable"), Some("true"));
+        // librdkafka itself takes them (it checks names and values when a
+        // client is built; nothing connects yet).
+        assert!(c.create::<BaseProducer>().is_ok());
+        assert!(!format!("{config:?}").contains("secret"));
+    }
+
+    #[test]
+    fn a_property_librdkafka_refuses_is_told_under_its_variable() {
+        let config = kafka(&[("KAFKA_PROPERTY_NO_SUCH_THING", "1")]);
+        let refused = base_config(&config).create::<BaseProducer>().err();
+        let error = setting_error(&config, refused.expect("refused"));
+        let text = error.to_string();
+        assert!(text.starts_with("KAFKA_PROPERTY_NO_SUCH_THING: "), "{text}");
+        let config = kafka(&[("KAFKA_PROPERTY_SOCKET_KEEPALIVE_ENABLE", "perhaps")]);
+        let refused = base_config(&config).create::<BaseProducer>().err();
+        let text = setting_error(&config, refused.expect("refused")).to_string();
+        assert!(
+            text.starts_with("KAFKA_PROPERTY_SOCKET_KEEPALIVE_ENABLE: "),
+            "{text}"
+        );
+    }
 }

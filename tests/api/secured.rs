@@ -233,7 +233,8 @@ async fn mongodb_over_tls_writes_reads_replays_and_repairs() {
     assert_eq!(status, StatusCode::OK, "{repair}");
 }
 
-/// tansu requiring SASL, with user `alice` (SCRAM-SHA-512) created before
+/// tansu requiring SASL, with users `alice` (SCRAM-SHA-512) and `bob`
+/// (SCRAM-SHA-256) created before
 /// authentication was switched on (the user command is a Kafka client
 /// itself): answers the broker and its bootstrap.
 async fn sasl_kafka(dir: &std::path::Path) -> (Proc, String) {
@@ -245,21 +246,20 @@ async fn sasl_kafka(dir: &std::path::Path) -> (Proc, String) {
         c
     };
     let (mut open, port) = start_server("tansu-sasl-setup", dir, |p| broker(p, false)).await;
-    let created = std::process::Command::new(tool("tansu"))
-        .args([
-            "user",
-            "create",
-            "--broker",
-            &format!("tcp://127.0.0.1:{port}"),
-        ])
-        .args(["--mechanism", "scram512", "alice", "alice-secret"])
-        .output()
-        .expect("tansu user create");
-    assert!(
-        created.status.success(),
-        "{}",
-        String::from_utf8_lossy(&created.stderr)
-    );
+    for (mechanism, user) in [("scram512", "alice"), ("scram256", "bob")] {
+        let created = std::process::Command::new(tool("tansu"))
+            .args([
+                "user",
+                "create",
+                "--broker",
+                &format!("tcp://127.0.0.1:{port}"),
+            ])
+            .args(["--mechanism", mechanism, user, &format!("{user}-secret")])
+            .output()
+            .expect("tansu user create");
+        let said = String::from_utf8_lossy(&created.stderr);
+        assert!(created.status.success(), "{said}");
+    }
     open.kill();
     let (secured, port) = start_server("tansu-sasl", dir, |p| broker(p, true)).await;
     (secured, format!("127.0.0.1:{port}"))
@@ -299,5 +299,23 @@ async fn kafka_with_sasl_scram_queues_and_replays_and_a_wrong_password_stops_the
     assert!(
         !stderr.contains("not-her-password"),
         "the password was printed"
+    );
+
+    // SCRAM-SHA-256 works too; PLAIN, which this broker does not offer, is
+    // refused at start naming the mechanism.
+    let bob = [
+        ("KAFKA_SASL_MECHANISM", "SCRAM-SHA-256"),
+        ("KAFKA_SASL_USERNAME", "bob"),
+        ("KAFKA_SASL_PASSWORD", "bob-secret"),
+    ];
+    let second = app.spawn_instance_with("bob", &bob).await;
+    let ready = get_json_at(&app.http, &second.address, "/readyz").await;
+    assert_eq!(ready["kafka"], "ok", "{ready}");
+    let plain = [("KAFKA_SASL_MECHANISM", "PLAIN")];
+    let (ok, stderr) = start_and_exit(&app, &plain, Duration::from_secs(30)).await;
+    assert!(!ok, "started with a mechanism the broker does not offer");
+    assert!(
+        last_line(&stderr).contains("KAFKA_SASL_MECHANISM"),
+        "{stderr}"
     );
 }

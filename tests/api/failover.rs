@@ -181,8 +181,8 @@ async fn status_and_session_replicated(app: &TestApp, servers: &Servers) -> Stri
 }
 
 /// After the failover: the status set before it is still there, queued
-/// writes go on, the page session holds on both instances, and a switch
-/// reaches the new primary.
+/// writes go on, the page session holds on both instances, a switch
+/// reaches the new primary, and the two instances hold two slots there.
 async fn still_there_after(app: &TestApp, second: &str, session: &str, replica_port: u16) {
     // The status set before the failover is still there; queued writes too.
     let (_, nodes) = app.get("/nodes").await;
@@ -203,6 +203,19 @@ async fn still_there_after(app: &TestApp, second: &str, session: &str, replica_p
     )
     .await;
     assert_eq!(status.as_deref(), Some("available"));
+    let mut slots = Vec::new();
+    for slot in 0..64 {
+        let key = format!("regiondb:version_slot:{slot}");
+        let holder: Option<String> = query(replica_port, redis::cmd("GET").arg(&key)).await;
+        slots.extend(holder);
+    }
+    slots.sort();
+    slots.dedup();
+    assert_eq!(
+        slots.len(),
+        2,
+        "one slot each on the new primary: {slots:?}"
+    );
 }
 
 #[tokio::test]

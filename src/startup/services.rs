@@ -34,6 +34,9 @@ pub enum ConnectError {
         variable: &'static str,
         source: StatusError,
     },
+    /// A node's MongoDB refuses this client (certificate, credentials).
+    #[error("{variable}: mongodb refused the connection: {reason}")]
+    MongoSetting { variable: String, reason: String },
     #[error("version clock: {0}")]
     Clock(#[from] ClockError),
     #[error(transparent)]
@@ -92,6 +95,13 @@ impl Services {
         statuses.load().await.map_err(redis_error(Duration::ZERO))?;
         let stores = Stores::connect(&config.regions, &config.mongo.uris, config.mongo.timeout);
         let stores = Arc::new(stores.await?);
+        if let Some((node, reason)) = stores.refusals().await.into_iter().next() {
+            let own = format!("MONGO_URI_{}", node.env_suffix());
+            return Err(ConnectError::MongoSetting {
+                variable: format!("{own} (or MONGO_URI, which it falls back to)"),
+                reason,
+            });
+        }
         let hints = HintLog::new(&config.kafka, &nodes, &format!("regiondb-{instance}"))?;
         hints.check_security().await?;
         let hints = Arc::new(hints);

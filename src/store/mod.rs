@@ -56,6 +56,22 @@ impl Stores {
         Ok(Stores(stores))
     }
 
+    /// The nodes whose MongoDB refuses this client for a reason no wait
+    /// would change (a certificate not trusted, credentials refused), with
+    /// the driver's reason on one line. Asked of every node at once; a node
+    /// that is merely down is not listed.
+    pub async fn refusals(&self) -> Vec<(NodeId, String)> {
+        let asked = self.0.iter().map(|store| async move {
+            let refusal = store.refusal().await?;
+            Some((store.node.clone(), refusal))
+        });
+        futures::future::join_all(asked)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
     /// The store of `node`; `None` only for ids outside the region map.
     pub fn get(&self, node: &NodeId) -> Option<&NodeStore> {
         self.0.iter().find(|s| s.node() == node)
@@ -131,6 +147,24 @@ impl NodeStore {
             }
         }
         Ok(())
+    }
+
+    /// See [`Stores::refusals`]: one ping, given time for the driver's own
+    /// server selection to fail with its reason.
+    async fn refusal(&self) -> Option<String> {
+        let admin = self.client.database("admin");
+        let ping = admin.run_command(doc! {"ping": 1});
+        let Ok(Err(e)) = tokio::time::timeout(self.timeout * 2, ping.into_future()).await else {
+            return None;
+        };
+        let text = e.to_string();
+        let refused = [
+            "certificate",
+            "Authentication failed",
+            "AuthenticationFailed",
+        ];
+        (refused.iter().any(|r| text.contains(r)))
+            .then(|| text.split_whitespace().collect::<Vec<_>>().join(" "))
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {

@@ -231,6 +231,18 @@ async fn mongodb_over_tls_writes_reads_replays_and_repairs() {
     .await;
     let (status, repair) = app.post("/admin/repair", &serde_json::json!({})).await;
     assert_eq!(status, StatusCode::OK, "{repair}");
+
+    // A CA that signed nothing: the start stops naming the node's URI.
+    let wrong = uri.replace(
+        &ca.ca.display().to_string(),
+        &ca.other_ca.display().to_string(),
+    );
+    let extra = [("MONGO_URI_REGION_2", wrong.as_str())];
+    let (ok, stderr) = start_and_exit(&app, &extra, Duration::from_secs(20)).await;
+    assert!(!ok, "started with a CA that signed nothing");
+    let line = last_line(&stderr);
+    assert!(line.contains("MONGO_URI_REGION_2"), "{line}");
+    assert!(line.contains("certificate"), "{line}");
 }
 
 /// tansu requiring SASL, with users `alice` (SCRAM-SHA-512) and `bob`

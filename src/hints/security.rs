@@ -196,6 +196,14 @@ mod tests {
     }
 
     #[test]
+    fn each_instance_has_a_client_id_of_its_own() {
+        let nodes = [crate::domain::NodeId::parse("region_1").expect("node")];
+        let log = HintLog::new(&kafka(&[]), &nodes, "regiondb-123-0000abcd").expect("clients");
+        let c = base_config(&log.config);
+        assert_eq!(c.get("client.id"), Some("regiondb-123-0000abcd"));
+    }
+
+    #[test]
     fn a_property_librdkafka_refuses_is_told_under_its_variable() {
         let config = kafka(&[("KAFKA_PROPERTY_NO_SUCH_THING", "1")]);
         let refused = base_config(&config).create::<BaseProducer>().err();

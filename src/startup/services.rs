@@ -2,7 +2,9 @@
 //! `regiondb serve` and `regiondb import`: Redis first (node statuses are
 //! the one thing regiondb cannot guess), then this instance's version slot,
 //! then the statuses (after the slot: see `NodeStatuses::load`), then every
-//! node's MongoDB client and the Kafka clients.
+//! node's MongoDB client and the Kafka clients. A service that is down is
+//! waited for (Redis) or tolerated (MongoDB, Kafka); one that refuses this
+//! client's certificate or credentials stops the start naming the setting.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -270,3 +270,67 @@ async fn writes_go_on_through_a_redis_sentinel_failover() {
     assert!(versions[1..].iter().all(|v| *v > before));
     still_there_after(&app, &second.address, &session, replica_port).await;
 }
+
+/// A switchover (`SENTINEL FAILOVER`): the old primary stays up as a
+/// replica, closing its clients' connections or answering them `READONLY`
+/// (either happens, by timing); the instance asks the sentinels and moves
+/// to the new primary.
+#[tokio::test]
+async fn after_a_switchover_the_demoted_primary_sends_the_instance_to_the_new_one() {
+    if external_mode() {
+        return eprintln!("skipped: this test reconfigures a Redis primary");
+    }
+    let dir = repo_root().join("target/test-output/switchover-servers");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let servers = sentinel_setup(&dir).await;
+    let sentinels = format!("127.0.0.1:{}", servers.sentinel_port);
+    let app = TestApp::spawn_with(
+        "switchover",
+        Options::default()
+            .env("REDIS_URL", "redis://ignored-with-sentinels:6379/0")
+            .env("REDIS_SENTINELS", &sentinels)
+            .env("REDIS_SENTINEL_MASTER", MASTER)
+            .env("ADMIN_TOKEN", TOKEN),
+    )
+    .await;
+    assert_eq!(
+        switch(&app, "region_2", "unavailable").await,
+        StatusCode::OK
+    );
+    let started: Option<String> = query(
+        servers.sentinel_port,
+        redis::cmd("SENTINEL").arg("FAILOVER").arg(MASTER),
+    )
+    .await;
+    assert_eq!(started.as_deref(), Some("OK"));
+    wait_until("the old primary to be a replica", DEADLINE, || async {
+        let role: Option<Vec<redis::Value>> =
+            query(servers.primary_port, &mut redis::cmd("ROLE")).await;
+        role.and_then(|r| r.first().cloned())
+            .is_some_and(|r| r == redis::Value::BulkString(b"slave".to_vec()))
+    })
+    .await;
+    // The demoted primary answers the instance's open connections READONLY
+    // (or closes them): the instance moves to the new primary. A switch in
+    // that moment may get one 503 ("redis could not be reached"), as any
+    // Redis call cut off mid-way; a retry goes through.
+    let mut tries = 0;
+    wait_until("a switch through the new primary", DEADLINE, || {
+        tries += 1;
+        async { switch(&app, "region_2", "available").await == StatusCode::OK }
+    })
+    .await;
+    assert!(tries <= 3, "{tries} tries");
+    let status: Option<String> = query(
+        servers.replica_port,
+        redis::cmd("HGET").arg("node_statuses").arg("region_2"),
+    )
+    .await;
+    assert_eq!(status.as_deref(), Some("available"));
+    assert!(
+        app.metric("regiondb_redis_primary_changes_total", &[])
+            .await
+            >= 1.0
+    );
+}

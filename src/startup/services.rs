@@ -97,16 +97,13 @@ impl Services {
         statuses.load().await.map_err(redis_error(Duration::ZERO))?;
         let stores = Stores::connect(&config.regions, &config.mongo.uris, config.mongo.timeout);
         let stores = Arc::new(stores.await?);
-        if let Some((node, reason)) = stores.refusals().await.into_iter().next() {
-            let own = format!("MONGO_URI_{}", node.env_suffix());
-            return Err(ConnectError::MongoSetting {
-                variable: format!("{own} (or MONGO_URI, which it falls back to)"),
-                reason,
-            });
-        }
-        let hints = HintLog::new(&config.kafka, &nodes, &format!("regiondb-{instance}"))?;
-        hints.check_security().await?;
-        let hints = Arc::new(hints);
+        let hints = match Self::check(config, &nodes, instance, &stores).await {
+            Ok(hints) => Arc::new(hints),
+            Err(e) => {
+                stores.shutdown().await;
+                return Err(e);
+            }
+        };
         Ok(Services {
             nodes,
             backlogs,
@@ -115,6 +112,26 @@ impl Services {
             stores,
             hints,
         })
+    }
+
+    /// Every node's MongoDB and the brokers take this client (see
+    /// `Stores::refusals`, `HintLog::check_security`); the Kafka clients.
+    async fn check(
+        config: &Config,
+        nodes: &[NodeId],
+        instance: &str,
+        stores: &Stores,
+    ) -> Result<HintLog, ConnectError> {
+        if let Some((node, reason)) = stores.refusals().await.into_iter().next() {
+            let own = format!("MONGO_URI_{}", node.env_suffix());
+            return Err(ConnectError::MongoSetting {
+                variable: format!("{own} (or MONGO_URI, which it falls back to)"),
+                reason,
+            });
+        }
+        let hints = HintLog::new(&config.kafka, nodes, &format!("regiondb-{instance}"))?;
+        hints.check_security().await?;
+        Ok(hints)
     }
 
     /// The write path over these services, with at most `in_flight` single

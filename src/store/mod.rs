@@ -72,6 +72,14 @@ impl Stores {
             .collect()
     }
 
+    /// Stops every client's background work now (a start that gives up):
+    /// left to the end of the runtime, the driver's tasks would panic there.
+    pub async fn shutdown(&self) {
+        for store in &self.0 {
+            store.client.clone().shutdown().immediate(true).await;
+        }
+    }
+
     /// The store of `node`; `None` only for ids outside the region map.
     pub fn get(&self, node: &NodeId) -> Option<&NodeStore> {
         self.0.iter().find(|s| s.node() == node)

@@ -30,7 +30,13 @@ async fn start_and_exit(app: &TestApp, extra: &[(&str, &str)], limit: Duration) 
     let status = tokio::time::timeout(limit, child.wait()).await;
     let stderr = std::fs::read_to_string(&log_path).unwrap_or_default();
     match status {
-        Ok(status) => (status.expect("wait").success(), stderr),
+        Ok(status) => {
+            assert!(
+                !stderr.contains("panicked"),
+                "a panic on the way out:\n{stderr}"
+            );
+            (status.expect("wait").success(), stderr)
+        }
         Err(_) => panic!("with {extra:?} the binary neither failed nor stopped: a hang\n{stderr}"),
     }
 }

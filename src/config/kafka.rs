@@ -131,15 +131,6 @@ impl SecurityProtocol {
     }
 }
 
-/// SASL credentials (`sasl.mechanism`, `sasl.username`, `sasl.password`).
-#[derive(Debug, Clone)]
-pub struct Sasl {
-    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
-    pub mechanism: &'static str,
-    pub username: String,
-    pub password: Secret,
-}
-
 /// One client property and the variable that set it, so a value librdkafka
 /// refuses is reported under the variable's name.
 #[derive(Debug, Clone)]
@@ -152,8 +143,6 @@ pub struct ClientProperty {
 /// Everything about how the clients reach the brokers.
 #[derive(Debug, Clone)]
 pub struct KafkaSecurity {
-    pub protocol: SecurityProtocol,
-    pub sasl: Option<Sasl>,
     /// The client properties beyond `bootstrap.servers` and `client.id`,
     /// in the order they are set: the named settings, then
     /// `KAFKA_PROPERTY_*` sorted by name.
@@ -222,36 +211,15 @@ impl KafkaSecurity {
                 }
             },
         };
-        let sasl = read_sasl(env, protocol)?;
         let mut properties = vec![property(
             "KAFKA_SECURITY_PROTOCOL",
             "security.protocol",
             protocol.as_str(),
         )];
-        if let Some(sasl) = &sasl {
-            properties.push(property(
-                "KAFKA_SASL_MECHANISM",
-                "sasl.mechanism",
-                sasl.mechanism,
-            ));
-            properties.push(property(
-                "KAFKA_SASL_USERNAME",
-                "sasl.username",
-                &sasl.username,
-            ));
-            properties.push(property(
-                "KAFKA_SASL_PASSWORD",
-                "sasl.password",
-                sasl.password.expose(),
-            ));
-        }
+        properties.extend(read_sasl(env, protocol)?);
         properties.extend(read_tls_files(env, protocol)?);
         properties.extend(read_passed_properties(env)?);
-        Ok(KafkaSecurity {
-            protocol,
-            sasl,
-            properties,
-        })
+        Ok(KafkaSecurity { properties })
     }
 
     /// The variable that set client property `name`, for error messages.
@@ -271,7 +239,9 @@ fn property(variable: &str, name: &str, value: &str) -> ClientProperty {
     }
 }
 
-fn read_sasl(env: &Env, protocol: SecurityProtocol) -> Result<Option<Sasl>, ConfigError> {
+/// The SASL mechanism and credentials (`sasl.mechanism`, `sasl.username`,
+/// `sasl.password`): required with a SASL protocol, refused without one.
+fn read_sasl(env: &Env, protocol: SecurityProtocol) -> Result<Vec<ClientProperty>, ConfigError> {
     const NAMES: [&str; 3] = [
         "KAFKA_SASL_MECHANISM",
         "KAFKA_SASL_USERNAME",
@@ -285,7 +255,7 @@ fn read_sasl(env: &Env, protocol: SecurityProtocol) -> Result<Option<Sasl>, Conf
                 protocol.as_str().to_ascii_uppercase()
             )));
         }
-        return Ok(None);
+        return Ok(Vec::new());
     }
     let mechanism = match env.var(NAMES[0]).map(|m| m.to_ascii_uppercase()).as_deref() {
         None | Some("PLAIN") => "PLAIN",
@@ -305,11 +275,11 @@ fn read_sasl(env: &Env, protocol: SecurityProtocol) -> Result<Option<Sasl>, Conf
             ))
         })
     };
-    Ok(Some(Sasl {
-        mechanism,
-        username: required(NAMES[1])?,
-        password: Secret::new(required(NAMES[2])?),
-    }))
+    Ok(vec![
+        property(NAMES[0], "sasl.mechanism", mechanism),
+        property(NAMES[1], "sasl.username", &required(NAMES[1])?),
+        property(NAMES[2], "sasl.password", &required(NAMES[2])?),
+    ])
 }
 
 /// The CA, certificate and key files (and the key's password): only with a

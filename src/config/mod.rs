@@ -24,9 +24,7 @@ mod web;
 
 use env::{Env, parse_port};
 pub use env_file::read_env_file;
-pub use kafka::{
-    ClientProperty, KafkaConfig, KafkaSecurity, PROPERTY_PREFIX, Sasl, SecurityProtocol,
-};
+pub use kafka::{ClientProperty, KafkaConfig, KafkaSecurity};
 pub use redis::{RedisConfig, SentinelConfig};
 use regions_file::load_regions_file;
 pub use secret::Secret;

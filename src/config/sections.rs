@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::ConfigError;
 use super::env::Env;
+use super::secret::Secret;
 use crate::domain::{NodeId, RegionMap};
 
 /// The failure detector's settings.
@@ -19,19 +20,13 @@ pub struct ProbeConfig {
     pub timeout: Duration,
 }
 
-/// The admin token. Never printed: `Debug` hides it.
-#[derive(Clone)]
-pub struct AdminToken(String);
+/// The admin token. Never printed: a [`Secret`].
+#[derive(Debug, Clone)]
+pub struct AdminToken(Secret);
 
 impl AdminToken {
     pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for AdminToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AdminToken(..)")
+        self.0.expose()
     }
 }
 
@@ -146,7 +141,7 @@ impl AdminToken {
                      without spaces (e.g. from `openssl rand -hex 32`)"
                 )))
             }
-            Some(t) => Ok(Some(AdminToken(t))),
+            Some(t) => Ok(Some(AdminToken(Secret::new(t)))),
         }
     }
 }

@@ -44,7 +44,7 @@ pub(super) fn setting_error(config: &KafkaConfig, e: KafkaError) -> HintError {
     }
 }
 
-/// Records the TLS and authentication errors librdkafka reports while
+/// Records the TLS and authentication failures librdkafka logs while
 /// connecting, and its hint that the protocol is wrong (a plaintext client
 /// at a TLS listener).
 #[derive(Default)]
@@ -67,8 +67,8 @@ impl Recorder {
 }
 
 impl ClientContext for Recorder {
-    /// librdkafka logs each failed connection from its own threads at once
-    /// (its error events would wait for a poll).
+    /// librdkafka logs each failed connection (with a facility of `FAIL`);
+    /// the log lines reach this context when the client is polled.
     fn log(&self, _: RDKafkaLogLevel, facility: &str, message: &str) {
         if facility != "FAIL" {
             return;
@@ -80,18 +80,9 @@ impl ClientContext for Recorder {
         }
     }
 
-    fn error(&self, error: KafkaError, reason: &str) {
-        let Some(code) = error.rdkafka_error_code() else {
-            return;
-        };
-        let security = matches!(
-            code,
-            RDKafkaErrorCode::SSL | RDKafkaErrorCode::Authentication
-        ) || reason.contains("security.protocol");
-        if security {
-            self.record(code, reason);
-        }
-    }
+    /// The same failures also come as error events, with less text than
+    /// the log lines; the service's own clients log them already.
+    fn error(&self, _: KafkaError, _: &str) {}
 }
 
 impl HintLog {
@@ -107,7 +98,8 @@ impl HintLog {
 }
 
 /// Asks for metadata in short tries until it answers, a refusal is
-/// recorded (served by polling the client's queue), or `wait` passes.
+/// recorded (polling the client hands its log lines to the [`Recorder`]),
+/// or `wait` passes.
 fn probe(config: &KafkaConfig, wait: Duration) -> Result<(), HintError> {
     let client: BaseProducer<Recorder> = base_config(config)
         .create_with_context(Recorder::default())

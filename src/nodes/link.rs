@@ -117,8 +117,9 @@ impl RedisLink {
         current.clone()
     }
 
-    /// Asks the sentinels for the primary and connects to it (at most once
-    /// per [`ASK_AGAIN_AFTER`], whoever asks).
+    /// Asks the sentinels for the primary and connects to it afresh (at
+    /// most once per [`ASK_AGAIN_AFTER`], whoever asks); a different
+    /// primary than before is logged and counted.
     async fn follow_primary(&self) -> RedisResult<()> {
         let Some(sentinel) = &self.inner.sentinel else {
             return Ok(());
@@ -136,8 +137,10 @@ impl RedisLink {
         let conn = client
             .get_connection_manager_with_config(self.inner.config.clone())
             .await?;
-        tracing::warn!(primary = %addr, "redis: following the primary the sentinels name");
-        crate::metrics::redis_primary_changed();
+        if addr != self.current().0.get_connection_info().addr().to_string() {
+            tracing::warn!(primary = %addr, "redis: following the primary the sentinels name");
+            crate::metrics::redis_primary_changed();
+        }
         *self
             .inner
             .current

@@ -223,9 +223,7 @@ async fn writes_go_on_through_a_redis_sentinel_failover() {
     if external_mode() {
         return eprintln!("skipped: this test kills a Redis primary");
     }
-    let dir = repo_root().join("target/test-output/sentinel-servers");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
+    let dir = fresh_output_dir("sentinel-servers");
     let mut servers = sentinel_setup(&dir).await;
     let app = TestApp::spawn_with(
         "sentinel",
@@ -280,9 +278,7 @@ async fn after_a_switchover_the_demoted_primary_sends_the_instance_to_the_new_on
     if external_mode() {
         return eprintln!("skipped: this test reconfigures a Redis primary");
     }
-    let dir = repo_root().join("target/test-output/switchover-servers");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
+    let dir = fresh_output_dir("switchover-servers");
     let servers = sentinel_setup(&dir).await;
     let sentinels = format!("127.0.0.1:{}", servers.sentinel_port);
     let app = TestApp::spawn_with(

@@ -71,8 +71,7 @@ async fn kafka_over_tls_queues_and_replays_and_a_wrong_ca_stops_the_start() {
     if external_mode() {
         return eprintln!("skipped: the TLS broker is a local tansu");
     }
-    let dir = repo_root().join("target/test-output/kafka_tls-servers");
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = fresh_output_dir("kafka_tls-servers");
     let ca = TestCa::make(&dir);
     let (_broker, _front, bootstrap) = tls_kafka(&dir, &ca).await;
     let ca_file = ca.ca.display().to_string();
@@ -123,8 +122,7 @@ async fn redis_over_tls_carries_statuses_sessions_and_versions() {
     if external_mode() {
         return eprintln!("skipped: the TLS Redis is a local redis-server");
     }
-    let dir = repo_root().join("target/test-output/redis_tls-servers");
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = fresh_output_dir("redis_tls-servers");
     let ca = TestCa::make(&dir);
     let (_redis, port) = start_server("redis-tls", &dir, |port| {
         let mut c = std::process::Command::new(tool("redis-server"));
@@ -193,9 +191,7 @@ async fn mongodb_over_tls_writes_reads_replays_and_repairs() {
     if external_mode() {
         return eprintln!("skipped: the TLS front is for a local jongodb");
     }
-    let dir = repo_root().join("target/test-output/mongo_tls-servers");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
+    let dir = fresh_output_dir("mongo_tls-servers");
     let ca = TestCa::make(&dir);
     // region_2's node, behind TLS; the test reads it directly in plaintext.
     let (_mongo, mongo_port) = start_server("mongo-tls-node", &dir, |port| {
@@ -288,9 +284,7 @@ async fn kafka_with_sasl_scram_queues_and_replays_and_a_wrong_password_stops_the
     if external_mode() {
         return eprintln!("skipped: the SASL broker is a local tansu");
     }
-    let dir = repo_root().join("target/test-output/kafka_sasl-servers");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
+    let dir = fresh_output_dir("kafka_sasl-servers");
     let (_broker, bootstrap) = sasl_kafka(&dir).await;
     let app = TestApp::spawn_with(
         "kafka_sasl",

@@ -9,18 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::helpers::tls::{TestCa, tls_kafka};
-use crate::helpers::{Options, Proc, TestApp, free_port, repo_root, start_server, tool};
+use crate::helpers::{Options, Proc, TestApp, free_port, fresh_output_dir, start_server, tool};
 
 /// Writes per second and p99 (ms), median of three rounds.
 async fn rounds(tls: bool, all_off: bool) -> (f64, f64) {
     let mut results = Vec::new();
     for round in 0..3 {
         let name = format!("bench-tls-{tls}-{all_off}-{round}");
-        let dir = repo_root()
-            .join("target/test-output")
-            .join(format!("{name}-servers"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("dir");
+        let dir = fresh_output_dir(&format!("{name}-servers"));
         let (_servers, options) = if tls {
             secured(&dir).await
         } else {

@@ -31,7 +31,8 @@ pub use ops::Readiness;
 
 /// The JSON API's routes and their document. Writes and reads are limited
 /// as classes; metrics, health, readiness and the event stream (capped on
-/// its own) are not: an operator needs them most when the service is busy. The admin calls check the token before anything else.
+/// its own) are not: an operator needs them most when the service is busy.
+/// The admin calls check the token before anything else.
 pub(super) fn routes(
     limits: &HttpLimits,
     guard: auth::Guard,

@@ -159,9 +159,7 @@ impl TestApp {
     }
 
     pub async fn spawn_with(test: &str, options: Options) -> TestApp {
-        let dir = repo_root().join("target/test-output").join(test);
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("test dir");
+        let dir = fresh_output_dir(test);
         let serial = if external_mode() {
             Some(SERIAL.lock().await)
         } else {

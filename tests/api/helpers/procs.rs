@@ -94,6 +94,14 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// `target/test-output/<name>`, emptied: a test's logs and server data.
+pub fn fresh_output_dir(name: &str) -> PathBuf {
+    let dir = repo_root().join("target/test-output").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("test output dir");
+    dir
+}
+
 /// A tool from `.tools/bin` (where scripts/test installs it), else from PATH.
 pub fn tool(name: &str) -> PathBuf {
     let local = repo_root().join(".tools/bin").join(name);

@@ -56,9 +56,8 @@ fn self_signed_ca(dir: &Path, name: &str) -> PathBuf {
 }
 
 impl TestCa {
-    /// A CA and a server certificate in `dir`.
+    /// A CA and a server certificate in `dir` (which exists).
     pub fn make(dir: &Path) -> TestCa {
-        std::fs::create_dir_all(dir).expect("tls dir");
         let ca = self_signed_ca(dir, "ca");
         let other_ca = self_signed_ca(dir, "other-ca");
         openssl(

@@ -14,27 +14,44 @@
 //!
 //! **The floor follows real time.** Every renewal raises the floor to just
 //! ahead ([`RESERVE_AHEAD`]) of the newest version this instance handed out
-//! or the current time. A starting instance waits, before it hands out
-//! anything, until its own clock has passed the floor: so a restart never
-//! goes back in time, and never runs ahead of the instances that kept
-//! running (it used to start at a floor five seconds in the future, and a
-//! write through it beat later writes through the others).
+//! or its clock. A starting instance waits, before it hands out anything,
+//! until its clock has passed the floor: so a restart never goes back in
+//! time, and never runs ahead of the instances that kept running (it used
+//! to start at a floor five seconds in the future, and a write through it
+//! beat later writes through the others).
+//!
+//! **The clock follows the fastest clock of the cluster.** The floor less
+//! [`RESERVE_AHEAD`] is what the fastest instance's clock read at its last
+//! renewal. Every renewal reads it back, and this instance's clock then
+//! runs that far ahead of its own host's (`VersionClock::follow`), so a
+//! write acknowledged through any instance is outvoted by a later one
+//! through any other, however far apart their hosts' clocks are, except
+//! within one renewal period plus a Redis round trip (the age of the floor
+//! read). What is followed is capped at [`MAX_FOLLOW_MICROS`] ahead of
+//! Redis's own clock (read in the same script), the reference that tells a
+//! host far behind (it follows the others, however far) from one far ahead
+//! (followed only up to the cap: a warning, and
+//! `regiondb_clock_follow_capped_total`). `regiondb_clock_offset_seconds`
+//! says how far this instance runs ahead of its host.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::nodes::RedisLink;
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::{INSTANCE_SLOTS, VersionClock, now_micros};
+use crate::domain::{INSTANCE_SLOTS, MAX_FOLLOW_MICROS, VersionClock, now_micros};
 use crate::nodes::{NodeStatuses, STATUS_HASH, StatusError};
 
 /// Prefix of the slot keys; the value is the holder's instance name.
 pub const SLOT_PREFIX: &str = "regiondb:version_slot:";
 /// Above every version any running instance has handed out.
 pub const VERSION_FLOOR: &str = "regiondb:version_floor";
-/// How often a running instance renews its slot and raises the floor.
-pub const RENEW_EVERY: Duration = Duration::from_millis(250);
+/// How often a running instance renews its slot, raises the floor and
+/// reads it back: the window within which clock skew can still order two
+/// writes wrongly.
+pub const RENEW_EVERY: Duration = Duration::from_millis(100);
 /// How far above the newest version handed out the floor is kept: more
 /// than one renewal period, so a crash between two renewals never leaves a
 /// version above the floor.
@@ -62,7 +79,8 @@ return -1
 ";
 
 /// Renews the slot if it is ours (or free again: Redis lost it), raises the
-/// floor, and says whether the node status hash still exists.
+/// floor, and says whether the node status hash still exists, what the floor
+/// is now and what Redis's clock reads (the reference for the cap).
 const RENEW_SCRIPT: &str = r"
 local holder = redis.call('GET', KEYS[1])
 local mine = 0
@@ -71,8 +89,12 @@ if (not holder) or holder == ARGV[1] then
   mine = 1
 end
 local floor = tonumber(redis.call('GET', KEYS[2]) or '0')
-if tonumber(ARGV[3]) > floor then redis.call('SET', KEYS[2], ARGV[3]) end
-return {mine, redis.call('EXISTS', KEYS[3])}
+if tonumber(ARGV[3]) > floor then
+  redis.call('SET', KEYS[2], ARGV[3])
+  floor = tonumber(ARGV[3])
+end
+local time = redis.call('TIME')
+return {mine, redis.call('EXISTS', KEYS[3]), floor, tonumber(time[1]) * 1000000 + tonumber(time[2])}
 ";
 
 #[derive(Debug, thiserror::Error)]
@@ -99,12 +121,17 @@ pub struct ClockLease {
     conn: RedisLink,
     instance: String,
     pub clock: Arc<VersionClock>,
+    /// Whether the last renewal found a clock ahead beyond the cap.
+    capped: AtomicBool,
 }
 
 /// What one renewal found.
 struct Renewed {
     mine: bool,
     statuses_exist: bool,
+    /// The version floor after this renewal, capped at
+    /// [`MAX_FOLLOW_MICROS`] ahead of Redis's clock.
+    floor: i64,
 }
 
 impl ClockLease {
@@ -121,21 +148,18 @@ impl ClockLease {
             conn,
             instance: instance.to_owned(),
             clock,
+            capped: AtomicBool::new(false),
         };
         lease.claim_confirmed().await?;
-        let floor: Option<i64> = redis::cmd("GET")
-            .arg(VERSION_FLOOR)
-            .query_async(&mut lease.conn.clone())
-            .await?;
-        let floor = floor.unwrap_or(0);
-        let ahead = floor.saturating_sub(now_micros());
+        let floor = lease.renew(false).await?.floor;
+        let ahead = floor.saturating_sub(lease.clock.now());
         if ahead > 0 {
             let wait = Duration::from_micros(u64::try_from(ahead).unwrap_or(0));
             if wait > MAX_START_WAIT {
                 tracing::warn!(
                     ahead_ms = ahead / 1000,
-                    "the version floor is far ahead of this instance's clock \
-                     (another instance's clock is ahead?): starting at the floor"
+                    "the version floor is far ahead of this instance's clock, even \
+                     following the cluster's: starting at the floor"
                 );
             }
             tokio::time::sleep(wait.min(MAX_START_WAIT) + Duration::from_micros(1)).await;
@@ -189,12 +213,12 @@ impl ClockLease {
         let reserve = if raise_floor {
             self.clock
                 .last()
-                .max(now_micros())
-                .saturating_add(i64::try_from(RESERVE_AHEAD.as_micros()).unwrap_or(i64::MAX))
+                .max(self.clock.now())
+                .saturating_add(micros(RESERVE_AHEAD))
         } else {
             0
         };
-        let (mine, exist): (i64, i64) = SCRIPT
+        let (mine, exist, floor, redis_now): (i64, i64, i64, i64) = SCRIPT
             .key(format!("{SLOT_PREFIX}{}", self.clock.slot()))
             .key(VERSION_FLOOR)
             .key(STATUS_HASH)
@@ -207,10 +231,35 @@ impl ClockLease {
         if mine {
             self.clock.lease_until(sent + LEASE_TRUSTED);
         }
+        self.follow(floor, redis_now);
         Ok(Renewed {
             mine,
             statuses_exist: exist == 1,
+            floor: floor.min(redis_now.saturating_add(MAX_FOLLOW_MICROS)),
         })
+    }
+
+    /// Follows the fastest clock of the cluster, which read `floor` less
+    /// [`RESERVE_AHEAD`] at its last renewal, up to [`MAX_FOLLOW_MICROS`]
+    /// ahead of Redis's clock (`redis_now`): the reference that tells a
+    /// host far behind (it follows) from one far ahead (not followed).
+    fn follow(&self, floor: i64, redis_now: i64) {
+        self.clock.saw_floor(floor);
+        let fastest = floor.saturating_sub(micros(RESERVE_AHEAD));
+        let cap = redis_now.saturating_add(MAX_FOLLOW_MICROS);
+        self.clock.follow(fastest.min(cap), now_micros());
+        let capped = fastest > cap;
+        let was_capped = self.capped.swap(capped, Ordering::Relaxed);
+        if capped {
+            crate::metrics::clock_follow_capped();
+            if !was_capped {
+                tracing::warn!(ahead_of_redis_ms = (fastest - redis_now) / 1000,
+                    cap_ms = MAX_FOLLOW_MICROS / 1000,
+                    "an instance's clock is further ahead of Redis's than the cap: \
+                     following it only up to the cap (check the hosts' time sync)");
+            }
+        }
+        crate::metrics::clock_offset(self.clock.offset());
     }
 
     /// Renews until `shutdown`, then releases the slot.
@@ -273,6 +322,10 @@ impl ClockLease {
             Err(e) => tracing::warn!(error = %e, "version slot not released; it expires by itself"),
         }
     }
+}
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
 fn millis(d: Duration) -> u64 {

@@ -15,6 +15,10 @@
 //!   and wrote the node statuses back from its own view
 //! - `regiondb_version_slot_moves_total`: times this instance found its
 //!   version slot held by another and moved to a free one
+//! - `regiondb_clock_offset_seconds`: how far this instance's version clock
+//!   runs ahead of its host's wall clock, following the cluster's fastest
+//!   (see `clock_lease`); `regiondb_clock_follow_capped_total`: renewals
+//!   that found a clock ahead beyond the cap and did not follow it all
 //! - `regiondb_data_loss_detected_total{node, reason}`: nodes found to have
 //!   lost their data (marker missing or replaced)
 //! - `regiondb_replay_stalls_total{node}`: times a replay found its node's
@@ -97,7 +101,7 @@ enum Kind {
 }
 
 /// Every family regiondb exports, with its `# HELP` text.
-const FAMILIES: [(Kind, &str, &str); 21] = [
+const FAMILIES: [(Kind, &str, &str); 23] = [
     (
         Kind::Gauge,
         "regiondb_build_info",
@@ -203,6 +207,16 @@ const FAMILIES: [(Kind, &str, &str); 21] = [
         "regiondb_tombstones_purged_total",
         "Tombstones removed by purges",
     ),
+    (
+        Kind::Gauge,
+        "regiondb_clock_offset_seconds",
+        "How far this instance's version clock runs ahead of its host's, following the cluster's",
+    ),
+    (
+        Kind::Counter,
+        "regiondb_clock_follow_capped_total",
+        "Renewals that found another clock ahead beyond the cap and did not follow it all",
+    ),
 ];
 
 /// The `# HELP` text of every family (and the process collector's).
@@ -223,6 +237,15 @@ pub fn redis_primary_changed() {
 
 pub fn redis_restored() {
     counter!("regiondb_redis_restores_total").increment(1);
+}
+
+/// How far the version clock runs ahead of the host's, in microseconds.
+pub fn clock_offset(micros: i64) {
+    gauge!("regiondb_clock_offset_seconds").set(micros as f64 / 1e6);
+}
+
+pub fn clock_follow_capped() {
+    counter!("regiondb_clock_follow_capped_total").increment(1);
 }
 
 pub fn version_slot_moved() {

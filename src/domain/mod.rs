@@ -18,7 +18,8 @@ pub use filter::{MAX_PAGE_SIZE, RecordFilter};
 pub use region::{NodeId, Region, RegionMap, RegionMapError, ZipRange};
 pub use status::{BadStatus, NodeStatus, StatusRecord, StatusSource};
 pub use version::{
-    INSTANCE_SLOTS, MAX_FUTURE_MICROS, Version, VersionClock, now_micros, now_millis, now_secs,
+    INSTANCE_SLOTS, MAX_FOLLOW_MICROS, MAX_FUTURE_MICROS, Version, VersionClock, now_micros,
+    now_millis, now_secs,
 };
 pub use view::{NodeView, rfc3339};
 

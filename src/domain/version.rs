@@ -9,9 +9,16 @@ use serde::{Deserialize, Serialize};
 /// one: each instance only uses the microseconds congruent to its slot.
 pub const INSTANCE_SLOTS: i64 = 64;
 
-/// How far ahead of this process's clock a version read back from a hint may
-/// be before it is refused as coming from the future.
+/// How far ahead of the cluster's clock (see [`VersionClock::horizon`]) a
+/// version read back from a hint may be before it is refused as coming from
+/// the future.
 pub const MAX_FUTURE_MICROS: i64 = 60 * 1_000_000;
+
+/// The furthest ahead of a reference clock (Redis's, see `clock_lease`) an
+/// instance follows the cluster's clock, or takes a client's version: clocks
+/// a few seconds apart are followed exactly, one wildly wrong host cannot
+/// drag every version into the future.
+pub const MAX_FOLLOW_MICROS: i64 = 10 * 1_000_000;
 
 /// The version of one accepted write: microseconds since the Unix epoch at
 /// acceptance, nudged upwards so that no two writes ever share a version
@@ -51,9 +58,10 @@ impl Version {
     }
 
     /// Whether this version lies more than [`MAX_FUTURE_MICROS`] after
-    /// `now_micros`: no instance with a sane clock can have made it.
-    pub fn is_from_the_future(self, now_micros: i64) -> bool {
-        self.0 > now_micros.saturating_add(MAX_FUTURE_MICROS)
+    /// `horizon` (the cluster's clock, [`VersionClock::horizon`]): no
+    /// instance of this cluster handed it out.
+    pub fn is_from_the_future(self, horizon: i64) -> bool {
+        self.0 > horizon.saturating_add(MAX_FUTURE_MICROS)
     }
 }
 
@@ -77,6 +85,12 @@ pub fn now_millis() -> i64 {
 
 /// Hands out versions that are
 /// - strictly increasing, even when the wall clock stalls or steps back;
+/// - not below what other instances hand out, whatever this host's clock
+///   says: the clock runs at this host's wall clock plus an offset that
+///   follows the fastest clock of the cluster (read from the shared floor at
+///   every renewal, see `clock_lease`, which caps it); a
+///   client's last receipt ([`VersionClock::observe`]) raises it too, like
+///   a hybrid logical clock;
 /// - above `floor`, the highest version any earlier run may have handed out
 ///   (read back at start, and kept only just ahead of real time: see
 ///   `clock_lease`), so a restart never goes back in time;
@@ -93,6 +107,13 @@ pub struct VersionClock {
     /// `started` (a monotonic clock: wall-clock steps do not move it).
     leased_until_ms: AtomicU64,
     started: Instant,
+    /// Microseconds this clock runs ahead of the host's wall clock, to
+    /// follow the cluster's fastest clock (never negative).
+    offset: AtomicI64,
+    /// The highest version floor read from the cluster (uncapped): every
+    /// version the cluster acknowledged lies below it, give or take one
+    /// renewal.
+    floor_seen: AtomicI64,
 }
 
 impl VersionClock {
@@ -104,6 +125,8 @@ impl VersionClock {
             last: AtomicI64::new(floor),
             leased_until_ms: AtomicU64::new(0),
             started: Instant::now(),
+            offset: AtomicI64::new(0),
+            floor_seen: AtomicI64::new(floor),
         };
         clock.set_slot(slot);
         clock
@@ -138,7 +161,52 @@ impl VersionClock {
     /// be held (another instance may have it).
     pub fn next(&self) -> Option<Version> {
         self.leased_at(Instant::now())
-            .then(|| self.next_at(now_micros()))
+            .then(|| self.next_at(self.now()))
+    }
+
+    /// The cluster's time as this clock knows it: the host's wall clock
+    /// plus the offset followed, in microseconds.
+    pub fn now(&self) -> i64 {
+        now_micros().saturating_add(self.offset.load(Ordering::Relaxed))
+    }
+
+    /// How far this clock runs ahead of the host's, in microseconds.
+    pub fn offset(&self) -> i64 {
+        self.offset.load(Ordering::Relaxed)
+    }
+
+    /// Follows a cluster clock that read `cluster_now` when the host's read
+    /// `host_now`: from now on the clock runs that far ahead of the host's
+    /// (never behind it). The caller caps `cluster_now` (see `clock_lease`).
+    pub fn follow(&self, cluster_now: i64, host_now: i64) {
+        let offset = cluster_now.saturating_sub(host_now).max(0);
+        self.offset.store(offset, Ordering::Relaxed);
+    }
+
+    /// A version seen elsewhere (a client's last receipt): what this clock
+    /// hands out from now on is above it. Refused (`Err` with the limit)
+    /// when it lies more than [`MAX_FOLLOW_MICROS`] ahead of this clock.
+    pub fn observe(&self, seen: Version) -> Result<(), Version> {
+        let limit = self.now().saturating_add(MAX_FOLLOW_MICROS);
+        if seen.get() > limit {
+            return Err(Version(limit));
+        }
+        self.raise_to(seen.get());
+        Ok(())
+    }
+
+    /// Remembers the cluster's version floor (uncapped) for
+    /// [`VersionClock::horizon`].
+    pub fn saw_floor(&self, floor: i64) {
+        self.floor_seen.fetch_max(floor, Ordering::Relaxed);
+    }
+
+    /// The newest time any instance of the cluster may have handed out a
+    /// version at: the later of this clock and the highest floor read.
+    pub fn horizon(&self) -> i64 {
+        self.now()
+            .max(self.floor_seen.load(Ordering::Relaxed))
+            .max(self.last())
     }
 
     /// Hands out nothing at or below `floor` from now on.
@@ -263,6 +331,38 @@ mod tests {
             clock.next().map(|v| v.get().rem_euclid(INSTANCE_SLOTS)),
             Some(7)
         );
+    }
+
+    #[test]
+    fn the_clock_follows_a_faster_cluster_clock_never_a_slower_one() {
+        let clock = VersionClock::new(0, 0);
+        let host = now_micros();
+        clock.follow(host + 2_000_000, host);
+        assert_eq!(clock.offset(), 2_000_000);
+        assert!(clock.now() >= host + 2_000_000);
+        // A clock behind this host's is never followed backwards.
+        clock.follow(host - 5_000_000, host);
+        assert_eq!(clock.offset(), 0);
+    }
+
+    #[test]
+    fn an_observed_version_is_exceeded_unless_it_is_beyond_the_cap() {
+        let clock = VersionClock::new(9, 0);
+        let seen = Version::new(clock.now() + 3_000_000);
+        assert_eq!(clock.observe(seen), Ok(()));
+        assert!(clock.next_at(now_micros()) > seen);
+        let wild = Version::new(clock.now() + 2 * MAX_FOLLOW_MICROS);
+        assert!(clock.observe(wild).is_err());
+        assert!(clock.next_at(now_micros()) < wild);
+    }
+
+    #[test]
+    fn the_horizon_covers_the_highest_floor_seen() {
+        let clock = VersionClock::new(0, 0);
+        let far = now_micros() + 3_600_000_000;
+        clock.saw_floor(far);
+        assert!(!Version::new(far).is_from_the_future(clock.horizon()));
+        assert!(Version::new(far + MAX_FUTURE_MICROS + 1).is_from_the_future(clock.horizon()));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! last-writer-wins, and only then are the offsets committed.
 
 use super::{Replay, Step};
-use crate::domain::{CustomerCopy, now_micros};
+use crate::domain::CustomerCopy;
 use crate::hints::ParkedHint;
 use crate::store::StoreError;
 
@@ -11,13 +11,13 @@ impl Replay {
     /// Dead-letters what can never be applied, applies the rest, commits.
     pub(super) async fn apply_and_commit(&self, head: &mut [ParkedHint]) -> Step {
         let node = &self.node;
-        let now = now_micros();
+        let horizon = self.clock.horizon();
         let mut copies: Vec<CustomerCopy> = Vec::new();
         for hint in head.iter_mut() {
             if hint.dead_lettered {
                 continue;
             }
-            match applicable(hint, now) {
+            match applicable(hint, horizon) {
                 Ok(copy) => copies.push(copy.clone()),
                 Err(reason) => {
                     if !self.dead_letter(hint, &reason).await {
@@ -97,12 +97,14 @@ impl Replay {
 }
 
 /// The copy a hint carries, or why it can never be applied: unreadable, or
-/// a version more than a minute ahead of this instance's clock at `now`.
-pub(super) fn applicable(hint: &ParkedHint, now: i64) -> Result<&CustomerCopy, String> {
+/// a version more than a minute past `horizon`, the cluster's clock (its
+/// highest version floor, not this host's clock: see
+/// `VersionClock::horizon`), which no instance of the cluster handed out.
+pub(super) fn applicable(hint: &ParkedHint, horizon: i64) -> Result<&CustomerCopy, String> {
     match &hint.copy {
         Err(why) => Err(format!("unreadable hint: {why}")),
-        Ok(copy) if copy.version.is_from_the_future(now) => Err(format!(
-            "version {} is more than a minute ahead of this instance's clock",
+        Ok(copy) if copy.version.is_from_the_future(horizon) => Err(format!(
+            "version {} is more than a minute ahead of the cluster's clock",
             copy.version.get()
         )),
         Ok(copy) => Ok(copy),

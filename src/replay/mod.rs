@@ -66,6 +66,8 @@ pub struct Replay {
     pub config: ReplayConfig,
     /// Told when this node's queue drained after a replay (automatic repair).
     pub drained: Option<crate::backlog::DrainedQueues>,
+    /// The cluster's clock: a hint is from the future only beyond it.
+    pub clock: std::sync::Arc<crate::domain::VersionClock>,
 }
 
 /// What the replay does after waiting with nothing pending.

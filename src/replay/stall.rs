@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use super::apply::applicable;
 use super::{BACKLOG_RECHECK, Replay};
-use crate::domain::{CustomerCopy, now_micros};
+use crate::domain::CustomerCopy;
 use crate::hints::QueueState;
 
 impl Replay {
@@ -75,10 +75,10 @@ impl Replay {
                     return;
                 }
             };
-            let now = now_micros();
+            let horizon = self.clock.horizon();
             let copies: Vec<CustomerCopy> = hints
                 .iter()
-                .filter_map(|h| applicable(h, now).ok())
+                .filter_map(|h| applicable(h, horizon).ok())
                 .cloned()
                 .collect();
             if let Err(e) = self.store.apply(&copies).await {

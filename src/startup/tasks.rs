@@ -111,6 +111,7 @@ pub(super) async fn start_replays(
             status,
             config: config.clone(),
             drained: drained.clone(),
+            clock: state.writes.clock.clone(),
         };
         tasks.spawn(replay.run(shutdown.clone()));
     }

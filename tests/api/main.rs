@@ -28,6 +28,7 @@ mod restarts;
 mod scale;
 mod secured;
 mod security;
+mod skew;
 mod sessions;
 mod stalls;
 mod writes;

@@ -7,13 +7,13 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::{Object, ObjectBuilder, OneOfBuilder, Schema, Type};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{flag, flag_value};
-use crate::domain::{Customer, CustomerId, NodeId, Text};
+use crate::domain::{Customer, CustomerId, FieldError, NodeId, Text, Version};
 use crate::http::AppState;
 use crate::http::actions::{delete, delete_status, write_status};
 use crate::http::error::{ApiError, JsonObject};
@@ -25,6 +25,7 @@ use crate::writes::WriteReceipt;
 /// by the home node, 503 neither stored nor queued.
 #[utoipa::path(post, path = "/create-customer", tag = "records",
     request_body = CustomerBody,
+    params(("RegionDB-After-Version" = Option<i64>, Header, description = AFTER_VERSION_DOC)),
     responses(
         (status = 201, description = "Stored on its home node (the replica: see `replica`)", body = WriteReceipt),
         (status = 202, description = "Home node unavailable: queued in its Kafka topic, replayed when it is back", body = WriteReceipt),
@@ -35,11 +36,57 @@ use crate::writes::WriteReceipt;
     ))]
 pub async fn create_customer(
     State(state): State<AppState>,
+    headers: HeaderMap,
     JsonObject(body): JsonObject,
 ) -> Result<(StatusCode, Json<WriteReceipt>), ApiError> {
     let customer = Customer::parse(&body)?;
+    after_version(&state, &headers)?;
     let receipt = state.writes.create_customer(customer).await?;
     Ok((write_status(&receipt), Json(receipt)))
+}
+
+/// The request header by which a client closes the clock-skew window
+/// exactly: the `version` of the last receipt it saw. The write is then
+/// given a higher one, whichever instance takes it (MongoDB's
+/// `afterClusterTime` is the model).
+pub const AFTER_VERSION: &str = "regiondb-after-version";
+
+const AFTER_VERSION_DOC: &str = "The `version` of the last receipt this client saw: \
+    the write gets a higher one, whatever the hosts' clocks say (422 if it lies \
+    more than 10 s ahead of the cluster's clock)";
+
+/// Raises the version clock above the request's [`AFTER_VERSION`], if it
+/// has one: 422 naming the header when it is not a version, or lies further
+/// ahead of this instance's clock than any instance of the cluster follows.
+fn after_version(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(value) = headers.get(AFTER_VERSION) else {
+        return Ok(());
+    };
+    let field = "RegionDB-After-Version";
+    let seen = (value.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .filter(|v| *v > 0)
+        .ok_or_else(|| {
+            FieldError::new(
+                field,
+                "RegionDB-After-Version must be a version from a receipt (a positive integer)",
+            )
+        })?;
+    state
+        .writes
+        .clock
+        .observe(Version::new(seen))
+        .map_err(|limit| {
+            FieldError::new(
+                field,
+                format!(
+                    "version {seen} is further ahead of this cluster's clock than any \
+                     receipt can be (the limit now is {})",
+                    limit.get()
+                ),
+            )
+            .into()
+        })
 }
 
 /// Text fields: 1-200 characters once trimmed, no control characters.
@@ -197,21 +244,24 @@ pub async fn lookup_customer(
 /// nothing personal) on the home node and the replica of the record's
 /// region, stored or queued.
 #[utoipa::path(delete, path = "/customers/{customer_id}", tag = "records",
-    params(("customer_id" = String, Path, description = "The record's id")),
+    params(("customer_id" = String, Path, description = "The record's id"),
+        ("RegionDB-After-Version" = Option<i64>, Header, description = AFTER_VERSION_DOC)),
     security((), ("admin_token" = [])),
     responses(
         (status = 200, description = "The tombstone is stored on the home node (the replica: see `replica`)", body = WriteReceipt),
         (status = 202, description = "Home node unavailable: the tombstone is queued in its Kafka topic", body = WriteReceipt),
         AdminErrors,
         (status = 404, description = "No region holds the record", body = ErrorBody),
-        (status = 422, description = "A bad id", body = ErrorBody),
+        (status = 422, description = "A bad id, or a bad `RegionDB-After-Version`", body = ErrorBody),
         (status = 503, description = "Neither stored nor queued: nothing written; or server busy", body = ErrorBody),
     ))]
 pub async fn delete_customer(
     State(state): State<AppState>,
+    headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<(StatusCode, Json<WriteReceipt>), ApiError> {
     let id = customer_id(path)?;
+    after_version(&state, &headers)?;
     match delete(&state, id).await? {
         Some(receipt) => Ok((delete_status(&receipt), Json(receipt))),
         None => Err(ApiError::NotFound("no region holds this customer".into())),

@@ -138,3 +138,32 @@ impl TestApp {
         wait_until("kafka to restart", DEADLINE, || port_open(port)).await;
     }
 }
+
+/// Debian's libfaketime (package `libfaketime`, installed by
+/// `scripts/install-tools`), or `LIBFAKETIME` if set.
+pub fn faketime_library() -> String {
+    if let Ok(path) = std::env::var("LIBFAKETIME") {
+        return path;
+    }
+    let candidates = [
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/faketime/libfaketimeMT.so.1",
+    ];
+    candidates
+        .iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .map(|p| p.to_string())
+        .expect("libfaketime (Debian package libfaketime; scripts/install-tools)")
+}
+
+/// The settings that start a process whose wall clock runs `offset`
+/// (`+2`, `-1.5`, in seconds) from the host's; its monotonic clock is left
+/// alone, like a host whose NTP sync broke.
+pub fn skewed_clock(offset: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("LD_PRELOAD", faketime_library()),
+        ("FAKETIME", offset.to_owned()),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_owned()),
+    ]
+}

@@ -51,7 +51,7 @@ pub const VERSION_FLOOR: &str = "regiondb:version_floor";
 /// How often a running instance renews its slot, raises the floor and
 /// reads it back: the window within which clock skew can still order two
 /// writes wrongly.
-pub const RENEW_EVERY: Duration = Duration::from_millis(100);
+pub const RENEW_EVERY: Duration = Duration::from_millis(50);
 /// How far above the newest version handed out the floor is kept: more
 /// than one renewal period, so a crash between two renewals never leaves a
 /// version above the floor.

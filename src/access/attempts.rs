@@ -1,10 +1,15 @@
 //! Wrong admin tokens per client address, counted across instances.
 //!
-//! Every attempt is counted *before* its token is checked (one Lua script,
-//! so parallel attempts cannot slip past the count), and a right token
-//! resets the count. After `n` wrong tokens in a row the next check waits
-//! `SignInLimits::delay_after(n)`; after `max_failures` the address is
-//! refused until `lockout` has passed since its last wrong token.
+//! Failures are counted, not attempts: a token is compared first (in
+//! constant time), and only a wrong one is counted, in one Lua script that
+//! also refuses it once the address has sent `max_failures` (so parallel
+//! guesses cannot slip past the count: the script orders them, and each
+//! wrong one is counted before it is answered). A right token is never
+//! counted and never waits, however many calls are in flight; it is
+//! refused only while its address is locked out, and then resets the
+//! count. A wrong token's answer waits `SignInLimits::delay_after(n)` after
+//! `n` wrong ones before it; after `max_failures` the address is refused
+//! until `lockout` has passed since its last wrong token.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -12,8 +17,9 @@ use std::time::Duration;
 use super::{Access, AccessError, FAILURES_PREFIX};
 
 /// KEYS[1]: the counter; ARGV[1]: max failures; ARGV[2]: lockout (ms).
-/// Answers {failures before this attempt, ms left of the lockout or -1}.
-static BEGIN: LazyLock<redis::Script> = LazyLock::new(|| {
+/// Counts one wrong token unless the address is locked out. Answers
+/// {failures before this one, ms left of the lockout or -1}.
+static FAILED: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
         local n = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -28,46 +34,76 @@ static BEGIN: LazyLock<redis::Script> = LazyLock::new(|| {
     )
 });
 
-/// What may happen to one attempt.
+/// KEYS[1]: the counter; ARGV[1]: max failures; ARGV[2]: lockout (ms).
+/// A right token: ms left of the lockout, or -1 (and the count deleted).
+static SUCCEEDED: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+        local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+        if n >= tonumber(ARGV[1]) then
+          local left = redis.call('PTTL', KEYS[1])
+          if left < 0 then left = tonumber(ARGV[2]) end
+          return left
+        end
+        redis.call('DEL', KEYS[1])
+        return -1
+        ",
+    )
+});
+
+/// What happens to one token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Attempt {
-    /// Check the token after waiting `wait` (it follows `failures` wrong
-    /// ones).
-    Check { failures: u32, wait: Duration },
-    /// Too many wrong tokens: refused without a check for `retry_after`.
+    /// A wrong token, the `failures`th and one from this address: answer
+    /// it after `wait`. (A right token: `failures` 0, no wait.)
+    Answer { failures: u32, wait: Duration },
+    /// Too many wrong tokens: refused for `retry_after`.
     Refused { retry_after: Duration },
 }
 
 impl Access {
-    /// Counts an attempt from `client` (see [`crate::access::client_key`])
-    /// and says whether and when to check its token.
-    pub async fn begin_attempt(&self, client: &str) -> Result<Attempt, AccessError> {
-        let mut conn = self.conn.clone();
-        let lockout_ms = u64::try_from(self.limits.lockout.as_millis()).unwrap_or(u64::MAX);
-        let (failures, left_ms): (u32, i64) = BEGIN
+    /// Counts a wrong token from `client` (see [`crate::access::client_key`]).
+    pub async fn token_failed(&self, client: &str) -> Result<Attempt, AccessError> {
+        let (failures, left_ms): (u32, i64) = FAILED
             .key(format!("{FAILURES_PREFIX}{client}"))
             .arg(self.limits.max_failures)
-            .arg(lockout_ms)
-            .invoke_async(&mut conn)
+            .arg(self.lockout_ms())
+            .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(match u64::try_from(left_ms) {
-            Ok(left) => Attempt::Refused {
-                retry_after: Duration::from_millis(left),
-            },
-            Err(_) => Attempt::Check {
+            Ok(left) => refused(left),
+            Err(_) => Attempt::Answer {
                 failures,
                 wait: self.limits.delay_after(failures),
             },
         })
     }
 
-    /// A right token from `client`: its count starts again from zero.
-    pub async fn attempt_succeeded(&self, client: &str) -> Result<(), AccessError> {
-        let mut conn = self.conn.clone();
-        let _: u64 = redis::cmd("DEL")
-            .arg(format!("{FAILURES_PREFIX}{client}"))
-            .query_async(&mut conn)
+    /// A right token from `client`: refused while its address is locked
+    /// out; otherwise its count starts again from zero.
+    pub async fn token_succeeded(&self, client: &str) -> Result<Attempt, AccessError> {
+        let left_ms: i64 = SUCCEEDED
+            .key(format!("{FAILURES_PREFIX}{client}"))
+            .arg(self.limits.max_failures)
+            .arg(self.lockout_ms())
+            .invoke_async(&mut self.conn.clone())
             .await?;
-        Ok(())
+        Ok(match u64::try_from(left_ms) {
+            Ok(left) => refused(left),
+            Err(_) => Attempt::Answer {
+                failures: 0,
+                wait: Duration::ZERO,
+            },
+        })
+    }
+
+    fn lockout_ms(&self) -> u64 {
+        u64::try_from(self.limits.lockout.as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+fn refused(left_ms: u64) -> Attempt {
+    Attempt::Refused {
+        retry_after: Duration::from_millis(left_ms),
     }
 }

@@ -222,3 +222,45 @@ async fn wrong_tokens_are_slowed_then_refused_on_every_instance_and_a_right_one_
         .await;
     assert_eq!(wrong, 2.0, "this instance's wrong sign-ins");
 }
+
+/// Thirty admin calls at once with the right token: none refused, none
+/// slowed by the others in flight (the delay is 2 s a failure). Thirty
+/// wrong ones at once from one address: exactly the limit is answered 401,
+/// the rest are refused, so parallel guessing gets no further than
+/// sequential guessing; then even the right token is refused.
+#[tokio::test]
+async fn right_tokens_in_parallel_never_wait_and_parallel_guesses_stop_at_the_limit() {
+    let options = Options::default()
+        .env("ADMIN_TOKEN", TOKEN)
+        .env("SIGN_IN_MAX_FAILURES", "4")
+        .env("SIGN_IN_DELAY_MS", "2000")
+        .env("SIGN_IN_LOCKOUT_SECS", "60");
+    let app = TestApp::spawn_with("sessions_parallel", options).await;
+    let switch = |token: &'static str| {
+        let request = app
+            .http
+            .post(app.url("/node-status"))
+            .header("authorization", format!("Bearer {token}"))
+            .json(&serde_json::json!({"node_id": "region_1", "status": "available"}));
+        async move {
+            let started = Instant::now();
+            let code = request.send().await.expect("request").status();
+            (code, started.elapsed())
+        }
+    };
+    let right = futures::future::join_all((0..30).map(|_| switch(TOKEN))).await;
+    for (code, took) in &right {
+        assert_eq!(*code, StatusCode::OK);
+        assert!(*took < Duration::from_secs(1), "a right token waited {took:?}");
+    }
+
+    let wrong = futures::future::join_all((0..30).map(|_| switch("wrong"))).await;
+    let count = |want: StatusCode| wrong.iter().filter(|(c, _)| *c == want).count();
+    assert_eq!(count(StatusCode::UNAUTHORIZED), 4, "{wrong:?}");
+    assert_eq!(count(StatusCode::TOO_MANY_REQUESTS), 26, "{wrong:?}");
+    let failures: Option<u32> = app
+        .redis(&["GET", "regiondb:sign-in-failures:127.0.0.1"])
+        .await;
+    assert_eq!(failures, Some(4));
+    assert_eq!(switch(TOKEN).await.0, StatusCode::TOO_MANY_REQUESTS);
+}

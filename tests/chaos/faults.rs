@@ -57,22 +57,33 @@ impl Faults {
             }
         }
         self.b_runs += 1;
+        let clock = crate::helpers::skewed_clock(crate::B_CLOCK);
         let b = app
-            .spawn_instance(&format!("regiondb-b{}", self.b_runs))
+            .spawn_instance_with(
+                &format!("regiondb-b{}", self.b_runs),
+                &crate::skewed(&clock),
+            )
             .await;
         addresses.write().await[1] = b.address.clone();
         self.b = Some(b);
     }
 
-    /// One record written through `first`, then at once through `second`:
-    /// the second write must win (checked with every other pair).
+    /// One record written through `first`, then through `second` as soon
+    /// as the skew window has passed: the second write must win (checked
+    /// with every other pair).
     pub async fn write_pair(&mut self, app: &TestApp, first: &str, second: &str, tag: &str) {
         let region = &app.regions[self.rng.random_range(0..app.regions.len())];
         let zip = self.rng.random_range(region.min..=region.max);
         let id = format!("pair-{tag}-{}", self.attempts.len());
         for (n, address) in [first, second].into_iter().enumerate() {
             let city = format!("city-{id}-{n}");
-            let attempt = send(&self.http, address, id.clone(), zip, city).await;
+            if n == 1 {
+                // Past the window in which skew may still order writes
+                // wrongly (docs/losing-nothing.md): beyond it, the second
+                // write must win without help from the client.
+                tokio::time::sleep(crate::verdict::SKEW_WINDOW).await;
+            }
+            let attempt = send(&self.http, address, id.clone(), zip, city, None).await;
             self.attempts.push(attempt);
         }
     }
@@ -240,7 +251,7 @@ impl Faults {
             let id = format!("backlog-{n}");
             let zip = self.rng.random_range(min..=max);
             let city = format!("city-backlog-{n}");
-            let attempt = send(&self.http, &app.address, id, zip, city).await;
+            let attempt = send(&self.http, &app.address, id, zip, city, None).await;
             self.attempts.push(attempt);
         }
         redis_cli(app, &["HSET", "node_statuses", node, "available"]);

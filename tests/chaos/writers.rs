@@ -44,6 +44,9 @@ pub struct Attempt {
     /// When the request was sent and its answer came.
     pub sent: Instant,
     pub answered: Instant,
+    /// The careful client that sent it (its last receipt's version in
+    /// `RegionDB-After-Version`), if one did.
+    pub careful: Option<usize>,
 }
 
 impl Attempt {
@@ -57,7 +60,9 @@ impl Attempt {
 
 /// One client: creates new records, rewrites known ones (about a quarter),
 /// moves them (a tenth) and deletes them (a twentieth), in every region,
-/// until the fault scheduler is done.
+/// until the fault scheduler is done. Every other client is careful: it
+/// sends the version of the last receipt it saw with each request, so its
+/// own writes are ordered exactly, whatever the instances' clocks.
 pub struct Writer {
     pub number: usize,
     pub rng: StdRng,
@@ -79,6 +84,8 @@ impl Writer {
     pub async fn run(mut self) -> Vec<Attempt> {
         let mut attempts = Vec::new();
         let mut n = 0;
+        let careful = self.number % 2 == 0;
+        let mut last_receipt: Option<i64> = None;
         while !self.done.load(Ordering::SeqCst) {
             if self.progress.fetch_add(1, Ordering::SeqCst) >= self.target {
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -90,10 +97,15 @@ impl Writer {
                 let all = self.addresses.read().await;
                 all[self.rng.random_range(0..all.len())].clone()
             };
-            let attempt = match op {
-                Op::Write => send(&self.http, &address, id, zip, city).await,
-                Op::Delete => send_delete(&self.http, &address, id).await,
+            let after = last_receipt.filter(|_| careful);
+            let mut attempt = match op {
+                Op::Write => send(&self.http, &address, id, zip, city, after).await,
+                Op::Delete => send_delete(&self.http, &address, id, after).await,
             };
+            if careful {
+                attempt.careful = Some(self.number);
+                last_receipt = attempt.acked().max(last_receipt);
+            }
             if matches!(attempt.outcome, Outcome::NoAnswer) {
                 // An instance is down or restarting: back off a little.
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -143,11 +155,24 @@ impl Writer {
     }
 }
 
+/// `request`, after the version `after` if there is one.
+fn after_version(request: reqwest::RequestBuilder, after: Option<i64>) -> reqwest::RequestBuilder {
+    match after {
+        Some(v) => request.header("RegionDB-After-Version", v.to_string()),
+        None => request,
+    }
+}
+
 /// One delete through `address`, timed.
-pub async fn send_delete(http: &reqwest::Client, address: &str, id: String) -> Attempt {
+pub async fn send_delete(
+    http: &reqwest::Client,
+    address: &str,
+    id: String,
+    after: Option<i64>,
+) -> Attempt {
     let sent = Instant::now();
     let url = format!("{address}/customers/{id}");
-    let outcome = match http.delete(url).send().await {
+    let outcome = match after_version(http.delete(url), after).send().await {
         Err(_) => Outcome::NoAnswer,
         Ok(r) => {
             let code = r.status().as_u16();
@@ -171,6 +196,7 @@ pub async fn send_delete(http: &reqwest::Client, address: &str, id: String) -> A
         outcome,
         sent,
         answered: Instant::now(),
+        careful: None,
     }
 }
 
@@ -181,12 +207,13 @@ pub async fn send(
     id: String,
     zip: u32,
     city: String,
+    after: Option<i64>,
 ) -> Attempt {
     let mut body = customer(&id, zip);
     body["customer_city"] = json!(city);
     let sent = Instant::now();
     let url = format!("{address}/create-customer");
-    let outcome = match http.post(url).json(&body).send().await {
+    let outcome = match after_version(http.post(url).json(&body), after).send().await {
         Err(_) => Outcome::NoAnswer,
         Ok(r) => {
             let code = r.status().as_u16();
@@ -209,5 +236,6 @@ pub async fn send(
         outcome,
         sent,
         answered: Instant::now(),
+        careful: None,
     }
 }

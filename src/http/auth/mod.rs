@@ -5,10 +5,11 @@
 //! - The API takes `Authorization: Bearer <token>`; anything else is a 401
 //!   JSON error. Tokens are compared as SHA-256 digests in constant time,
 //!   so neither where they differ nor the token's length shows in timing.
-//! - Every offered token is counted per client address in Redis, before it
-//!   is checked, and a right one resets the count (`access::attempts`):
-//!   after wrong ones the check waits, doubling each time, and past
-//!   `SIGN_IN_MAX_FAILURES` the address gets 429 with `retry-after`.
+//! - Wrong tokens are counted per client address in Redis, each before it
+//!   is answered, and a right one resets the count (`access::attempts`):
+//!   after wrong ones the next wrong answer waits, doubling each time, and
+//!   past `SIGN_IN_MAX_FAILURES` the address gets 429 with `retry-after`,
+//!   whatever the token. A right token is never counted and never waits.
 //! - The pages have a sign-in form. Signing in sets a session cookie
 //!   (HttpOnly, SameSite=Strict) signed with the token (`session`), whose
 //!   id is kept open in Redis until it expires: signing out ends it on
@@ -99,9 +100,11 @@ impl Guard {
         }
     }
 
-    /// Checks a token `client` offers via `via` (`sign_in` or `bearer`),
-    /// counting it first: `Ok(false)` for a wrong one, 429 when the
-    /// address has sent too many, 503 when Redis cannot count.
+    /// Checks a token `client` offers via `via` (`sign_in` or `bearer`):
+    /// `Ok(false)` for a wrong one (counted, and answered after the delay
+    /// its address has earned), 429 while the address is locked out
+    /// (whatever the token), 503 when Redis cannot count. A right token
+    /// never waits for other calls in flight (see `access::attempts`).
     pub async fn check_token(
         &self,
         token: &AdminToken,
@@ -109,27 +112,26 @@ impl Guard {
         given: &str,
         via: &'static str,
     ) -> Result<bool, ApiError> {
-        let attempt = self.access.begin_attempt(client).await;
-        let failures = match attempt.map_err(|e| unavailable(&e))? {
+        let right = token_matches(token, given);
+        let counted = if right {
+            self.access.token_succeeded(client).await
+        } else {
+            self.access.token_failed(client).await
+        };
+        match counted.map_err(|e| unavailable(&e))? {
             Attempt::Refused { retry_after } => {
                 crate::metrics::request_refused("too_many_failures");
-                tracing::info!(client, via, "admin token not checked: too many wrong ones");
-                return Err(ApiError::TooManyAttempts { retry_after });
+                tracing::info!(client, via, "admin token refused: too many wrong ones");
+                Err(ApiError::TooManyAttempts { retry_after })
             }
-            Attempt::Check { failures, wait } => {
+            Attempt::Answer { .. } if right => Ok(true),
+            Attempt::Answer { failures, wait } => {
+                crate::metrics::admin_token_failed(via);
+                tracing::info!(client, via, failures = failures + 1, "wrong admin token");
                 tokio::time::sleep(wait).await;
-                failures
+                Ok(false)
             }
-        };
-        if token_matches(token, given) {
-            if let Err(e) = self.access.attempt_succeeded(client).await {
-                tracing::warn!(error = %e, client, "failure count not reset");
-            }
-            return Ok(true);
         }
-        crate::metrics::admin_token_failed(via);
-        tracing::info!(client, via, failures = failures + 1, "wrong admin token");
-        Ok(false)
     }
 
     /// Whether an API request may change the cluster: no token configured,

@@ -60,7 +60,7 @@ struct NodeBacklog {
 /// Every node's catch-up state; shared by the write path (which puts nodes
 /// behind), the replay (which confirms) and the read path (which asks).
 #[derive(Debug)]
-pub struct Backlogs(BTreeMap<NodeId, NodeBacklog>);
+pub struct Backlogs(BTreeMap<NodeId, NodeBacklog>, AtomicBool);
 
 impl Backlogs {
     /// Every node starts *behind*: nothing is known until its replay has
@@ -80,7 +80,20 @@ impl Backlogs {
                     (n.clone(), state)
                 })
                 .collect(),
+            AtomicBool::new(false),
         )
+    }
+
+    /// Every node's queue was looked at once since start (see
+    /// `startup::tasks::first_look`).
+    pub fn set_looked(&self) {
+        self.1.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the first look at every queue is done: before it, every
+    /// node counts as behind, and the instance is not ready.
+    pub fn looked(&self) -> bool {
+        self.1.load(Ordering::SeqCst)
     }
 
     /// Something may have been queued for `node`.

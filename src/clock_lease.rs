@@ -253,10 +253,12 @@ impl ClockLease {
         if capped {
             crate::metrics::clock_follow_capped();
             if !was_capped {
-                tracing::warn!(ahead_of_redis_ms = (fastest - redis_now) / 1000,
+                tracing::warn!(
+                    ahead_of_redis_ms = (fastest - redis_now) / 1000,
                     cap_ms = MAX_FOLLOW_MICROS / 1000,
                     "an instance's clock is further ahead of Redis's than the cap: \
-                     following it only up to the cap (check the hosts' time sync)");
+                     following it only up to the cap (check the hosts' time sync)"
+                );
             }
         }
         crate::metrics::clock_offset(self.clock.offset());

@@ -65,12 +65,35 @@ impl<'a> Locate<'a> {
         copies
     }
 
-    /// What `region` holds of `ids`, from its first copy that answers.
+    /// What `region` holds of `ids`, from its first copy that answers
+    /// (a caught-up one if any does, else one still catching up).
     pub async fn held(&self, region: &Region, ids: &[&str]) -> RegionHeld {
+        self.held_from(region, ids, false).await
+    }
+
+    /// What `region` holds of `ids` for a decision that an absent copy
+    /// settles (a delete, a move's settling): only a caught-up copy that
+    /// has not lost its data answers. A node still replaying its queue, or
+    /// flagged as having lost data, may not hold yet what it will: a region
+    /// only such a node answers for is `None`, as if it could not be read.
+    /// (Without node statuses, `regiondb repair`: any copy that answers.)
+    pub async fn held_for_sure(&self, region: &Region, ids: &[&str]) -> RegionHeld {
+        self.held_from(region, ids, true).await
+    }
+
+    async fn held_from(&self, region: &Region, ids: &[&str], sure: bool) -> RegionHeld {
         for (node, collection, _) in self.order(region) {
             let Some(store) = self.stores.get(node) else {
                 continue;
             };
+            if sure
+                && let Some((_, backlogs)) = self.statuses
+                && !backlogs.readable(node)
+            {
+                tracing::debug!(region = %region.id, %node,
+                    "not asked: still catching up or lost its data");
+                continue;
+            }
             match store.held(&collection, ids).await {
                 Ok(held) => return Some(held),
                 Err(e) => tracing::debug!(region = %region.id, %node, error = %e,
@@ -86,10 +109,29 @@ impl<'a> Locate<'a> {
         except: Option<&NodeId>,
         ids: &[&str],
     ) -> Vec<(&'r Region, RegionHeld)> {
+        self.elsewhere_from(except, ids, false).await
+    }
+
+    /// [`Locate::elsewhere`], each region asked with
+    /// [`Locate::held_for_sure`].
+    pub async fn elsewhere_for_sure<'r>(
+        &'r self,
+        except: Option<&NodeId>,
+        ids: &[&str],
+    ) -> Vec<(&'r Region, RegionHeld)> {
+        self.elsewhere_from(except, ids, true).await
+    }
+
+    async fn elsewhere_from<'r>(
+        &'r self,
+        except: Option<&NodeId>,
+        ids: &[&str],
+        sure: bool,
+    ) -> Vec<(&'r Region, RegionHeld)> {
         let others: Vec<&Region> = (self.regions.regions().iter())
             .filter(|r| except != Some(&r.id))
             .collect();
-        let held = join_all(others.iter().map(|r| self.held(r, ids))).await;
+        let held = join_all(others.iter().map(|r| self.held_from(r, ids, sure))).await;
         others.into_iter().zip(held).collect()
     }
 

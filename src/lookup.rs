@@ -3,6 +3,12 @@
 //! region; its fields come from the best copy of that version's region (the
 //! read path's rule), and each copy says whether it is current, stale,
 //! missing, a tombstone, or on a node that could not be asked.
+//!
+//! A node still replaying its queue, or flagged as having lost its data,
+//! is asked but is not the only answer: a region none of whose other
+//! copies answered is *unconfirmed* (the record, or a newer version of it,
+//! may be on its way there). A record found nowhere with a region
+//! unconfirmed is not "not found" but "not known yet" ([`Unsure`]).
 
 use futures::future::join_all;
 use serde::Serialize;
@@ -62,6 +68,23 @@ pub struct Found {
     /// The copies disagree: a copy of the record's region is not current,
     /// or another region still holds a live copy.
     pub divergent: bool,
+    /// Regions no caught-up copy answered for: a newer version may still
+    /// be on its way there.
+    pub unconfirmed: Vec<NodeId>,
+}
+
+/// No copy that answered holds the record, but these regions could not be
+/// ruled out: their copies are unavailable, did not answer, are still
+/// replaying their queues or lost their data.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "no copy that could be read holds it, but {} could not be ruled out \
+     (unavailable, unreachable, still replaying its queue, or lost its data): \
+     it may be on its way there; try again shortly",
+    .regions.iter().map(NodeId::as_str).collect::<Vec<_>>().join(", ")
+)]
+pub struct Unsure {
+    pub regions: Vec<NodeId>,
 }
 
 /// What one copy holds of the record: its node, its role, and what it
@@ -76,18 +99,33 @@ pub struct Lookup<'a> {
 }
 
 impl Lookup<'_> {
-    /// The record `id` and its copies; `None` when no copy holds it.
-    pub async fn find(&self, id: &str) -> Option<Found> {
+    /// The record `id` and its copies; `Ok(None)` when no copy holds it
+    /// and every region was ruled out.
+    pub async fn find(&self, id: &str) -> Result<Option<Found>, Unsure> {
         let regions = self.regions.regions();
         let held = join_all(regions.iter().map(|r| self.both(r, id))).await;
+        let unconfirmed: Vec<NodeId> = (regions.iter().zip(&held))
+            .filter(|(_, copies)| !copies.iter().any(|c| self.confirms(c)))
+            .map(|(r, _)| r.id.clone())
+            .collect();
         let newest = (held.iter().flatten())
             .filter_map(|(_, _, h)| h.as_ref().ok().and_then(|h| h.as_ref()))
             .filter_map(|h| h.version.map(|v| (v, !h.deleted)))
-            .max()?;
-        let (version, live) = newest;
+            .max();
+        let Some((version, live)) = newest else {
+            return match unconfirmed.is_empty() {
+                true => Ok(None),
+                false => Err(Unsure {
+                    regions: unconfirmed,
+                }),
+            };
+        };
         let home_region = (regions.iter().zip(&held))
             .find(|(_, copies)| copies.iter().any(|(_, _, h)| holds(h, version, live)))
-            .map(|(r, _)| r)?;
+            .map(|(r, _)| r);
+        let Some(home_region) = home_region else {
+            return Ok(None);
+        };
         let copies = copy_views(regions, &held, version, &home_region.id);
         let expected = if live {
             CopyState::Current
@@ -106,7 +144,7 @@ impl Lookup<'_> {
         } else {
             (None, None)
         };
-        Some(Found {
+        Ok(Some(Found {
             record,
             served_by,
             region: home_region.id.clone(),
@@ -114,7 +152,14 @@ impl Lookup<'_> {
             deleted: !live,
             copies,
             divergent,
-        })
+            unconfirmed,
+        }))
+    }
+
+    /// Whether a copy's answer rules its region out or in: it answered,
+    /// and its node is caught up and kept its data.
+    fn confirms(&self, (node, _, held): &Asked) -> bool {
+        held.is_ok() && self.backlogs.readable(node)
     }
 
     /// What both copies of `region` hold of `id` (per copy: its node, role

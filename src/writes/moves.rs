@@ -8,8 +8,11 @@
 //! region gets the tombstone instead. A region none of whose copies can be
 //! read is looked at again every few seconds until it can be (should the
 //! process stop first, repair finds what is left, and reads meanwhile leave
-//! out a copy another region holds a newer version of). Every tombstone is
-//! placed like any copy: stored, or queued for an unavailable node.
+//! out a copy another region holds a newer version of). A region only a
+//! node still replaying its queue (or one that lost its data) could answer
+//! for counts as one that cannot be read: what it lacks may be on its way
+//! (see `Locate::held_for_sure`). Every tombstone is placed like any copy:
+//! stored, or queued for an unavailable node.
 //!
 //! A delete is the same move to nowhere: a tombstone at a new version in
 //! the region the record lives in, and in every region that cannot be read.
@@ -105,7 +108,7 @@ impl WritePath {
         let first = &placed[0].region;
         let except = placed.iter().all(|p| p.region == *first).then_some(first);
         let locate = self.locate();
-        let elsewhere = locate.elsewhere(except, &ids).await;
+        let elsewhere = locate.elsewhere_for_sure(except, &ids).await;
         let mut tombstones = Vec::new();
         for record in placed {
             let own = self.regions.get(record.region.as_str());
@@ -163,7 +166,7 @@ impl WritePath {
             return Err(WriteError::NoVersion);
         };
         let locate = self.locate();
-        let held = locate.elsewhere(None, &[id.as_str()]).await;
+        let held = locate.elsewhere_for_sure(None, &[id.as_str()]).await;
         let live: Vec<&Region> = (held.iter())
             .filter(|(_, h)| {
                 h.as_ref()

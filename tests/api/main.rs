@@ -2,6 +2,7 @@
 //! (jongodb) servers; see `helpers.rs`.
 
 mod admin;
+mod behind;
 mod bounds;
 mod browser;
 mod config;
@@ -28,7 +29,7 @@ mod restarts;
 mod scale;
 mod secured;
 mod security;
-mod skew;
 mod sessions;
+mod skew;
 mod stalls;
 mod writes;

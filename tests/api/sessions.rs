@@ -251,7 +251,10 @@ async fn right_tokens_in_parallel_never_wait_and_parallel_guesses_stop_at_the_li
     let right = futures::future::join_all((0..30).map(|_| switch(TOKEN))).await;
     for (code, took) in &right {
         assert_eq!(*code, StatusCode::OK);
-        assert!(*took < Duration::from_secs(1), "a right token waited {took:?}");
+        assert!(
+            *took < Duration::from_secs(1),
+            "a right token waited {took:?}"
+        );
     }
 
     let wrong = futures::future::join_all((0..30).map(|_| switch("wrong"))).await;

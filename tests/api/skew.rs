@@ -21,7 +21,10 @@ async fn write_at(
 ) -> (StatusCode, Value) {
     let mut body = customer(id, ZIP_2);
     body["customer_city"] = json!(city);
-    let mut request = app.http.post(format!("{address}/create-customer")).json(&body);
+    let mut request = app
+        .http
+        .post(format!("{address}/create-customer"))
+        .json(&body);
     if let Some(after) = after {
         request = request.header("RegionDB-After-Version", after.to_string());
     }
@@ -111,7 +114,10 @@ async fn a_receipt_sent_back_orders_the_next_write_exactly() {
     }
     let (code, body) = write_at(&app, &app.address, "c2", "far", Some(far)).await;
     assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    assert!(body["error"].as_str().unwrap_or("").contains("ahead"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap_or("").contains("ahead"),
+        "{body}"
+    );
     assert!(app.doc("region_2", "customers", "c2").await.is_none());
     let after = version_at(&app, &app.address, "c3", "after").await;
     assert!(after < far, "a refused header moved the clock: {after}");
@@ -139,7 +145,8 @@ async fn a_hint_ahead_of_the_host_but_not_of_the_cluster_is_replayed() {
     let ahead = floor - 10_000_000;
     app.produce_hint("region_2", "f1", &hint("f1", ahead)).await;
     let beyond = floor + 3_600_000_000;
-    app.produce_hint("region_2", "f2", &hint("f2", beyond)).await;
+    app.produce_hint("region_2", "f2", &hint("f2", beyond))
+        .await;
     wait_until("the floor to be read back", DEADLINE, || async {
         app.metric("regiondb_clock_follow_capped_total", &[]).await > 0.0
     })
@@ -169,8 +176,14 @@ async fn a_clock_far_ahead_is_followed_only_up_to_the_cap() {
     })
     .await;
     let offset = app.metric("regiondb_clock_offset_seconds", &[]).await;
-    assert!((9.0..=10.5).contains(&offset), "followed {offset} s, not the cap");
+    assert!(
+        (9.0..=10.5).contains(&offset),
+        "followed {offset} s, not the cap"
+    );
     let version = version_at(&app, &app.address, "c1", "capped").await;
-    assert!(version < now_micros() + 11_000_000, "{version} dragged into the future");
+    assert!(
+        version < now_micros() + 11_000_000,
+        "{version} dragged into the future"
+    );
     assert!(app.app_log().contains("following it only up to the cap"));
 }

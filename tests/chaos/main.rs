@@ -156,7 +156,9 @@ async fn main() -> ExitCode {
         app.dir.display()
     );
     let b_clock = skewed_clock(B_CLOCK);
-    let b = app.spawn_instance_with("regiondb-b", &skewed(&b_clock)).await;
+    let b = app
+        .spawn_instance_with("regiondb-b", &skewed(&b_clock))
+        .await;
     let addresses = Arc::new(RwLock::new(vec![app.address.clone(), b.address.clone()]));
     let progress = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicBool::new(false));

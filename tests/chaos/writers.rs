@@ -213,7 +213,10 @@ pub async fn send(
     body["customer_city"] = json!(city);
     let sent = Instant::now();
     let url = format!("{address}/create-customer");
-    let outcome = match after_version(http.post(url).json(&body), after).send().await {
+    let outcome = match after_version(http.post(url).json(&body), after)
+        .send()
+        .await
+    {
         Err(_) => Outcome::NoAnswer,
         Ok(r) => {
             let code = r.status().as_u16();

@@ -174,6 +174,10 @@ pub struct CustomerAnswer {
     pub copies: Vec<CopyView>,
     /// The copies disagree (a repair makes them agree).
     pub divergent: bool,
+    /// Regions no caught-up copy answered for (unavailable, unreachable,
+    /// still replaying their queues, or lost their data): a newer version
+    /// may still be on its way there.
+    pub unconfirmed: Vec<NodeId>,
 }
 
 impl CustomerAnswer {
@@ -191,6 +195,7 @@ impl CustomerAnswer {
             deleted: found.deleted,
             copies: found.copies,
             divergent: found.divergent,
+            unconfirmed: found.unconfirmed,
         }
     }
 }
@@ -213,6 +218,7 @@ fn customer_id(path: Result<Path<String>, PathRejection>) -> Result<CustomerId, 
         QueryErrors,
         (status = 404, description = "No copy holds it, or it is deleted", body = ErrorBody),
         (status = 422, description = "A bad id or include_deleted", body = ErrorBody),
+        (status = 503, description = "No copy that could be read holds it, but a region could not be ruled out (its copies are unavailable, unreachable, still replaying their queues or lost their data)", body = ErrorBody),
         ReadsBusy,
     ))]
 pub async fn lookup_customer(
@@ -224,7 +230,10 @@ pub async fn lookup_customer(
     let Query(params) = query?;
     let include_deleted = flag_value(&params, "include_deleted")?;
     let lookup = state.lookup();
-    let found = lookup.find(id.as_str()).await;
+    let found = lookup
+        .find(id.as_str())
+        .await
+        .map_err(|unsure| ApiError::Unavailable(format!("customer {}: {unsure}", id.as_str())))?;
     match found {
         Some(found) if !found.deleted || include_deleted => {
             Ok(Json(CustomerAnswer::of(id.as_str(), found)))

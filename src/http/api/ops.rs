@@ -58,7 +58,10 @@ async fn check_readiness(state: &AppState) -> (StatusCode, Readiness) {
                 .map(|s| async move { (s.node().clone(), s.ping().await) })
         ),
     );
-    let ready = redis.is_ok() && kafka.is_ok();
+    // Until every node's queue was looked at once, every node counts as
+    // behind (deletes and moves would take every region as unreadable).
+    let looked = state.backlogs.looked();
+    let ready = redis.is_ok() && kafka.is_ok() && looked;
     let word = |r: Result<(), String>| r.map_or_else(|e| format!("error: {e}"), |()| "ok".into());
     let nodes = mongo
         .into_iter()
@@ -74,10 +77,13 @@ async fn check_readiness(state: &AppState) -> (StatusCode, Readiness) {
             tracing::warn!(error = %e, "readiness: redis");
             e.short_reason()
         })),
-        kafka: word(kafka.map_err(|e| {
-            tracing::warn!(error = %e, "readiness: kafka");
-            e.short_reason()
-        })),
+        kafka: match kafka {
+            Ok(()) if !looked => "starting: the node queues are being looked at".into(),
+            kafka => word(kafka.map_err(|e| {
+                tracing::warn!(error = %e, "readiness: kafka");
+                e.short_reason()
+            })),
+        },
         nodes,
     };
     let code = if ready {

@@ -25,6 +25,8 @@ struct RecordPage {
     auth: PageAuth,
     id: String,
     found: Option<Found>,
+    /// Why a record found nowhere may still exist (see `lookup::Unsure`).
+    unsure: Option<String>,
     banner: Option<String>,
     banner_kind: &'static str,
 }
@@ -55,7 +57,10 @@ async fn page(
     id: String,
     banner: Option<(&'static str, String)>,
 ) -> RecordPage {
-    let found = state.lookup().find(&id).await;
+    let (found, unsure) = match state.lookup().find(&id).await {
+        Ok(found) => (found, None),
+        Err(unsure) => (None, Some(unsure.to_string())),
+    };
     let (banner_kind, banner) = banner.map_or(("", None), |(k, b)| (k, Some(b)));
     RecordPage {
         page: "record",
@@ -63,6 +68,7 @@ async fn page(
         auth,
         id,
         found,
+        unsure,
         banner,
         banner_kind,
     }
@@ -76,6 +82,8 @@ pub async fn record_page(
     let page = page(&state, auth, id, None).await;
     let status = if page.found.is_some() {
         StatusCode::OK
+    } else if page.unsure.is_some() {
+        StatusCode::SERVICE_UNAVAILABLE
     } else {
         StatusCode::NOT_FOUND
     };

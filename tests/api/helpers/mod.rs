@@ -31,7 +31,13 @@ use std::time::Duration;
 // Shared by three test targets (the suite, the chaos run, the benchmark),
 // each of which uses some of these.
 #[allow(unused_imports)]
-pub use {faults::{faketime_library, skewed_clock}, fixtures::*, http::*, mongo::*, procs::*};
+pub use {
+    faults::{faketime_library, skewed_clock},
+    fixtures::*,
+    http::*,
+    mongo::*,
+    procs::*,
+};
 
 /// How the app is configured beyond the service addresses.
 #[derive(Clone, Default)]

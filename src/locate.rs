@@ -15,7 +15,7 @@ use futures::future::join_all;
 use crate::backlog::Backlogs;
 use crate::domain::{CustomerCopy, NodeId, Region, RegionMap};
 use crate::nodes::NodeStatuses;
-use crate::store::{Held, NodeStore, Stores};
+use crate::store::{Held, NodeStore, StoreError, Stores};
 
 /// What a region holds of some ids; `None` when no copy of the region
 /// could be read.
@@ -133,6 +133,32 @@ impl<'a> Locate<'a> {
             .collect();
         let held = join_all(others.iter().map(|r| self.held_from(r, ids, sure))).await;
         others.into_iter().zip(held).collect()
+    }
+
+    /// What every copy (home and replica) of every region but `except`
+    /// holds of `ids`; an error if any copy cannot be read (a purge must
+    /// see them all: see `repair::purge`).
+    pub async fn every_copy(
+        &self,
+        except: Option<&NodeId>,
+        ids: &[&str],
+    ) -> Result<Vec<HashMap<String, Held>>, StoreError> {
+        let copies: Vec<(&NodeId, String)> = (self.regions.regions().iter())
+            .filter(|r| except != Some(&r.id))
+            .flat_map(|r| {
+                [
+                    (&r.id, CustomerCopy::PRIMARY_COLLECTION.to_owned()),
+                    (&r.replica, CustomerCopy::replica_collection(&r.id)),
+                ]
+            })
+            .collect();
+        let asked = copies.iter().map(|(node, collection)| async move {
+            match self.stores.get(node) {
+                Some(store) => store.held(collection, ids).await,
+                None => Ok(HashMap::new()),
+            }
+        });
+        join_all(asked).await.into_iter().collect()
     }
 
     /// The store of `node`.

@@ -6,10 +6,12 @@
 use std::process::ExitCode;
 
 use super::CliError;
+use crate::backlog::Backlogs;
 use crate::config::Config;
 use crate::domain::NodeId;
 use crate::hints::HintLog;
-use crate::repair::{RegionRepair, purge, purge_rule, render_table, repair};
+use crate::nodes::{NodeStatuses, StatusError};
+use crate::repair::{RegionRepair, blocked_by, purge, purge_rule, render_table, repair};
 use crate::store::Stores;
 
 /// Exit code 1 if a region could not be fully compared, 2 for a bad
@@ -59,7 +61,11 @@ async fn purge_too(
         Ok(h) => h,
         Err(e) => return tracing::warn!(error = %e, "no purge: kafka"),
     };
-    let rule = purge_rule(&hints, &nodes, config.purge.grace).await;
+    let blocked = match node_view(config, &nodes).await {
+        Ok(statuses) => blocked_by(&statuses, &nodes),
+        Err(e) => Some(format!("the node statuses cannot be read from redis ({e})")),
+    };
+    let rule = purge_rule(&hints, &nodes, config.purge.grace, blocked).await;
     for purged in purge(&config.regions, stores, only, &rule).await {
         if let Some(reason) = &purged.unreachable {
             tracing::info!(region = %purged.region, %reason, "not purged");
@@ -68,4 +74,16 @@ async fn purge_too(
             report.purged += purged.purged;
         }
     }
+}
+
+/// The nodes' statuses and data-loss flags as Redis has them now. The
+/// queues are asked of Kafka, so every node counts as caught up here.
+async fn node_view(config: &Config, nodes: &[NodeId]) -> Result<NodeStatuses, StatusError> {
+    let backlogs = std::sync::Arc::new(Backlogs::new(nodes));
+    let statuses = NodeStatuses::connect(&config.redis, nodes, backlogs.clone()).await?;
+    statuses.resync().await?;
+    for node in nodes {
+        backlogs.confirm(node, backlogs.epoch(node));
+    }
+    Ok(statuses)
 }

@@ -1,7 +1,7 @@
 //! The automatic purge: every `PURGE_INTERVAL_MS`, one instance (a lock in
 //! Redis whose expiry is the interval) purges the tombstones the rule allows
-//! (see `purge`), on the regions whose two nodes are available and whose
-//! queues are empty.
+//! (see `purge`): only while every node is available, caught up and kept
+//! its data, and every queue is empty.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -53,20 +53,40 @@ impl AutoPurge {
     /// The cut-off first, then the queues: a queue seen empty after the
     /// cut-off holds no hint written before it.
     async fn rule(&self) -> PurgeRule {
-        let available = |n: &NodeId| self.statuses.status(n).is_available();
-        let nodes: Vec<NodeId> = self
-            .regions
-            .nodes()
-            .filter(|n| available(n))
-            .cloned()
-            .collect();
-        purge_rule(&self.hints, &nodes, self.grace).await
+        let nodes: Vec<NodeId> = self.regions.nodes().cloned().collect();
+        let blocked = blocked_by(&self.statuses, &nodes);
+        purge_rule(&self.hints, &nodes, self.grace, blocked).await
     }
 }
 
+/// Why no tombstone may be purged now, from this view of the nodes: a node
+/// unavailable, catching up on its queue, or flagged as having lost data.
+pub fn blocked_by(statuses: &NodeStatuses, nodes: &[NodeId]) -> Option<String> {
+    let backlogs = statuses.backlogs();
+    let why = |n: &NodeId| {
+        if !statuses.status(n).is_available() {
+            Some(format!("{n} is unavailable"))
+        } else if backlogs.lost(n) {
+            Some(format!("{n} lost its data and is not repaired yet"))
+        } else if !backlogs.caught_up(n) {
+            Some(format!("{n} is catching up on its queue"))
+        } else {
+            None
+        }
+    };
+    let reasons: Vec<String> = nodes.iter().filter_map(why).collect();
+    (!reasons.is_empty()).then(|| reasons.join(", "))
+}
+
 /// Which of `nodes` have an empty hint queue now, and the version a
-/// tombstone must be below (now minus `grace`).
-pub async fn purge_rule(hints: &HintLog, nodes: &[NodeId], grace: Duration) -> PurgeRule {
+/// tombstone must be below (now minus `grace`; this host's clock, never
+/// ahead of the cluster's, which follows the fastest).
+pub async fn purge_rule(
+    hints: &HintLog,
+    nodes: &[NodeId],
+    grace: Duration,
+    blocked: Option<String>,
+) -> PurgeRule {
     let grace = i64::try_from(grace.as_micros()).unwrap_or(i64::MAX);
     let before = now_micros().saturating_sub(grace);
     let mut empty_queues = BTreeSet::new();
@@ -82,5 +102,6 @@ pub async fn purge_rule(hints: &HintLog, nodes: &[NodeId], grace: Duration) -> P
     PurgeRule {
         before,
         empty_queues,
+        blocked,
     }
 }

@@ -36,7 +36,7 @@ mod purge;
 mod record;
 
 pub use auto::AutoRepair;
-pub use auto_purge::{AutoPurge, purge_rule};
+pub use auto_purge::{AutoPurge, blocked_by, purge_rule};
 use compare::{Sides, repair_one, repair_region};
 pub use purge::{PurgeRule, purge};
 pub use record::{RepairRecord, RepairTrigger, render_table};

@@ -22,6 +22,7 @@ mod metrics;
 mod nodes;
 mod openapi;
 mod pages;
+mod purge;
 mod reads;
 mod repair;
 mod replay;

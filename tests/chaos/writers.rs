@@ -84,7 +84,7 @@ impl Writer {
     pub async fn run(mut self) -> Vec<Attempt> {
         let mut attempts = Vec::new();
         let mut n = 0;
-        let careful = self.number % 2 == 0;
+        let careful = self.number.is_multiple_of(2);
         let mut last_receipt: Option<i64> = None;
         while !self.done.load(Ordering::SeqCst) {
             if self.progress.fetch_add(1, Ordering::SeqCst) >= self.target {

@@ -8,18 +8,28 @@
 //! still the one Redis remembers:
 //!
 //! - no marker, none remembered: a new node; it gets its marker;
-//! - a marker, none remembered (Redis lost its data, or an older regiondb
-//!   made the node): the marker is remembered;
 //! - no marker but one remembered: the node came back **empty** (a disk
 //!   replaced, a container recreated without its volume);
 //! - another marker than the remembered one: the node was **replaced** by
-//!   another database (an old backup, another deployment's volume).
+//!   another database (an old backup, another deployment's volume);
+//! - a marker, none remembered (Redis lost its data and no running instance
+//!   remembered it, or an older regiondb made the node): the node's identity
+//!   cannot be confirmed (**unconfirmed**): it may be an old backup;
+//! - the marker says the node is still being **refilling** (a loss found
+//!   earlier whose repair has not completed: the flag in Redis was lost).
 //!
-//! In the last two cases the node goes into `regiondb:data_loss`: every
+//! In these four cases the node goes into `regiondb:data_loss`: every
 //! instance then reads its regions from the other copy, as for a node
 //! catching up on its backlog (see `backlog`), and the lease holder repairs
 //! every region the node is home or replica for. When all of them are
-//! complete, the node leaves `regiondb:data_loss` and reads come back to it.
+//! complete, the node leaves `regiondb:data_loss` (and its marker stops
+//! saying `refilling`) and reads come back to it.
+//!
+//! What a node lost survives Redis losing its data three ways: the running
+//! instances write the flags and the remembered identities back with the
+//! statuses (`nodes::restore`); the node's own marker says it is being
+//! refilled; and a marker no one remembers is not trusted until a repair
+//! has confirmed the node's contents.
 //! A region whose other node is unavailable, or still replaying hints queued
 //! for it (its copy would be missing them), waits (and with it the flag);
 //! the repair is tried again after the next ping. Repairs are idempotent
@@ -32,17 +42,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::domain::{NodeId, RegionMap, now_millis};
-use crate::nodes::{DATA_LOSS_HASH, NodeStatuses, StatusError};
+use crate::nodes::{DATA_LOSS_HASH, IDENTITY_HASH, NodeStatuses, StatusError};
 use crate::repair::{RepairRecord, RepairTrigger, repair};
 use crate::store::{NodeStore, StoreError, Stores};
 
-/// Each node's incarnation, as regiondb last saw its marker.
-pub const IDENTITY_HASH: &str = "regiondb:node_identities";
-
 /// Compares the node's marker (ARGV[2], '' if none) with the remembered one,
 /// remembers the new state and flags a loss. ARGV: node, seen, a fresh
-/// incarnation (for a node without a marker), the time (Unix ms). Returns the
-/// verdict and whether the node is flagged as having lost its data.
+/// incarnation (for a node without a marker), the time (Unix ms), '1' if
+/// the marker says the node is being refilled. Returns the verdict, whether
+/// the node is flagged as having lost its data, and the reason it was
+/// flagged now ('' if it was not).
 const CHECK_SCRIPT: &str = r#"
 local known = redis.call('HGET', KEYS[1], ARGV[1])
 local verdict
@@ -58,11 +67,18 @@ else
   verdict = 'replaced'
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 end
+local reason = ''
 if verdict == 'empty' or verdict == 'replaced' then
-  redis.call('HSET', KEYS[2], ARGV[1],
-    '{"reason":"' .. verdict .. '","at_ms":' .. ARGV[4] .. '}')
+  reason = verdict
+elseif redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then
+  if ARGV[5] == '1' then reason = 'refilling'
+  elseif verdict == 'adopted' then reason = 'unconfirmed' end
 end
-return {verdict, redis.call('HEXISTS', KEYS[2], ARGV[1])}
+if reason ~= '' then
+  redis.call('HSET', KEYS[2], ARGV[1],
+    '{"reason":"' .. reason .. '","at_ms":' .. ARGV[4] .. '}')
+end
+return {verdict, redis.call('HEXISTS', KEYS[2], ARGV[1]), reason}
 "#;
 
 #[derive(Debug, thiserror::Error)]
@@ -124,39 +140,50 @@ impl Recovery {
         let node = store.node();
         let seen = store.identity().await?;
         let fresh = format!("{:016x}", rand::random::<u64>());
+        let refilling = seen.as_ref().is_some_and(|m| m.refilling);
         static SCRIPT: std::sync::LazyLock<redis::Script> =
             std::sync::LazyLock::new(|| redis::Script::new(CHECK_SCRIPT));
-        let (verdict, flagged): (String, i64) = SCRIPT
+        let (verdict, flagged, reason): (String, i64, String) = SCRIPT
             .key(IDENTITY_HASH)
             .key(DATA_LOSS_HASH)
             .arg(node.as_str())
-            .arg(seen.as_deref().unwrap_or(""))
+            .arg(seen.as_ref().map_or("", |m| m.incarnation.as_str()))
             .arg(&fresh)
             .arg(now_millis())
+            .arg(if refilling { "1" } else { "" })
             .invoke_async(&mut self.statuses.redis())
             .await?;
-        match verdict.as_str() {
-            "new" => {
-                store.mark_identity(&fresh).await?;
-            }
-            "empty" | "replaced" => {
-                tracing::warn!(%node, verdict,
-                    "node lost its data: its regions are read from the other copies until repaired");
-                let reason = if verdict == "empty" {
-                    "empty"
-                } else {
-                    "replaced"
-                };
-                crate::metrics::data_loss_detected(node.as_str(), reason);
-                self.statuses.backlogs().set_lost(node, true);
-                self.statuses.announce_change("data loss").await;
-                if verdict == "empty" {
-                    store.mark_identity(&fresh).await?;
-                }
-            }
-            _ => {}
+        let marker = match verdict.as_str() {
+            "new" => store.mark_identity(&fresh, false).await?,
+            "empty" => store.mark_identity(&fresh, true).await?,
+            _ => seen.map_or(fresh, |m| m.incarnation),
+        };
+        self.statuses.remember_identity(node, &marker);
+        if !reason.is_empty() {
+            self.flagged(store, &reason).await?;
         }
         Ok(flagged == 1)
+    }
+
+    /// `store`'s node was just flagged as having lost its data (`reason`).
+    async fn flagged(&self, store: &NodeStore, reason: &str) -> Result<(), CheckError> {
+        let node = store.node();
+        tracing::warn!(%node, reason,
+            "node lost its data (or cannot be confirmed): its regions are read from the other \
+             copies until repaired");
+        let reason = match reason {
+            "empty" => "empty",
+            "replaced" => "replaced",
+            "refilling" => "refilling",
+            _ => "unconfirmed",
+        };
+        crate::metrics::data_loss_detected(node.as_str(), reason);
+        self.statuses.backlogs().set_lost(node, true);
+        self.statuses.announce_change("data loss").await;
+        if reason != "empty" {
+            store.set_refilling(true).await?;
+        }
+        Ok(())
     }
 
     fn start_repair(self: &Arc<Self>, node: NodeId) {
@@ -231,7 +258,10 @@ impl Recovery {
         }
     }
 
-    async fn clear(&self, node: &NodeId) -> Result<(), StatusError> {
+    async fn clear(&self, node: &NodeId) -> Result<(), CheckError> {
+        if let Some(store) = self.stores.get(node) {
+            store.set_refilling(false).await?;
+        }
         let mut conn = self.statuses.redis();
         let _: i64 = redis::cmd("HDEL")
             .arg(DATA_LOSS_HASH)

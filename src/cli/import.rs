@@ -91,6 +91,8 @@ pub async fn run(config: &Config, path: &Path, batch: usize) -> Result<ExitCode,
     );
     let services = Services::connect(config, &instance, Duration::ZERO).await?;
     (services.hints.ensure_topics(&services.nodes).await).map_err(CliError::Topics)?;
+    let s = &services;
+    crate::startup::first_look(&s.nodes, &s.statuses, &s.hints, &s.backlogs).await;
     // The import places batches itself, never through single writes.
     let writes = services.write_path(config, 1);
     let shutdown = CancellationToken::new();

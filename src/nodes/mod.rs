@@ -61,6 +61,9 @@ pub const PURGE_LOCK: &str = "regiondb:purge";
 /// Nodes that lost their data and await their repair: node -> JSON
 /// `{"reason", "at_ms"}` (see `recovery`).
 pub const DATA_LOSS_HASH: &str = "regiondb:data_loss";
+/// Each node's incarnation, as regiondb last saw its marker (see
+/// `recovery`).
+pub const IDENTITY_HASH: &str = "regiondb:node_identities";
 /// Per node, how many hints any instance has queued for it: a count that
 /// grew tells every instance the node has a backlog.
 pub const QUEUED_HASH: &str = "regiondb:hints_queued";
@@ -116,9 +119,20 @@ pub struct NodeStatuses {
     /// The hashes have been read once: from then on a missing status hash
     /// means Redis lost its data.
     loaded: std::sync::atomic::AtomicBool,
+    /// Each node's marker as this instance last saw it (written back to
+    /// Redis with the statuses if Redis loses them: see `restore`).
+    identities: std::sync::RwLock<HashMap<NodeId, String>>,
 }
 
 type Hash = HashMap<String, String>;
+
+/// What one read of the hashes found.
+struct Hashes {
+    statuses: Hash,
+    sources: Hash,
+    lost: Hash,
+    queued: HashMap<String, i64>,
+}
 
 impl NodeStatuses {
     /// Connects; the statuses are read by [`NodeStatuses::load`].
@@ -142,6 +156,7 @@ impl NodeStatuses {
             records: std::sync::RwLock::new(HashMap::new()),
             backlogs,
             loaded: std::sync::atomic::AtomicBool::new(false),
+            identities: std::sync::RwLock::new(HashMap::new()),
         })
     }
 
@@ -204,24 +219,38 @@ impl NodeStatuses {
         StatusRecord::explain(records.get(node), self.status(node))
     }
 
+    /// The marker `node` carried when this instance last checked it.
+    pub fn remember_identity(&self, node: &NodeId, incarnation: &str) {
+        let mut known = self.identities.write().unwrap_or_else(|e| e.into_inner());
+        known.insert(node.clone(), incarnation.to_owned());
+    }
+
     fn record_local(&self, node: &NodeId, record: StatusRecord) {
         let mut records = self.records.write().unwrap_or_else(|e| e.into_inner());
         records.insert(node.clone(), record);
     }
 
-    /// Re-reads both hashes into the local view. A status hash that is gone
+    /// Re-reads the hashes into the local view. A status hash that is gone
     /// altogether (after the first read) means Redis lost its data: it is
-    /// restored from this view rather than read as "every node available";
-    /// a single field deleted by hand still reads as the start-up default.
+    /// restored from this view (with the data-loss flags and identities)
+    /// rather than read as "every node available, none lost"; a single
+    /// field deleted by hand still reads as the start-up default.
     pub async fn resync(&self) -> Result<(), StatusError> {
-        let (mut stored, mut sources) = self.read_hashes().await?;
-        if stored.is_empty() && self.loaded.load(std::sync::atomic::Ordering::SeqCst) {
+        let mut read = self.read_hashes().await?;
+        if read.statuses.is_empty() && self.loaded.load(std::sync::atomic::Ordering::SeqCst) {
             self.restore().await?;
-            (stored, sources) = self.read_hashes().await?;
+            read = self.read_hashes().await?;
         }
-        self.apply_sources(&sources);
         for node in self.views.keys() {
-            let status = match stored.get(node.as_str()) {
+            self.backlogs
+                .set_lost(node, read.lost.contains_key(node.as_str()));
+            if let Some(count) = read.queued.get(node.as_str()) {
+                self.backlogs.shared_queued(node, *count);
+            }
+        }
+        self.apply_sources(&read.sources);
+        for node in self.views.keys() {
+            let status = match read.statuses.get(node.as_str()) {
                 // Deleted by hand: the start-up default.
                 None => NodeStatus::Available,
                 Some(raw) => raw.parse().unwrap_or_else(|_| {
@@ -236,7 +265,7 @@ impl NodeStatuses {
         Ok(())
     }
 
-    async fn read_hashes(&self) -> Result<(Hash, Hash), StatusError> {
+    async fn read_hashes(&self) -> Result<Hashes, StatusError> {
         let mut conn = self.conn.clone();
         let (statuses, sources, lost, queued): (Hash, Hash, Hash, HashMap<String, i64>) =
             redis::pipe()
@@ -246,14 +275,12 @@ impl NodeStatuses {
                 .hgetall(QUEUED_HASH)
                 .query_async(&mut conn)
                 .await?;
-        for node in self.views.keys() {
-            self.backlogs
-                .set_lost(node, lost.contains_key(node.as_str()));
-            if let Some(count) = queued.get(node.as_str()) {
-                self.backlogs.shared_queued(node, *count);
-            }
-        }
-        Ok((statuses, sources))
+        Ok(Hashes {
+            statuses,
+            sources,
+            lost,
+            queued,
+        })
     }
 
     fn apply_sources(&self, sources: &Hash) {

@@ -21,7 +21,7 @@ use crate::writes::PlacedRecord;
 mod services;
 mod tasks;
 
-pub use services::{ConnectError, Services};
+pub use services::{ConnectError, Services, first_look};
 
 /// How long start-up waits for Redis before giving up: node statuses are
 /// the one thing regiondb cannot guess.

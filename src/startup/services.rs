@@ -150,3 +150,28 @@ impl Services {
         }
     }
 }
+
+/// Once the topics exist: every available node whose topic holds nothing
+/// uncommitted is caught up (a serving instance's replay would confirm it
+/// a moment later; until then deletes and moves count its region as
+/// unreadable, and `regiondb import` runs no replay at all). Readiness
+/// waits for this look (see `Backlogs::looked`). Nodes Kafka cannot tell
+/// about stay behind until a replay looks.
+pub async fn first_look(
+    nodes: &[NodeId],
+    statuses: &NodeStatuses,
+    hints: &HintLog,
+    backlogs: &Backlogs,
+) {
+    let looks = (nodes.iter())
+        .filter(|node| statuses.status(node).is_available())
+        .map(|node| async move {
+            let epoch = backlogs.epoch(node);
+            match hints.queued(node).await {
+                Ok(0) => backlogs.confirm(node, epoch),
+                queued => tracing::debug!(%node, ?queued, "not caught up at start"),
+            }
+        });
+    futures::future::join_all(looks).await;
+    backlogs.set_looked();
+}

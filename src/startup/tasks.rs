@@ -89,7 +89,7 @@ pub(super) async fn start_replays(
     if created.is_none() {
         return;
     }
-    first_look(&state).await;
+    super::services::first_look(&state.nodes, &state.statuses, &state.hints, &state.backlogs).await;
     for node in &state.nodes {
         let (Some(store), Some(status)) =
             (state.stores.get(node).cloned(), state.statuses.watch(node))
@@ -130,24 +130,4 @@ pub(super) async fn metrics_upkeep(
             _ = every.tick() => handle.run_upkeep(),
         }
     }
-}
-
-/// Once the topics exist, before the replays start: every available node
-/// whose topic holds nothing uncommitted is caught up (its replay would
-/// confirm it a moment later; until then deletes and moves count its
-/// region as unreadable). Readiness waits for this look (see
-/// `Backlogs::looked`). Nodes Kafka cannot tell about stay behind until
-/// their replay looks.
-async fn first_look(state: &AppState) {
-    let looks = (state.nodes.iter())
-        .filter(|node| state.statuses.status(node).is_available())
-        .map(|node| async move {
-            let epoch = state.backlogs.epoch(node);
-            match state.hints.queued(node).await {
-                Ok(0) => state.backlogs.confirm(node, epoch),
-                queued => tracing::debug!(%node, ?queued, "not caught up at start"),
-            }
-        });
-    futures::future::join_all(looks).await;
-    state.backlogs.set_looked();
 }

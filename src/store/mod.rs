@@ -22,7 +22,7 @@ mod query;
 
 pub use errors::StoreError;
 use errors::command_code;
-pub use identity::IDENTITY_COLLECTION;
+pub use identity::{IDENTITY_COLLECTION, Marker};
 pub use query::{Held, StoredCustomer};
 
 /// Index on the field every range filter uses.

@@ -18,6 +18,7 @@ mod helpers;
 mod image;
 mod import;
 mod lifecycle;
+mod lost_data;
 mod metrics;
 mod nodes;
 mod openapi;

@@ -15,8 +15,12 @@
 //! window; only those slices are then fetched. Tombstones never match; a
 //! record some other region holds a newer version of (a move whose old
 //! copies are not removed yet) is left out of the page, so no answer shows
-//! one id twice.
+//! one id twice. Such old copies can only belong to writes still recorded
+//! as unsettled (see `nodes::unsettled`): those are looked up first and
+//! left out of the counts as well as the pages, so `total` is exact and no
+//! page comes back short.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures::future::join_all;
@@ -103,7 +107,12 @@ struct Source<'a> {
     collection: String,
     replica: bool,
     catching_up: bool,
+    /// Old copies of moved records, left out of the count and the page.
+    except: Vec<String>,
 }
+
+/// Unsettled writes looked at, at most, for old copies to leave out.
+const GHOST_CANDIDATES: usize = 10_000;
 
 impl ReadPath {
     pub fn new(
@@ -125,8 +134,12 @@ impl ReadPath {
             Some(id) => self.regions.get(id.as_str()).into_iter().collect(),
             None => self.regions.regions().iter().collect(),
         };
-        // 1. Each region: pick a serving node and count its matches.
-        let counted = join_all(regions.iter().map(|r| self.count_region(r, filter))).await;
+        // 1. Each region: pick a serving node and count its matches (but
+        // the old copies of moved records).
+        let ghosts = self.ghosts().await;
+        let except = |r: &Region| ghosts.get(&r.id).cloned().unwrap_or_default();
+        let counted =
+            join_all((regions.iter()).map(|r| self.count_region(r, filter, except(r)))).await;
         let mut unavailable = Vec::new();
         let mut answered = Vec::new();
         for (region, counted) in regions.iter().zip(counted) {
@@ -143,7 +156,8 @@ impl ReadPath {
         let fetched = join_all(slices.iter().map(|&(i, skip, take)| {
             let source = &answered[i].0;
             async move {
-                let rows = source.store.find(&source.collection, filter, skip, take);
+                let rows =
+                    (source.store).find(&source.collection, filter, &source.except, (skip, take));
                 (source, rows.await)
             }
         }))
@@ -203,6 +217,46 @@ impl ReadPath {
         kept
     }
 
+    /// Per region, the ids of its live copies that another region holds a
+    /// newer version of: old copies of moves not settled yet. Only the
+    /// writes recorded as unsettled can have left one.
+    async fn ghosts(&self) -> HashMap<NodeId, Vec<String>> {
+        let mut ghosts: HashMap<NodeId, Vec<String>> = HashMap::new();
+        if self.regions.regions().len() < 2 {
+            return ghosts;
+        }
+        let unsettled = match self.statuses.unsettled(GHOST_CANDIDATES).await {
+            Ok(u) if !u.is_empty() => u,
+            Ok(_) => return ghosts,
+            Err(e) => {
+                tracing::debug!(error = %e, "unsettled writes unknown; old copies are left out of pages only");
+                return ghosts;
+            }
+        };
+        let mut ids: Vec<&str> = unsettled.iter().map(|u| u.id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let locate = self.locate();
+        let held = locate.elsewhere(None, &ids).await;
+        for (region, copies) in &held {
+            for (id, copy) in copies.iter().flatten() {
+                let newer = (held.iter()).any(|(other, theirs)| {
+                    other.id != region.id
+                        && theirs
+                            .as_ref()
+                            .is_some_and(|t| superseded(copy.version, t.get(id)))
+                });
+                if !copy.deleted && newer {
+                    ghosts
+                        .entry(region.id.clone())
+                        .or_default()
+                        .push(id.clone());
+                }
+            }
+        }
+        ghosts
+    }
+
     /// How this instance picks a region's copies (see `locate`).
     fn locate(&self) -> Locate<'_> {
         Locate {
@@ -219,12 +273,13 @@ impl ReadPath {
         &'a self,
         region: &'a Region,
         filter: &RecordFilter,
+        except: Vec<String>,
     ) -> Option<(Source<'a>, u64)> {
         for (node, collection, replica) in self.locate().order(region) {
             let Some(store) = self.stores.get(node) else {
                 continue;
             };
-            match store.count(&collection, filter).await {
+            match store.count(&collection, filter, &except).await {
                 Ok(n) => {
                     let source = Source {
                         region,
@@ -232,6 +287,7 @@ impl ReadPath {
                         collection,
                         replica,
                         catching_up: !self.backlogs.readable(node),
+                        except,
                     };
                     return Some((source, n));
                 }

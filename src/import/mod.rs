@@ -136,9 +136,10 @@ pub async fn import(
                 let replicas = async {
                     let answers = writes.place_replicas(placed).await;
                     // A row whose id lives in another region moves it.
-                    // (A region that cannot be read now: repair finds what
-                    // is left there.)
-                    let _ = writes.settle_moves(&records).await;
+                    // (A region that cannot be read now: the records stay
+                    // unsettled in Redis, for a serving instance's sweep.)
+                    writes.note_unsettled(&records).await;
+                    let _ = writes.settle_recorded(&records).await;
                     answers
                 };
                 let (homes, answers) = tokio::join!(homes, replicas);

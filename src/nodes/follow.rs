@@ -1,5 +1,18 @@
 //! Following Redis: the change channel, keyspace notifications where the
 //! server allows them, and a periodic re-read as a safety net.
+//!
+//! **A write straight into Redis is the operator's word.** Every write
+//! regiondb makes to the status hash is published on the change channel in
+//! the same script, right after it (`switch::own_write`), so on this one
+//! subscription the hash's keyspace event of a regiondb write is always
+//! followed at once by that announcement. A keyspace event followed by
+//! anything else (or by nothing within [`PAIRING`]) is a write someone made
+//! with `redis-cli`, even one that wrote the value already there, which no
+//! re-read can see. Keyspace events do not say which field was written, so
+//! every status the failure detector set is then handed to the operator
+//! (its record becomes `manual`): the detector never switches those nodes
+//! back on by itself. Without keyspace notifications (a managed Redis that
+//! refuses `CONFIG`), only writes that change a value are recognised.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,12 +20,46 @@ use std::time::Duration;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use super::{CHANGE_CHANNEL, NOTE_QUEUED_TIMEOUT, NodeStatuses, QUEUED_HASH, STATUS_HASH};
+use super::switch::OWN_WRITE;
+use super::{
+    CHANGE_CHANNEL, NOTE_QUEUED_TIMEOUT, NodeStatuses, QUEUED_HASH, SOURCE_HASH, STATUS_HASH,
+};
 use crate::domain::NodeId;
 
 /// Without keyspace notifications, changes made with redis-cli are only seen
 /// by the periodic re-read; this keeps the "within 1 s" promise.
 const RESYNC_WITHOUT_NOTIFICATIONS: Duration = Duration::from_millis(400);
+/// How long a keyspace event of the status hash may wait for regiondb's own
+/// announcement before it counts as a write made straight into Redis (the
+/// two are published by one script, back to back).
+const PAIRING: Duration = Duration::from_millis(250);
+
+/// Hands every status the failure detector set to the operator. ARGV[1]:
+/// the time (Unix ms). Returns how many.
+const OPERATOR_WROTE: &str = r#"
+local n = 0
+local records = redis.call('HGETALL', KEYS[2])
+for i = 1, #records, 2 do
+  local node, raw = records[i], records[i + 1]
+  local ok, r = pcall(cjson.decode, raw)
+  if ok and type(r) == 'table' and r.source == 'probe'
+     and redis.call('HGET', KEYS[1], node) == r.status then
+    redis.call('HSET', KEYS[2], node,
+      '{"source":"manual","status":"' .. r.status .. '","at_ms":' .. ARGV[1] .. '}')
+    n = n + 1
+  end
+end
+return n
+"#;
+
+/// What one message on the subscription is.
+enum Message {
+    /// The status hash's keyspace event of a write.
+    HashWritten,
+    /// regiondb's own announcement of a status write.
+    OwnWrite,
+    Other,
+}
 
 impl NodeStatuses {
     /// Keeps the local view in step with Redis until `shutdown`: follows the
@@ -63,19 +110,11 @@ impl NodeStatuses {
                     delay = Duration::from_millis(100);
                     // Catch up on whatever changed while we were not listening.
                     let _ = self.resync().await;
-                    let mut messages = pubsub.on_message();
-                    loop {
-                        tokio::select! {
-                            _ = shutdown.cancelled() => return,
-                            msg = messages.next() => match msg {
-                                Some(_) => {
-                                    if let Err(e) = self.resync().await {
-                                        tracing::warn!(error = %e, "node status resync failed");
-                                    }
-                                }
-                                None => break,
-                            },
-                        }
+                    if self
+                        .follow_messages(&mut pubsub, &keyspace, &shutdown)
+                        .await
+                    {
+                        return;
                     }
                     tracing::warn!("redis subscription lost; reconnecting");
                 }
@@ -89,6 +128,71 @@ impl NodeStatuses {
                 return;
             }
             delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// Re-reads the hash on every message, and tells writes made straight
+    /// into Redis from regiondb's own (see the module's comment). True on
+    /// shutdown, false when the subscription is lost.
+    async fn follow_messages(
+        &self,
+        pubsub: &mut redis::aio::PubSub,
+        keyspace: &str,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        let mut messages = pubsub.on_message();
+        // A keyspace event not yet followed by regiondb's announcement.
+        let mut unpaired: Option<tokio::time::Instant> = None;
+        loop {
+            let deadline = unpaired.map(|at| at + PAIRING);
+            let msg = tokio::select! {
+                _ = shutdown.cancelled() => return true,
+                () = sleep_until(deadline) => {
+                    unpaired = None;
+                    self.operator_wrote().await;
+                    continue;
+                }
+                msg = messages.next() => msg,
+            };
+            let Some(msg) = msg else { return false };
+            let kind = classify(&msg, keyspace);
+            if unpaired.is_some() && !matches!(kind, Message::OwnWrite) {
+                self.operator_wrote().await;
+            }
+            unpaired = match kind {
+                Message::HashWritten => Some(tokio::time::Instant::now()),
+                _ => None,
+            };
+            if let Err(e) = self.resync().await {
+                tracing::warn!(error = %e, "node status resync failed");
+            }
+        }
+    }
+
+    /// Someone wrote the status hash straight into Redis: every status the
+    /// failure detector set becomes the operator's.
+    async fn operator_wrote(&self) {
+        static SCRIPT: std::sync::LazyLock<redis::Script> =
+            std::sync::LazyLock::new(|| redis::Script::new(OPERATOR_WROTE));
+        let handed: Result<i64, _> = SCRIPT
+            .key(STATUS_HASH)
+            .key(SOURCE_HASH)
+            .arg(crate::domain::now_millis())
+            .invoke_async(&mut self.conn.clone())
+            .await;
+        match handed {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::warn!(
+                    statuses = n,
+                    "a node status was written straight into redis: the statuses the failure \
+                     detector had set are now the operator's, and it will not change them"
+                );
+                if let Err(e) = self.resync().await {
+                    tracing::warn!(error = %e, "node status resync failed");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot hand the detector's statuses over"),
         }
     }
 
@@ -145,5 +249,23 @@ impl NodeStatuses {
             Ok(Err(e)) => tracing::debug!(%node, error = %e, "could not share the queued hint"),
             Err(_) => tracing::debug!(%node, "sharing the queued hint timed out"),
         }
+    }
+}
+
+/// What a message on the subscription is (see [`Message`]).
+fn classify(msg: &redis::Msg, keyspace: &str) -> Message {
+    let payload: String = msg.get_payload().unwrap_or_default();
+    match msg.get_channel_name() {
+        name if name == keyspace && payload == "hset" => Message::HashWritten,
+        CHANGE_CHANNEL if payload.starts_with(OWN_WRITE) => Message::OwnWrite,
+        _ => Message::Other,
+    }
+}
+
+/// Resolves at `deadline`; never without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

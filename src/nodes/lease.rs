@@ -4,7 +4,10 @@
 
 use std::time::Duration;
 
-use super::{NodeStatuses, PROBE_LEASE_PREFIX, SOURCE_HASH, STATUS_HASH, StatusError};
+use super::switch::own_write;
+use super::{
+    CHANGE_CHANNEL, NodeStatuses, PROBE_LEASE_PREFIX, SOURCE_HASH, STATUS_HASH, StatusError,
+};
 use crate::domain::{NodeId, NodeStatus, StatusRecord, StatusSource, now_millis};
 
 /// The failure detector's status change, done only by the lease holder:
@@ -32,6 +35,7 @@ else
      or record.status ~= 'unavailable' then return 0 end
 end
 redis.call('HSET', KEYS[1], ARGV[1], verdict)
+redis.call('PUBLISH', KEYS[4], ARGV[6])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[5])
 return 1
 "#;
@@ -75,11 +79,13 @@ impl NodeStatuses {
                 .key(STATUS_HASH)
                 .key(SOURCE_HASH)
                 .key(format!("{PROBE_LEASE_PREFIX}{node}"))
+                .key(CHANGE_CHANNEL)
                 .arg(node.as_str())
                 .arg(me)
                 .arg(lease_ms)
                 .arg(verdict.map_or("", NodeStatus::as_str))
                 .arg(&raw)
+                .arg(verdict.map_or_else(String::new, |v| own_write(node, v)))
                 .invoke_async(&mut conn)
                 .await?;
             Ok::<_, StatusError>(outcome)

@@ -19,14 +19,13 @@
 //! detector's lease and its status changes), `follow` (the change channel:
 //! announcing, listening, re-reading), `restore` (after Redis lost its
 //! data), `repair_state` (the last repair's report and the automatic-repair
-//! lock). The version clock's facts are kept by `clock_lease` on this
-//! connection.
+//! lock), `unsettled` (writes whose moves are not settled yet). The version
+//! clock's facts are kept by `clock_lease` on this connection.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::AsyncCommands;
 use redis::aio::ConnectionManagerConfig;
 use tokio::sync::watch;
 
@@ -36,9 +35,11 @@ mod link;
 mod repair_state;
 mod restore;
 mod switch;
+mod unsettled;
 
 pub use lease::ProbeReport;
 pub use link::RedisLink;
+pub use unsettled::{UNSETTLED, Unsettled};
 
 use crate::backlog::Backlogs;
 use crate::config::RedisConfig;
@@ -167,12 +168,25 @@ impl NodeStatuses {
     /// status hash Redis lost, so a start right after a `FLUSHALL` finds
     /// the restored statuses rather than seeding every node `available`.
     pub async fn load(&self) -> Result<(), StatusError> {
-        let mut conn = self.conn.clone();
+        // Each field set is announced as regiondb's own write (see `follow`).
+        static SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+            redis::Script::new(
+                r"
+                for i = 1, #ARGV do
+                  if redis.call('HSETNX', KEYS[1], ARGV[i], 'available') == 1 then
+                    redis.call('PUBLISH', KEYS[2], 'set ' .. ARGV[i] .. '=available')
+                  end
+                end
+                return 1
+                ",
+            )
+        });
+        let mut invocation = SCRIPT.key(STATUS_HASH);
+        invocation.key(CHANGE_CHANNEL);
         for node in self.views.keys() {
-            let _: bool = conn
-                .hset_nx(STATUS_HASH, node.as_str(), NodeStatus::Available.as_str())
-                .await?;
+            invocation.arg(node.as_str());
         }
+        let _: i64 = invocation.invoke_async(&mut self.conn.clone()).await?;
         self.resync().await
     }
 

@@ -42,7 +42,7 @@ impl NodeStatuses {
 
     /// Takes the lock `key` for `hold` if no instance holds it; otherwise
     /// answers how long until it is free.
-    async fn claim(
+    pub(super) async fn claim(
         &self,
         key: &str,
         me: &str,

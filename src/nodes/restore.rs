@@ -3,7 +3,10 @@
 //! the nodes that lost their data and are not repaired yet, and the node
 //! identities this instance saw (see `recovery`).
 
-use super::{DATA_LOSS_HASH, IDENTITY_HASH, NodeStatuses, SOURCE_HASH, STATUS_HASH, StatusError};
+use super::{
+    CHANGE_CHANNEL, DATA_LOSS_HASH, IDENTITY_HASH, NodeStatuses, SOURCE_HASH, STATUS_HASH,
+    StatusError,
+};
 use crate::domain::now_millis;
 
 /// Writes this instance's view back, if the status hash is still gone
@@ -14,6 +17,7 @@ const RESTORE_SCRIPT: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 for i = 1, #ARGV, 5 do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  redis.call('PUBLISH', KEYS[5], 'set ' .. ARGV[i] .. '=' .. ARGV[i + 1])
   if ARGV[i + 2] ~= '' then redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 2]) end
   if ARGV[i + 3] ~= '' then redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 3]) end
   if ARGV[i + 4] ~= '' then redis.call('HSETNX', KEYS[4], ARGV[i], ARGV[i + 4]) end
@@ -32,7 +36,8 @@ impl NodeStatuses {
         invocation
             .key(SOURCE_HASH)
             .key(DATA_LOSS_HASH)
-            .key(IDENTITY_HASH);
+            .key(IDENTITY_HASH)
+            .key(CHANGE_CHANNEL);
         let lost = format!(r#"{{"reason":"restored","at_ms":{}}}"#, now_millis());
         {
             let records = self.records.read().unwrap_or_else(|e| e.into_inner());

@@ -9,9 +9,12 @@ use crate::domain::{NodeId, NodeStatus, StatusRecord, StatusSource, now_millis};
 /// An operator's switch: the status and its record, together; 0 (writing
 /// nothing) when the status hash is gone, so that a switch made right after
 /// Redis lost its data does not leave every other node looking deleted.
+/// The status write is announced in the same script, right after it (see
+/// `follow`: how a write straight into Redis is told from regiondb's own).
 const SET_SCRIPT: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PUBLISH', KEYS[3], ARGV[4])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 return 1
 ";
@@ -35,9 +38,11 @@ impl NodeStatuses {
         let mut invocation = SCRIPT.key(STATUS_HASH);
         invocation
             .key(SOURCE_HASH)
+            .key(CHANGE_CHANNEL)
             .arg(node.as_str())
             .arg(status.as_str())
-            .arg(&raw);
+            .arg(&raw)
+            .arg(own_write(node, status));
         let mut conn = self.conn.clone();
         let mut written: Result<i64, _> = invocation.invoke_async(&mut conn).await;
         if let Err(e) = &written
@@ -76,3 +81,12 @@ impl NodeStatuses {
         }
     }
 }
+
+/// What regiondb publishes, in the same script, right after each write of
+/// its own to the status hash (see `follow`).
+pub(super) fn own_write(node: &NodeId, status: NodeStatus) -> String {
+    format!("{OWN_WRITE}{node}={status}")
+}
+
+/// The prefix of [`own_write`] announcements.
+pub(super) const OWN_WRITE: &str = "set ";

@@ -29,29 +29,36 @@ pub struct StoredCustomer {
 }
 
 impl NodeStore {
-    /// Counts the records of `collection` matching `filter`.
-    pub async fn count(&self, collection: &str, filter: &RecordFilter) -> Result<u64, StoreError> {
+    /// Counts the records of `collection` matching `filter`, but those of
+    /// the ids in `except`.
+    pub async fn count(
+        &self,
+        collection: &str,
+        filter: &RecordFilter,
+        except: &[String],
+    ) -> Result<u64, StoreError> {
         let coll = self.db.collection::<Document>(collection);
         // The server stops too when the client gives up (`maxTimeMS`).
         let count = coll
-            .count_documents(filter_document(filter))
+            .count_documents(filter_except(filter, except))
             .max_time(self.timeout);
         self.bounded("count", count).await
     }
 
-    /// One page of `collection` matching `filter`, in `customer_id` order.
+    /// One page of `collection` matching `filter` (but the ids in
+    /// `except`), in `customer_id` order.
     pub async fn find(
         &self,
         collection: &str,
         filter: &RecordFilter,
-        skip: u64,
-        limit: u64,
+        except: &[String],
+        (skip, limit): (u64, u64),
     ) -> Result<Vec<StoredCustomer>, StoreError> {
         let coll = self.db.collection::<Document>(collection);
         let docs: Vec<Document> = self
             .bounded("find", async {
                 let cursor = coll
-                    .find(filter_document(filter))
+                    .find(filter_except(filter, except))
                     .sort(doc! {"_id": 1})
                     .skip(skip)
                     .limit(i64::try_from(limit).unwrap_or(i64::MAX))
@@ -215,6 +222,15 @@ impl NodeStore {
 pub(super) fn id_and_version(d: &Document) -> Option<(String, Option<i64>)> {
     let id = d.get_str("_id").ok()?.to_owned();
     Some((id, d.get_i64("version").ok()))
+}
+
+/// [`filter_document`], leaving out the ids in `except`.
+fn filter_except(filter: &RecordFilter, except: &[String]) -> Document {
+    let mut query = filter_document(filter);
+    if !except.is_empty() {
+        query.insert("_id", doc! {"$nin": except});
+    }
+    query
 }
 
 /// The MongoDB query for a filter. City and state are matched as

@@ -26,6 +26,7 @@
 
 mod moves;
 mod place;
+mod settle;
 
 pub use moves::{MoveQueue, PlacedRecord};
 
@@ -193,6 +194,7 @@ impl WritePath {
                 let homes = this.place_homes(vec![customer]).await;
                 let placed = homes.placed();
                 let mut answers = this.place_replicas(homes).await;
+                this.note_unsettled(&placed).await;
                 let _ = answer.send(answers.pop().unwrap_or(Err(WriteError::Interrupted)));
                 for record in placed {
                     let unsent = match &this.moves {
@@ -201,7 +203,7 @@ impl WritePath {
                     };
                     if let Some(record) = unsent {
                         // No settler (or it stopped): settle here.
-                        let _ = this.settle_moves(&[record]).await;
+                        let _ = this.settle_recorded(&[record]).await;
                     }
                 }
             }
@@ -224,7 +226,8 @@ impl WritePath {
         let homes = self.place_homes(customers).await;
         let placed = homes.placed();
         let answers = self.place_replicas(homes).await;
-        let _ = self.settle_moves(&placed).await;
+        self.note_unsettled(&placed).await;
+        let _ = self.settle_recorded(&placed).await;
         answers
     }
 

@@ -6,9 +6,13 @@
 //! tombstone at the write's version, in that region's home and replica, and
 //! if another region already holds a newer version, this write's own
 //! region gets the tombstone instead. A region none of whose copies can be
-//! read is looked at again every few seconds until it can be (should the
-//! process stop first, repair finds what is left, and reads meanwhile leave
-//! out a copy another region holds a newer version of). A region only a
+//! read is looked at again every few seconds until it can be. No crash
+//! loses a move: every write is recorded as unsettled in Redis before it is
+//! answered (`nodes::unsettled`) and forgotten once settled; what stays
+//! there longer than 15 s (its instance crashed) is settled by one
+//! instance's sweep every 10 s (`settle`), so an old copy outlives its move
+//! by well under a minute without any repair. Reads leave out, and do not
+//! count, a copy another region holds a newer version of. A region only a
 //! node still replaying its queue (or one that lost its data) could answer
 //! for counts as one that cannot be read: what it lacks may be on its way
 //! (see `Locate::held_for_sure`). Every tombstone is placed like any copy:
@@ -17,17 +21,14 @@
 //! A delete is the same move to nowhere: a tombstone at a new version in
 //! the region the record lives in, and in every region that cannot be read.
 
-use std::sync::Arc;
-
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use super::{PlaceError, Placement, WriteError, WritePath, WriteReceipt, outcome};
 use crate::domain::{CopyTarget, CustomerCopy, CustomerId, NodeId, Region, Version};
 use crate::locate::{Locate, RegionHeld};
 
 /// A record whose copies were placed: where, and at which version.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlacedRecord {
     pub id: CustomerId,
     pub region: NodeId,
@@ -38,54 +39,7 @@ pub struct PlacedRecord {
 /// to settle in batches (one lookup per region for many writes).
 pub type MoveQueue = mpsc::UnboundedSender<PlacedRecord>;
 
-/// Records settled per batch at most.
-const SETTLE_BATCH: usize = 500;
-/// How soon records that met an unreadable region are looked at again.
-const RETRY_UNREAD: std::time::Duration = std::time::Duration::from_secs(2);
-/// Records kept for another look at most (beyond, repair finds what they
-/// would have: `moved_away`).
-const MAX_UNSETTLED: usize = 10_000;
-
 impl WritePath {
-    /// Settles the moves of the records single writes queue, a batch at a
-    /// time: whatever has queued up while the last batch was settled goes in
-    /// the next, so under load one lookup per region serves many writes.
-    /// On `shutdown`, settles what is left and returns.
-    pub async fn settle(
-        self: Arc<Self>,
-        mut queue: mpsc::UnboundedReceiver<PlacedRecord>,
-        shutdown: CancellationToken,
-    ) {
-        // Records a region of which could not be read: looked at again.
-        let mut again: Vec<PlacedRecord> = Vec::new();
-        loop {
-            let wait = tokio::time::sleep(RETRY_UNREAD);
-            let first = tokio::select! {
-                first = queue.recv() => first,
-                () = wait, if !again.is_empty() => None,
-                () = shutdown.cancelled() => break,
-            };
-            let mut batch: Vec<PlacedRecord> = first.into_iter().collect();
-            if batch.is_empty() {
-                batch = std::mem::take(&mut again);
-            }
-            while batch.len() < SETTLE_BATCH {
-                match queue.try_recv() {
-                    Ok(more) => batch.push(more),
-                    Err(_) => break,
-                }
-            }
-            again.extend(self.settle_moves(&batch).await);
-            again.truncate(MAX_UNSETTLED);
-        }
-        queue.close();
-        let mut rest = again;
-        while let Ok(more) = queue.try_recv() {
-            rest.push(more);
-        }
-        let _ = self.settle_moves(&rest).await;
-    }
-
     fn locate(&self) -> Locate<'_> {
         Locate {
             regions: &self.regions,
@@ -116,15 +70,19 @@ impl WritePath {
         }
         let unread =
             (elsewhere.iter()).any(|(region, held)| held.is_none() && except != Some(&region.id));
-        let unsettled = if unread { placed.to_vec() } else { Vec::new() };
+        let mut unsettled = if unread { placed.to_vec() } else { Vec::new() };
         if tombstones.is_empty() {
             return unsettled;
         }
-        let placed = self.place_tombstones(&tombstones).await;
-        for (copy, result) in tombstones.iter().zip(placed) {
+        let results = self.place_tombstones(&tombstones).await;
+        for (copy, result) in tombstones.iter().zip(results) {
             if let Err(e) = result {
                 tracing::error!(region = %copy.region, customer_id = %copy.customer_id(),
-                    error = %e, "an old copy of a moved record could not be removed; repair will");
+                    error = %e, "an old copy of a moved record could not be removed yet");
+                let record = placed.iter().find(|p| p.id == *copy.customer_id());
+                if let Some(record) = record.filter(|r| !unsettled.contains(r)) {
+                    unsettled.push(record.clone());
+                }
             }
         }
         unsettled

@@ -253,3 +253,41 @@ async fn two_instances_agree_and_the_survivor_takes_over() {
     app.thaw_mongo("region_3");
     wait_status(&app, "region_3", "available", DETECT).await;
 }
+
+/// The detector took region_3 down; the operator then pins it off with
+/// `redis-cli HSET node_statuses region_3 unavailable` (the value already
+/// there). That write is the operator's word: the status becomes theirs,
+/// and the detector does not switch the node back on when it answers.
+/// regiondb's own writes (an API switch, the detector's) hand nothing over.
+#[tokio::test]
+async fn a_status_pinned_with_redis_cli_outranks_the_detector_even_unchanged() {
+    let Some(app) = TestApp::spawn_for_faults("detect_pinned", Options::default()).await else {
+        return;
+    };
+    let source = |node: &'static str| {
+        let app = &app;
+        async move { node_at(&app.http, &app.address, node).await["source"].clone() }
+    };
+    app.freeze_mongo("region_3");
+    wait_status(&app, "region_3", "unavailable", DETECT).await;
+    assert_eq!(source("region_3").await, "probe");
+    // Switches made through regiondb are its own: nothing is handed over.
+    app.set_status("region_2", "unavailable").await;
+    app.set_status("region_2", "available").await;
+    wait_probes_ok(&app, "region_2", 2.0).await;
+    assert_eq!(source("region_3").await, "probe");
+    assert!(!app.app_log().contains("written straight into redis"));
+
+    app.redis_set_status("region_3", "unavailable").await;
+    wait_until("the pinned status to be the operator's", DETECT, || async {
+        source("region_3").await == "manual"
+    })
+    .await;
+    app.thaw_mongo("region_3");
+    wait_probes_ok(&app, "region_3", 6.0).await;
+    assert_eq!(
+        status_at(&app.http, &app.address, "region_3").await,
+        "unavailable"
+    );
+    assert_eq!(source("region_3").await, "manual");
+}

@@ -20,6 +20,7 @@ mod import;
 mod lifecycle;
 mod lost_data;
 mod metrics;
+mod moves;
 mod nodes;
 mod openapi;
 mod pages;

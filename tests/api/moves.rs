@@ -1,0 +1,78 @@
+//! Finishing a move does not depend on the process that started it: an
+//! instance that accepted a move and crashed before it could remove the old
+//! copy leaves it recorded in Redis; another instance's sweep removes it
+//! within a minute without any repair, and reads meanwhile neither show nor
+//! count it.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn a_move_whose_instance_crashed_is_settled_by_another_and_counted_once() {
+    // No automatic repair: only the sweep may remove the old copy.
+    let options = Options::default().env("AUTO_REPAIR_MIN_INTERVAL_MS", "0");
+    let app = TestApp::spawn_with("moves_crash", options).await;
+    app.stored(&customer("c1", ZIP_1)).await;
+    for n in 0..4 {
+        app.stored(&customer(&format!("o{n}"), ZIP_2)).await;
+    }
+    let mut b = app.spawn_instance("regiondb-b").await;
+    // region_1 cannot be read (its home and the node keeping its replica
+    // are off): the move's old copy cannot be removed yet.
+    app.set_status("region_1", "unavailable").await;
+    app.set_status("region_3", "unavailable").await;
+    let mut moved = customer("c1", ZIP_2);
+    moved["customer_city"] = json!("moved");
+    let (code, body) = json_answer(
+        app.http
+            .post(format!("{}/create-customer", b.address))
+            .json(&moved),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED, "{body}");
+    b.crash();
+    app.set_status("region_1", "available").await;
+    app.set_status("region_3", "available").await;
+    let moved_at = Instant::now();
+
+    // The old copy is still live in region_1, but no read shows or counts
+    // it: c1 once, and every page full.
+    let old = app
+        .doc("region_1", "customers", "c1")
+        .await
+        .expect("old copy");
+    assert_ne!(old.get_bool("deleted"), Ok(true), "already settled: {old}");
+    let (code, all) = app.get("/filter-records?limit=100").await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(all["total"], 5, "{all}");
+    let ids: Vec<&str> = (all["records"].as_array().expect("records").iter())
+        .filter_map(|r| r["customer_id"].as_str())
+        .collect();
+    assert_eq!(ids.iter().filter(|id| **id == "c1").count(), 1, "{all}");
+    let (_, page) = app.get("/filter-records?limit=2&offset=4").await;
+    assert_eq!(page["records"].as_array().map(Vec::len), Some(1), "{page}");
+    let (_, page) = app.get("/filter-records?limit=4&offset=0").await;
+    assert_eq!(page["records"].as_array().map(Vec::len), Some(4), "{page}");
+
+    // Without any repair, the surviving instance removes it.
+    wait_until(
+        "the old copy to become a tombstone",
+        Duration::from_secs(60),
+        || async {
+            app.doc("region_1", "customers", "c1")
+                .await
+                .is_some_and(|d| d.get_bool("deleted") == Ok(true))
+        },
+    )
+    .await;
+    eprintln!("old copy removed {:?} after the crash", moved_at.elapsed());
+    assert!(app.app_log().contains("another instance left unsettled"));
+    wait_until("nothing left unsettled", DEADLINE, || async {
+        app.redis::<u64>(&["ZCARD", "regiondb:unsettled"]).await == 0
+    })
+    .await;
+}

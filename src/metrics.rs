@@ -20,7 +20,8 @@
 //!   (see `clock_lease`); `regiondb_clock_follow_capped_total`: renewals
 //!   that found a clock ahead beyond the cap and did not follow it all
 //! - `regiondb_data_loss_detected_total{node, reason}`: nodes found to have
-//!   lost their data (marker missing or replaced)
+//!   lost their data (marker missing or replaced), still being refilled
+//!   after Redis forgot it, or whose marker no one remembers (unconfirmed)
 //! - `regiondb_replay_stalls_total{node}`: times a replay found its node's
 //!   queue not moving and recovered (re-joined its consumer group, or
 //!   applied the stuck hints outside it)

@@ -42,7 +42,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::domain::{NodeId, RegionMap, now_millis};
-use crate::nodes::{DATA_LOSS_HASH, IDENTITY_HASH, NodeStatuses, StatusError};
+use crate::nodes::{DATA_LOSS_HASH, IDENTITY_HASH, NodeStatuses, STATUS_HASH, StatusError};
 use crate::repair::{RepairRecord, RepairTrigger, repair};
 use crate::store::{NodeStore, StoreError, Stores};
 
@@ -51,8 +51,11 @@ use crate::store::{NodeStore, StoreError, Stores};
 /// incarnation (for a node without a marker), the time (Unix ms), '1' if
 /// the marker says the node is being refilled. Returns the verdict, whether
 /// the node is flagged as having lost its data, and the reason it was
-/// flagged now ('' if it was not).
+/// flagged now ('' if it was not). With the status hash gone (Redis just
+/// lost its data, and the running instances are writing it back with the
+/// identities they remember) it checks nothing: verdict 'wait'.
 const CHECK_SCRIPT: &str = r#"
+if redis.call('EXISTS', KEYS[3]) == 0 then return {'wait', 0, ''} end
 local known = redis.call('HGET', KEYS[1], ARGV[1])
 local verdict
 if ARGV[2] == '' then
@@ -146,6 +149,7 @@ impl Recovery {
         let (verdict, flagged, reason): (String, i64, String) = SCRIPT
             .key(IDENTITY_HASH)
             .key(DATA_LOSS_HASH)
+            .key(STATUS_HASH)
             .arg(node.as_str())
             .arg(seen.as_ref().map_or("", |m| m.incarnation.as_str()))
             .arg(&fresh)
@@ -154,6 +158,7 @@ impl Recovery {
             .invoke_async(&mut self.statuses.redis())
             .await?;
         let marker = match verdict.as_str() {
+            "wait" => return Ok(false),
             "new" => store.mark_identity(&fresh, false).await?,
             "empty" => store.mark_identity(&fresh, true).await?,
             _ => seen.map_or(fresh, |m| m.incarnation),

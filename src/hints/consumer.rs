@@ -190,6 +190,12 @@ impl HintConsumer {
     /// Whether `hint` still belongs to this member: its partition was not
     /// revoked since it was read (even if it came back since: it is then
     /// read again from the committed offset).
+    /// Whether the group has given this member any partition of the topic.
+    pub fn owns_any(&self) -> bool {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        !state.owned.is_empty()
+    }
+
     pub fn still_ours(&self, hint: &ParkedHint) -> bool {
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         state.owned.contains(&hint.partition)

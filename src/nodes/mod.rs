@@ -133,6 +133,7 @@ struct Hashes {
     sources: Hash,
     lost: Hash,
     queued: HashMap<String, i64>,
+    identities: Hash,
 }
 
 impl NodeStatuses {
@@ -233,6 +234,17 @@ impl NodeStatuses {
         StatusRecord::explain(records.get(node), self.status(node))
     }
 
+    /// Every node identity Redis remembers, so that any instance can write
+    /// them all back if Redis loses them (see `restore`).
+    fn remember_identities(&self, seen: &Hash) {
+        let mut known = self.identities.write().unwrap_or_else(|e| e.into_inner());
+        for node in self.views.keys() {
+            if let Some(incarnation) = seen.get(node.as_str()) {
+                known.insert(node.clone(), incarnation.clone());
+            }
+        }
+    }
+
     /// The marker `node` carried when this instance last checked it.
     pub fn remember_identity(&self, node: &NodeId, incarnation: &str) {
         let mut known = self.identities.write().unwrap_or_else(|e| e.into_inner());
@@ -255,6 +267,7 @@ impl NodeStatuses {
             self.restore().await?;
             read = self.read_hashes().await?;
         }
+        self.remember_identities(&read.identities);
         for node in self.views.keys() {
             self.backlogs
                 .set_lost(node, read.lost.contains_key(node.as_str()));
@@ -281,19 +294,20 @@ impl NodeStatuses {
 
     async fn read_hashes(&self) -> Result<Hashes, StatusError> {
         let mut conn = self.conn.clone();
-        let (statuses, sources, lost, queued): (Hash, Hash, Hash, HashMap<String, i64>) =
-            redis::pipe()
-                .hgetall(STATUS_HASH)
-                .hgetall(SOURCE_HASH)
-                .hgetall(DATA_LOSS_HASH)
-                .hgetall(QUEUED_HASH)
-                .query_async(&mut conn)
-                .await?;
+        let (statuses, sources, lost, queued, identities) = redis::pipe()
+            .hgetall(STATUS_HASH)
+            .hgetall(SOURCE_HASH)
+            .hgetall(DATA_LOSS_HASH)
+            .hgetall(QUEUED_HASH)
+            .hgetall(IDENTITY_HASH)
+            .query_async(&mut conn)
+            .await?;
         Ok(Hashes {
             statuses,
             sources,
             lost,
             queued,
+            identities,
         })
     }
 

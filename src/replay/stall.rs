@@ -15,7 +15,11 @@ use crate::hints::QueueState;
 impl Replay {
     /// One look at the queue, begun at `looking`: if it has stood still for
     /// a stall period, recovers (the first time in a row by re-joining the
-    /// group, then by applying outside it). True when it acted.
+    /// group, then by applying outside it). A member the group gave no
+    /// partition applies outside it at once: another member, alive to the
+    /// broker only (a killed instance it still counts, until its session
+    /// expires), holds them, and re-joining would not move them. True when
+    /// it acted.
     pub(super) async fn recover_if_stalled(
         &mut self,
         watch: &mut StallWatch,
@@ -26,7 +30,7 @@ impl Replay {
         let Some(still) = watch.stalled(queue, looking, now, self.config.stall_after) else {
             return false;
         };
-        if watch.in_a_row == 0 {
+        if watch.in_a_row == 0 && self.hints.owns_any() {
             self.rejoin(queue, still).await;
         } else {
             self.apply_outside_the_group(queue).await;

@@ -42,12 +42,8 @@ async fn flagged_in_redis(app: &TestApp) -> Option<String> {
     app.redis(&["HGET", "regiondb:data_loss", "region_2"]).await
 }
 
-#[tokio::test]
-async fn a_node_being_refilled_stays_untrusted_when_redis_loses_everything() {
-    let Some(mut app) = TestApp::spawn_for_faults("lost_data_flush", Options::default()).await
-    else {
-        return;
-    };
+/// N records in region_2, once region_2 carries its identity marker.
+async fn stored_with_marker(app: &TestApp) {
     for i in 0..N {
         let (code, body) = app
             .create(&customer(&format!("r{i}"), ZIP_2 + i as u32))
@@ -60,6 +56,15 @@ async fn a_node_being_refilled_stays_untrusted_when_redis_loses_everything() {
         || async { !app.docs("region_2", "regiondb_identity").await.is_empty() },
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_node_being_refilled_stays_untrusted_when_redis_loses_everything() {
+    let Some(mut app) = TestApp::spawn_for_faults("lost_data_flush", Options::default()).await
+    else {
+        return;
+    };
+    stored_with_marker(&app).await;
     // The node keeping region_2's replica is off: the refill must wait.
     app.set_status("region_1", "unavailable").await;
     app.kill_mongo("region_2");

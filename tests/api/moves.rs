@@ -11,6 +11,21 @@ use serde_json::json;
 
 use crate::helpers::*;
 
+/// Five records, c1 among them once: `total` exact, every page full.
+async fn counted_once(app: &TestApp) {
+    let (code, all) = app.get("/filter-records?limit=100").await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(all["total"], 5, "{all}");
+    let ids: Vec<&str> = (all["records"].as_array().expect("records").iter())
+        .filter_map(|r| r["customer_id"].as_str())
+        .collect();
+    assert_eq!(ids.iter().filter(|id| **id == "c1").count(), 1, "{all}");
+    let (_, page) = app.get("/filter-records?limit=2&offset=4").await;
+    assert_eq!(page["records"].as_array().map(Vec::len), Some(1), "{page}");
+    let (_, page) = app.get("/filter-records?limit=4&offset=0").await;
+    assert_eq!(page["records"].as_array().map(Vec::len), Some(4), "{page}");
+}
+
 #[tokio::test]
 async fn a_move_whose_instance_crashed_is_settled_by_another_and_counted_once() {
     // No automatic repair: only the sweep may remove the old copy.
@@ -46,17 +61,7 @@ async fn a_move_whose_instance_crashed_is_settled_by_another_and_counted_once() 
         .await
         .expect("old copy");
     assert_ne!(old.get_bool("deleted"), Ok(true), "already settled: {old}");
-    let (code, all) = app.get("/filter-records?limit=100").await;
-    assert_eq!(code, StatusCode::OK);
-    assert_eq!(all["total"], 5, "{all}");
-    let ids: Vec<&str> = (all["records"].as_array().expect("records").iter())
-        .filter_map(|r| r["customer_id"].as_str())
-        .collect();
-    assert_eq!(ids.iter().filter(|id| **id == "c1").count(), 1, "{all}");
-    let (_, page) = app.get("/filter-records?limit=2&offset=4").await;
-    assert_eq!(page["records"].as_array().map(Vec::len), Some(1), "{page}");
-    let (_, page) = app.get("/filter-records?limit=4&offset=0").await;
-    assert_eq!(page["records"].as_array().map(Vec::len), Some(4), "{page}");
+    counted_once(&app).await;
 
     // Without any repair, the surviving instance removes it.
     wait_until(

@@ -71,3 +71,52 @@ async fn a_queue_held_by_a_silent_member_still_reaches_its_node() {
     // Once the silent member answers again, the group commits it all.
     app.wait_drained("region_2").await;
 }
+
+/// After a crash and a restart of the only instance, the broker still
+/// counts the killed member until its session expires, and that member
+/// holds every partition. Here the killed instance formed the groups with a
+/// two-minute session (as in the test above); the instance started in its
+/// place, given no partition, applies the queue outside the group at its
+/// first stall: re-joining first could not move partitions a member the
+/// broker thinks alive holds, and would only double the wait.
+#[tokio::test]
+async fn a_restarted_instance_given_no_partition_applies_the_queue_at_its_first_stall() {
+    let options = Options::default()
+        .env("KAFKA_SESSION_TIMEOUT_MS", "120000")
+        .env("REPLAY_STALL_MS", "130000");
+    let Some(mut app) = TestApp::spawn_for_faults("stall_restarted", options).await else {
+        return;
+    };
+    app.set_status("region_2", "unavailable").await;
+    let queued = app.queued(&customer("c1", ZIP_2)).await;
+    let version = queued["version"].as_i64().expect("version");
+    app.crash_app();
+    let b = app
+        .spawn_instance_with(
+            "regiondb-b",
+            &[
+                ("KAFKA_SESSION_TIMEOUT_MS", "6000"),
+                ("REPLAY_STALL_MS", "8000"),
+            ],
+        )
+        .await;
+    let on = json!({"node_id": "region_2", "status": "available"});
+    let switch = app
+        .http
+        .post(format!("{}/node-status", b.address))
+        .json(&on);
+    assert_eq!(json_answer(switch).await.0, StatusCode::OK);
+    let switched_on = std::time::Instant::now();
+    app.wait_for_doc("region_2", "customers", "c1", version)
+        .await;
+    eprintln!(
+        "queued write replayed {:?} after its node was switched on",
+        switched_on.elapsed()
+    );
+    let log = std::fs::read_to_string(app.dir.join("regiondb-b.log")).unwrap_or_default();
+    assert!(log.contains("outside the group"), "{log}");
+    assert!(
+        !log.contains("re-joining the consumer group"),
+        "the new instance re-joined before applying: {log}"
+    );
+}

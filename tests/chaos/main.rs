@@ -193,15 +193,7 @@ async fn main() -> ExitCode {
         &repaired,
         &verdict,
     );
-    println!(
-        "lost={} stale={} duplicates={} divergent={} resurrected={} ghosts={}",
-        verdict.lost,
-        verdict.stale,
-        verdict.duplicates,
-        verdict.divergent,
-        verdict.resurrected,
-        verdict.ghosts
-    );
+    verdict.print_last_line();
     if verdict.all_zero() && before.lost + before.ghosts == 0 && repaired.is_ok() {
         ExitCode::SUCCESS
     } else {

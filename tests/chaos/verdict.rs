@@ -45,6 +45,14 @@ impl Verdict {
             == 0
     }
 
+    /// The run's last line.
+    pub fn print_last_line(&self) {
+        println!(
+            "lost={} stale={} duplicates={} divergent={} resurrected={} ghosts={}",
+            self.lost, self.stale, self.duplicates, self.divergent, self.resurrected, self.ghosts
+        );
+    }
+
     pub fn note(&mut self, what: String) {
         if self.examples.len() < 10 {
             self.examples.push(what);

@@ -16,10 +16,11 @@ use std::time::Duration;
 
 use super::{Access, AccessError, FAILURES_PREFIX};
 
-/// KEYS[1]: the counter; ARGV[1]: max failures; ARGV[2]: lockout (ms).
-/// Counts one wrong token unless the address is locked out. Answers
-/// {failures before this one, ms left of the lockout or -1}.
-static FAILED: LazyLock<redis::Script> = LazyLock::new(|| {
+/// KEYS[1]: the counter; ARGV[1]: max failures; ARGV[2]: lockout (ms);
+/// ARGV[3]: '1' for a right token. Unless the address is locked out, counts
+/// a wrong token or deletes the count for a right one. Answers {failures
+/// before this token, ms left of the lockout or -1}.
+static COUNT: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
         local n = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -28,25 +29,12 @@ static FAILED: LazyLock<redis::Script> = LazyLock::new(|| {
           if left < 0 then left = tonumber(ARGV[2]) end
           return {n, left}
         end
-        redis.call('SET', KEYS[1], n + 1, 'PX', ARGV[2])
-        return {n, -1}
-        ",
-    )
-});
-
-/// KEYS[1]: the counter; ARGV[1]: max failures; ARGV[2]: lockout (ms).
-/// A right token: ms left of the lockout, or -1 (and the count deleted).
-static SUCCEEDED: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r"
-        local n = tonumber(redis.call('GET', KEYS[1]) or '0')
-        if n >= tonumber(ARGV[1]) then
-          local left = redis.call('PTTL', KEYS[1])
-          if left < 0 then left = tonumber(ARGV[2]) end
-          return left
+        if ARGV[3] == '1' then
+          redis.call('DEL', KEYS[1])
+        else
+          redis.call('SET', KEYS[1], n + 1, 'PX', ARGV[2])
         end
-        redis.call('DEL', KEYS[1])
-        return -1
+        return {n, -1}
         ",
     )
 });
@@ -64,46 +52,36 @@ pub enum Attempt {
 impl Access {
     /// Counts a wrong token from `client` (see [`crate::access::client_key`]).
     pub async fn token_failed(&self, client: &str) -> Result<Attempt, AccessError> {
-        let (failures, left_ms): (u32, i64) = FAILED
-            .key(format!("{FAILURES_PREFIX}{client}"))
-            .arg(self.limits.max_failures)
-            .arg(self.lockout_ms())
-            .invoke_async(&mut self.conn.clone())
-            .await?;
-        Ok(match u64::try_from(left_ms) {
-            Ok(left) => refused(left),
-            Err(_) => Attempt::Answer {
-                failures,
-                wait: self.limits.delay_after(failures),
-            },
-        })
+        self.count(client, false).await
     }
 
     /// A right token from `client`: refused while its address is locked
     /// out; otherwise its count starts again from zero.
     pub async fn token_succeeded(&self, client: &str) -> Result<Attempt, AccessError> {
-        let left_ms: i64 = SUCCEEDED
+        self.count(client, true).await
+    }
+
+    async fn count(&self, client: &str, right: bool) -> Result<Attempt, AccessError> {
+        let lockout_ms = u64::try_from(self.limits.lockout.as_millis()).unwrap_or(u64::MAX);
+        let (failures, left_ms): (u32, i64) = COUNT
             .key(format!("{FAILURES_PREFIX}{client}"))
             .arg(self.limits.max_failures)
-            .arg(self.lockout_ms())
+            .arg(lockout_ms)
+            .arg(if right { "1" } else { "" })
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(match u64::try_from(left_ms) {
-            Ok(left) => refused(left),
-            Err(_) => Attempt::Answer {
+            Ok(left) => Attempt::Refused {
+                retry_after: Duration::from_millis(left),
+            },
+            Err(_) if right => Attempt::Answer {
                 failures: 0,
                 wait: Duration::ZERO,
             },
+            Err(_) => Attempt::Answer {
+                failures,
+                wait: self.limits.delay_after(failures),
+            },
         })
-    }
-
-    fn lockout_ms(&self) -> u64 {
-        u64::try_from(self.limits.lockout.as_millis()).unwrap_or(u64::MAX)
-    }
-}
-
-fn refused(left_ms: u64) -> Attempt {
-    Attempt::Refused {
-        retry_after: Duration::from_millis(left_ms),
     }
 }

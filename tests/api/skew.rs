@@ -76,7 +76,7 @@ async fn window_after(app: &TestApp, receipt: i64, round: usize) -> Duration {
 async fn a_later_write_through_a_slower_host_wins() {
     let app = TestApp::spawn("skew_later_wins").await;
     let skew = skewed_clock("+2");
-    let extra: Vec<(&str, &str)> = skew.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let extra = as_settings(&skew);
     let fast = app.spawn_instance_with("regiondb-fast", &extra).await;
     // How long after a receipt from the fast instance the slow one still
     // hands out lower versions: the window in which skew can still order
@@ -110,7 +110,7 @@ async fn a_later_write_through_a_slower_host_wins() {
 async fn a_receipt_sent_back_orders_the_next_write_exactly() {
     let app = TestApp::spawn("skew_receipt").await;
     let skew = skewed_clock("+3");
-    let extra: Vec<(&str, &str)> = skew.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let extra = as_settings(&skew);
     let fast = app.spawn_instance_with("regiondb-fast", &extra).await;
     let first = version_at(&app, &fast.address, "c1", "first").await;
     let (code, answer) = write_at(&app, &app.address, "c1", "second", Some(first)).await;

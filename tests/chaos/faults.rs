@@ -61,7 +61,7 @@ impl Faults {
         let b = app
             .spawn_instance_with(
                 &format!("regiondb-b{}", self.b_runs),
-                &crate::skewed(&clock),
+                &crate::helpers::as_settings(&clock),
             )
             .await;
         addresses.write().await[1] = b.address.clone();

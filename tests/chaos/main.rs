@@ -56,11 +56,6 @@ use writers::{Attempt, Op, Outcome, Writer};
 /// from the other side.
 pub const B_CLOCK: &str = "+1.5";
 
-/// `skewed_clock` settings as `spawn_instance_with` takes them.
-pub fn skewed<'a>(settings: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
-    settings.iter().map(|(k, v)| (*k, v.as_str())).collect()
-}
-
 /// How long the end of the run may wait for the queues to drain.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(600);
 /// Records queued for one node before the app is killed during its replay.
@@ -160,7 +155,7 @@ async fn main() -> ExitCode {
     );
     let b_clock = skewed_clock(B_CLOCK);
     let b = app
-        .spawn_instance_with("regiondb-b", &skewed(&b_clock))
+        .spawn_instance_with("regiondb-b", &helpers::as_settings(&b_clock))
         .await;
     let addresses = Arc::new(RwLock::new(vec![app.address.clone(), b.address.clone()]));
     let progress = Arc::new(AtomicUsize::new(0));

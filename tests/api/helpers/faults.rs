@@ -167,3 +167,8 @@ pub fn skewed_clock(offset: &str) -> Vec<(&'static str, String)> {
         ("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_owned()),
     ]
 }
+
+/// `settings` as `TestApp::spawn_instance_with` takes them.
+pub fn as_settings<'a>(settings: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    settings.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}

@@ -32,7 +32,7 @@ use std::time::Duration;
 // each of which uses some of these.
 #[allow(unused_imports)]
 pub use {
-    faults::{faketime_library, skewed_clock},
+    faults::{as_settings, faketime_library, skewed_clock},
     fixtures::*,
     http::*,
     mongo::*,

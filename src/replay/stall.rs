@@ -16,10 +16,11 @@ impl Replay {
     /// One look at the queue, begun at `looking`: if it has stood still for
     /// a stall period, recovers (the first time in a row by re-joining the
     /// group, then by applying outside it). A member the group gave no
-    /// partition applies outside it at once: another member, alive to the
-    /// broker only (a killed instance it still counts, until its session
-    /// expires), holds them, and re-joining would not move them. True when
-    /// it acted.
+    /// partition at all (an instance restarted while the broker still counts
+    /// the killed one, which holds them) also applies outside the group at
+    /// once, before re-joining: the node gets its writes a stall period
+    /// sooner, and the re-join makes the group hand the partitions out, so
+    /// they are committed. True when it acted.
     pub(super) async fn recover_if_stalled(
         &mut self,
         watch: &mut StallWatch,
@@ -30,7 +31,10 @@ impl Replay {
         let Some(still) = watch.stalled(queue, looking, now, self.config.stall_after) else {
             return false;
         };
-        if watch.in_a_row == 0 && self.hints.owns_any() {
+        if watch.in_a_row == 0 {
+            if !self.hints.owns_any() {
+                self.apply_outside_the_group(queue).await;
+            }
             self.rejoin(queue, still).await;
         } else {
             self.apply_outside_the_group(queue).await;
@@ -59,7 +63,8 @@ impl Replay {
         }
     }
 
-    /// The queue is stuck even after re-joining: applies, outside the
+    /// The queue is stuck (even after re-joining, or with no partition
+    /// given to this member): applies, outside the
     /// group, everything it holds beyond the committed offsets, a batch at a
     /// time, each read on from where the last one ended (the committed
     /// offsets do not move meanwhile). Last writer wins, so whatever is
@@ -99,8 +104,8 @@ impl Replay {
             }
         }
         tracing::warn!(%node, applied, queued = queue.queued,
-            "replay still stalled after re-joining: applied the stuck hints outside the \
-             group; the group commits them once it hands their partitions out");
+            "replay stalled: applied the stuck hints outside the group; the group \
+             commits them once it hands their partitions out");
     }
 }
 

@@ -189,7 +189,7 @@ async fn main() -> ExitCode {
         &verdict,
     );
     verdict.print_last_line();
-    if verdict.all_zero() && before.lost + before.ghosts == 0 && repaired.is_ok() {
+    if verdict.all_zero() && before.lost_records() + before.ghosts == 0 && repaired.is_ok() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -197,19 +197,24 @@ async fn main() -> ExitCode {
 }
 
 /// The verdict before any repair, once no acknowledged write is missing
-/// and no old copy outlives its move, or a minute after the queues
-/// drained (how long an old copy may live without a repair); printed.
+/// from every copy and no old copy outlives its move, or a minute after
+/// the queues drained (how long an old copy may live without a repair);
+/// printed. A second copy missing because an instance was killed between a
+/// write's two copies is the final repair's to heal (DESIGN-NOTES 7), and
+/// only counted here.
 async fn before_repair(app: &TestApp, attempts: &[Attempt]) -> verdict::Verdict {
     let started = Instant::now();
     loop {
         let v = check(app, attempts).await;
-        let settled = v.lost + v.ghosts == 0;
+        let settled = v.lost_records() + v.ghosts == 0;
         if settled || started.elapsed() > GHOST_BOUND {
             println!(
-                "before repair ({:.1}s after the queues drained): lost={} ghosts={}",
+                "before repair ({:.1}s after the queues drained): lost={} ghosts={} \
+                 (second copies missing after a crash, for the repair: {})",
                 started.elapsed().as_secs_f64(),
-                v.lost,
-                v.ghosts
+                v.lost_records(),
+                v.ghosts,
+                v.copies_missing
             );
             for e in v.examples.iter().filter(|_| !settled) {
                 println!("  ! before repair: {e}");

@@ -32,6 +32,10 @@ pub struct Verdict {
     pub resurrected: usize,
     /// A live copy outside the region of the record's newest version.
     pub ghosts: usize,
+    /// Of `lost`: one copy of a record's region missing while the other
+    /// holds it (an instance killed between a write's home and replica
+    /// copies; the final repair heals it, by design).
+    pub copies_missing: usize,
     half_applied_503: usize,
     /// Writes that lost to one answered less than [`SKEW_WINDOW`] before
     /// they were sent, through another instance (not a failure).
@@ -40,6 +44,12 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// Records no copy holds at their newest acknowledged version (`lost`
+    /// but for a missing second copy).
+    pub fn lost_records(&self) -> usize {
+        self.lost - self.copies_missing
+    }
+
     pub fn all_zero(&self) -> bool {
         self.lost + self.stale + self.duplicates + self.divergent + self.resurrected + self.ghosts
             == 0
@@ -240,6 +250,7 @@ fn check_placement(
         for role in ["home", "replica"] {
             if !all.iter().any(|(r, ro, _)| *r == home && *ro == role) {
                 v.lost += 1;
+                v.copies_missing += 1;
                 v.note(format!("{id}: {home} {role} copy missing"));
             }
         }

@@ -87,7 +87,15 @@ impl TestApp {
             child,
             name: "redis".into(),
         });
-        wait_until("redis to restart", DEADLINE, || port_open(port)).await;
+        // Redis listens before it has loaded its append-only file, and
+        // answers LOADING until then: a command sent in between is lost.
+        wait_until("redis to load its data", DEADLINE, || async move {
+            let answer = std::process::Command::new(tool("redis-cli"))
+                .args(["-p", &port.to_string(), "PING"])
+                .output();
+            answer.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "PONG")
+        })
+        .await;
     }
 
     pub fn redis_port(&self) -> u16 {

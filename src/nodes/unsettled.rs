@@ -47,7 +47,8 @@ impl Unsettled {
 
 impl NodeStatuses {
     /// Records writes whose moves are to be settled (before they are
-    /// answered).
+    /// answered; again, as now, each time their settler looks at them
+    /// anew, so that only the writes of an instance that stopped grow old).
     pub async fn note_unsettled(&self, writes: &[Unsettled]) -> Result<(), StatusError> {
         if writes.is_empty() {
             return Ok(());

@@ -53,6 +53,9 @@ impl WritePath {
             let mut batch: Vec<PlacedRecord> = first.into_iter().collect();
             if batch.is_empty() {
                 batch = std::mem::take(&mut again);
+                // Recorded again at each look: Redis may have lost them
+                // (a FLUSHALL), and this instance may not outlive them.
+                self.note_unsettled(&batch).await;
             }
             while batch.len() < SETTLE_BATCH {
                 match queue.try_recv() {

@@ -176,6 +176,7 @@ impl NodeStatuses {
                 for i = 1, #ARGV do
                   if redis.call('HSETNX', KEYS[1], ARGV[i], 'available') == 1 then
                     redis.call('PUBLISH', KEYS[2], 'set ' .. ARGV[i] .. '=available')
+                    redis.call('SET', KEYS[3], 'lost')
                   end
                 end
                 return 1
@@ -183,7 +184,7 @@ impl NodeStatuses {
             )
         });
         let mut invocation = SCRIPT.key(STATUS_HASH);
-        invocation.key(CHANGE_CHANNEL);
+        invocation.key(CHANGE_CHANNEL).key(unsettled::RESETTLE);
         for node in self.views.keys() {
             invocation.arg(node.as_str());
         }

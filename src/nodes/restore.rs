@@ -3,6 +3,7 @@
 //! the nodes that lost their data and are not repaired yet, and the node
 //! identities this instance saw (see `recovery`).
 
+use super::unsettled::RESETTLE;
 use super::{
     CHANGE_CHANNEL, DATA_LOSS_HASH, IDENTITY_HASH, NodeStatuses, SOURCE_HASH, STATUS_HASH,
     StatusError,
@@ -22,6 +23,7 @@ for i = 1, #ARGV, 5 do
   if ARGV[i + 3] ~= '' then redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 3]) end
   if ARGV[i + 4] ~= '' then redis.call('HSETNX', KEYS[4], ARGV[i], ARGV[i + 4]) end
 end
+redis.call('SET', KEYS[6], 'lost')
 return 1
 ";
 
@@ -37,7 +39,8 @@ impl NodeStatuses {
             .key(SOURCE_HASH)
             .key(DATA_LOSS_HASH)
             .key(IDENTITY_HASH)
-            .key(CHANGE_CHANNEL);
+            .key(CHANGE_CHANNEL)
+            .key(RESETTLE);
         let lost = format!(r#"{{"reason":"restored","at_ms":{}}}"#, now_millis());
         {
             let records = self.records.read().unwrap_or_else(|e| e.into_inner());

@@ -17,6 +17,11 @@ use crate::domain::now_millis;
 pub const UNSETTLED: &str = "regiondb:unsettled";
 /// Held by the instance sweeping old unsettled writes.
 pub const MOVE_SWEEP_LOCK: &str = "regiondb:move_sweep";
+/// Set when Redis lost its data (by the instance that writes the statuses
+/// back, or seeds them): the record of unsettled writes went with it, so
+/// the sweep settles the recent writes again, read from the nodes, and
+/// then deletes it.
+pub const RESETTLE: &str = "regiondb:resettle";
 /// Separates the parts of a member: a control character, which no id holds.
 const SEP: char = '\u{1f}';
 
@@ -93,6 +98,18 @@ impl NodeStatuses {
         let stop = isize::try_from(max).unwrap_or(isize::MAX).saturating_sub(1);
         let members: Vec<String> = self.conn.clone().zrange(UNSETTLED, 0, stop).await?;
         Ok(members.iter().filter_map(|m| Unsettled::parse(m)).collect())
+    }
+
+    /// Whether Redis lost its record of unsettled writes (see [`RESETTLE`]).
+    pub async fn resettle_wanted(&self) -> Result<bool, StatusError> {
+        let marker: Option<String> = self.conn.clone().get(RESETTLE).await?;
+        Ok(marker.is_some())
+    }
+
+    /// The recent writes were settled again.
+    pub async fn resettled(&self) -> Result<(), StatusError> {
+        let _: i64 = self.conn.clone().del(RESETTLE).await?;
+        Ok(())
     }
 
     /// Takes the move-sweep lock for `hold` if no instance holds it.

@@ -166,6 +166,25 @@ impl NodeStore {
             .collect())
     }
 
+    /// One page of the live records of `collection` written at or after
+    /// the version `since`, in `_id` order after `after` (the writes whose
+    /// moves may still be unsettled when Redis lost its record of them).
+    pub async fn recent_page(
+        &self,
+        collection: &str,
+        after: Option<&str>,
+        since: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let filter = doc! {DELETED_FIELD: {"$ne": true}, "version": {"$gte": since}};
+        let page = self.id_page("recent_page", collection, filter, after, limit);
+        Ok(page
+            .await?
+            .into_iter()
+            .filter_map(|(id, v)| Some((id, v?)))
+            .collect())
+    }
+
     /// One page of the tombstones of `collection` older than `before` (a
     /// version), in `_id` order after `after`: what purge may remove.
     pub async fn tombstones_page(

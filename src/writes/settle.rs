@@ -21,6 +21,9 @@ const RETRY_UNREAD: std::time::Duration = std::time::Duration::from_secs(2);
 const MAX_UNSETTLED: usize = 10_000;
 /// How often one instance settles the writes left unsettled in Redis.
 pub const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+/// How far back, after Redis lost its data, the writes are read from the
+/// nodes and settled again.
+pub const RECENT_AFTER_LOSS: std::time::Duration = std::time::Duration::from_secs(600);
 /// How long a write stays unsettled before the sweep takes it over (its
 /// own settler normally settles it within milliseconds).
 pub const SWEEP_AGE: std::time::Duration = std::time::Duration::from_secs(15);
@@ -100,15 +103,68 @@ impl WritePath {
         left
     }
 
+    /// Settles every record written to a home node in the last
+    /// [`RECENT_AFTER_LOSS`]: the unsettled ones among them are no longer
+    /// recorded in Redis (settling the others changes nothing).
+    async fn settle_recent(&self) -> bool {
+        let window = i64::try_from(RECENT_AFTER_LOSS.as_micros()).unwrap_or(i64::MAX);
+        let since = self.clock.now().saturating_sub(window);
+        let mut settled = 0;
+        for region in self.regions.regions() {
+            let Some(store) = self.stores.get(&region.id) else {
+                continue;
+            };
+            let mut after: Option<String> = None;
+            loop {
+                let coll = crate::domain::CustomerCopy::PRIMARY_COLLECTION;
+                let page = match store
+                    .recent_page(coll, after.as_deref(), since, SETTLE_BATCH)
+                    .await
+                {
+                    Ok(page) => page,
+                    Err(e) => {
+                        tracing::warn!(region = %region.id, error = %e, "recent writes unread; the next sweep tries again");
+                        return false;
+                    }
+                };
+                after = page.last().map(|(id, _)| id.clone());
+                let placed: Vec<PlacedRecord> = (page.iter())
+                    .filter_map(|(id, v)| placed_record(&recorded(id, &region.id, *v)))
+                    .collect();
+                settled += placed.len();
+                let _ = self.settle_recorded(&placed).await;
+                if page.len() < SETTLE_BATCH {
+                    break;
+                }
+            }
+        }
+        if settled > 0 {
+            tracing::warn!(
+                settled,
+                "redis lost its record of unsettled writes: settled the recent ones again"
+            );
+        }
+        true
+    }
+
     /// Settles the writes left unsettled in Redis for longer than
     /// [`SWEEP_AGE`] (their instance crashed before settling them), if this
-    /// instance holds the sweep's lock.
+    /// instance holds the sweep's lock. After Redis lost its data (and with
+    /// it that record: `regiondb:resettle` says so), first every record
+    /// written in the last [`RECENT_AFTER_LOSS`], read from the nodes
+    /// themselves.
     async fn sweep(&self) {
         let me = format!("{}-{:p}", std::process::id(), self);
         match self.statuses.claim_move_sweep(&me, SWEEP_EVERY).await {
             Ok(true) => {}
             Ok(false) => return,
             Err(e) => return tracing::debug!(error = %e, "cannot take the move-sweep lock"),
+        }
+        if let Ok(true) = self.statuses.resettle_wanted().await
+            && self.settle_recent().await
+            && let Err(e) = self.statuses.resettled().await
+        {
+            tracing::debug!(error = %e, "recent writes settled; the marker stays until the next sweep");
         }
         let old = match self
             .statuses
@@ -137,6 +193,15 @@ fn unsettled(p: &PlacedRecord) -> Unsettled {
         id: p.id.as_str().to_owned(),
         region: p.region.as_str().to_owned(),
         version: p.version.get(),
+    }
+}
+
+/// A record written to `region` at `version`, as Redis would keep it.
+fn recorded(id: &str, region: &NodeId, version: i64) -> Unsettled {
+    Unsettled {
+        id: id.to_owned(),
+        region: region.as_str().to_owned(),
+        version,
     }
 }
 

@@ -132,7 +132,9 @@ impl WritePath {
                     .filter_map(|(id, v)| placed_record(&recorded(id, &region.id, *v)))
                     .collect();
                 settled += placed.len();
-                let _ = self.settle_recorded(&placed).await;
+                // What cannot be settled yet is recorded for the sweep.
+                let left = self.settle_recorded(&placed).await;
+                self.note_unsettled(&left).await;
                 if page.len() < SETTLE_BATCH {
                     break;
                 }

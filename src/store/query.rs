@@ -177,12 +177,8 @@ impl NodeStore {
         limit: usize,
     ) -> Result<Vec<(String, i64)>, StoreError> {
         let filter = doc! {DELETED_FIELD: {"$ne": true}, "version": {"$gte": since}};
-        let page = self.id_page("recent_page", collection, filter, after, limit);
-        Ok(page
-            .await?
-            .into_iter()
-            .filter_map(|(id, v)| Some((id, v?)))
-            .collect())
+        self.versioned_page("recent_page", collection, filter, after, limit)
+            .await
     }
 
     /// One page of the tombstones of `collection` older than `before` (a
@@ -195,7 +191,21 @@ impl NodeStore {
         limit: usize,
     ) -> Result<Vec<(String, i64)>, StoreError> {
         let filter = doc! {DELETED_FIELD: true, "version": {"$lt": before}};
-        let page = self.id_page("tombstones_page", collection, filter, after, limit);
+        self.versioned_page("tombstones_page", collection, filter, after, limit)
+            .await
+    }
+
+    /// [`NodeStore::id_page`] of documents matching `filter` on their
+    /// version, so every one has a version.
+    async fn versioned_page(
+        &self,
+        call: &'static str,
+        collection: &str,
+        filter: Document,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let page = self.id_page(call, collection, filter, after, limit);
         Ok(page
             .await?
             .into_iter()

@@ -129,7 +129,13 @@ impl WritePath {
                 };
                 after = page.last().map(|(id, _)| id.clone());
                 let placed: Vec<PlacedRecord> = (page.iter())
-                    .filter_map(|(id, v)| placed_record(&recorded(id, &region.id, *v)))
+                    .filter_map(|(id, v)| {
+                        Some(PlacedRecord {
+                            id: Text::parse("customer_id", id).ok()?,
+                            region: region.id.clone(),
+                            version: Version::new(*v),
+                        })
+                    })
                     .collect();
                 settled += placed.len();
                 // What cannot be settled yet is recorded for the sweep.
@@ -195,15 +201,6 @@ fn unsettled(p: &PlacedRecord) -> Unsettled {
         id: p.id.as_str().to_owned(),
         region: p.region.as_str().to_owned(),
         version: p.version.get(),
-    }
-}
-
-/// A record written to `region` at `version`, as Redis would keep it.
-fn recorded(id: &str, region: &NodeId, version: i64) -> Unsettled {
-    Unsettled {
-        id: id.to_owned(),
-        region: region.as_str().to_owned(),
-        version,
     }
 }
 

@@ -5,11 +5,13 @@
 //! `domain` (types, no I/O) and `config` · one adapter per backing service
 //! (`nodes` and `access` = Redis, `store` = MongoDB, `hints` = Kafka) · the paths that
 //! compose them (`writes`, `reads`, `replay`, `repair`, `recovery`,
-//! `prober`, `import`, ...) · the edges (`http`, `cli`) · `startup`, which
-//! connects the services and wires a serving instance.
+//! `prober`, `import`, ...) · the edges (`http`, `cli`, and `bench`, a
+//! client of a running deployment) · `startup`, which connects the services
+//! and wires a serving instance.
 
 pub mod access;
 pub mod backlog;
+pub mod bench;
 pub mod cli;
 pub mod clock_lease;
 pub mod config;

@@ -32,6 +32,9 @@
 //! - `regiondb_redis_primary_changes_total`: times this instance moved to the
 //!   primary Redis Sentinel named (after a failover)
 //! - `regiondb_tombstones_purged_total`
+//! - `regiondb_group_commit_batch_size{node}`: copies per direct write
+//!   command of the group commit (`writes::commit`);
+//!   `regiondb_group_commit_waiting`: copies waiting for their command
 //! - `regiondb_build_info{version}` (always 1), and the `process_*` metrics
 //!   (resident memory, CPU seconds, open file descriptors, ...) of the
 //!   `metrics-process` crate, collected at each scrape
@@ -51,6 +54,9 @@ use crate::domain::NodeView;
 const LATENCY_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
+/// Histogram buckets (copies) of the group commit's batch sizes, up to its
+/// cap (`writes::commit::MAX_BATCH`).
+const BATCH_BUCKETS: [f64; 9] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 /// How often the recorder's internal upkeep runs.
 pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -62,6 +68,12 @@ pub fn install() -> PrometheusHandle {
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &LATENCY_BUCKETS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("regiondb_group_commit_batch_size".into()),
+                        &BATCH_BUCKETS,
+                    )
+                })
                 .map(PrometheusBuilder::build_recorder);
             match recorder {
                 Ok(recorder) => {
@@ -102,7 +114,7 @@ enum Kind {
 }
 
 /// Every family regiondb exports, with its `# HELP` text.
-const FAMILIES: [(Kind, &str, &str); 23] = [
+const FAMILIES: [(Kind, &str, &str); 25] = [
     (
         Kind::Gauge,
         "regiondb_build_info",
@@ -218,6 +230,16 @@ const FAMILIES: [(Kind, &str, &str); 23] = [
         "regiondb_clock_follow_capped_total",
         "Renewals that found another clock ahead beyond the cap and did not follow it all",
     ),
+    (
+        Kind::Histogram,
+        "regiondb_group_commit_batch_size",
+        "Copies per direct write command of the group commit, by node",
+    ),
+    (
+        Kind::Gauge,
+        "regiondb_group_commit_waiting",
+        "Copies waiting for their direct write command, all nodes",
+    ),
 ];
 
 /// The `# HELP` text of every family (and the process collector's).
@@ -273,6 +295,16 @@ pub fn admin_token_failed(via: &'static str) {
 
 pub fn write(copy: &'static str, outcome: &'static str) {
     counter!("regiondb_writes_total", "copy" => copy, "outcome" => outcome).increment(1);
+}
+
+/// The copies per command of `node`'s committers (a handle, kept by each).
+pub fn group_commit_batches(node: &str) -> metrics::Histogram {
+    histogram!("regiondb_group_commit_batch_size", "node" => node.to_owned())
+}
+
+/// Copies waiting for their group-commit command (a handle, kept).
+pub fn group_commit_waiting() -> metrics::Gauge {
+    gauge!("regiondb_group_commit_waiting")
 }
 
 pub fn hints_replayed(node: &str, n: usize) {

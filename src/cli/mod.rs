@@ -1,4 +1,5 @@
-//! The command line: `serve` (the default), `repair`, `import` and `gen`,
+//! The command line: `serve` (the default), `repair`, `import`, `gen` and
+//! `bench`,
 //! one file each. Every subcommand answers an exit code or a [`CliError`],
 //! which is printed with the subcommand's name and mapped to its exit code
 //! in one place.
@@ -14,6 +15,7 @@ use crate::import::FileError;
 use crate::startup::{ConnectError, StartupError};
 use crate::store::StoreError;
 
+mod bench;
 mod generate;
 mod import;
 mod repair;
@@ -69,6 +71,10 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Load a running deployment through its API and measure it, with the
+    /// baselines (a naive client, the broker's raw produce rate) on the
+    /// same servers. Prints a table (or `--json`). See docs/BENCHMARKS.md.
+    Bench(bench::BenchArgs),
 }
 
 /// Why a subcommand could not do its job.
@@ -92,18 +98,25 @@ pub enum CliError {
     Topics(HintError),
     #[error("{0}")]
     Output(std::io::Error),
+    #[error("{0}: must be a positive number")]
+    Argument(&'static str),
+    #[error(transparent)]
+    Bench(#[from] crate::bench::BenchError),
 }
 
 impl CliError {
     /// 2: the configuration, the arguments, or (for an import) the file or
-    /// the services could not be used at all; 1: anything else.
+    /// the services could not be used at all; 1: anything else (for a bench,
+    /// the deployment failing it).
     fn exit_code(&self) -> ExitCode {
         match self {
             CliError::Config(_)
             | CliError::UnknownRegion { .. }
             | CliError::File(_)
             | CliError::ImportServices(_)
-            | CliError::Topics(_) => ExitCode::from(2),
+            | CliError::Topics(_)
+            | CliError::Argument(_) => ExitCode::from(2),
+            CliError::Bench(e) if e.is_usage() => ExitCode::from(2),
             _ => ExitCode::from(1),
         }
     }
@@ -118,6 +131,7 @@ pub async fn run() -> ExitCode {
         Command::Repair { .. } => "regiondb repair",
         Command::Import { .. } => "regiondb import",
         Command::Gen { .. } => "regiondb gen",
+        Command::Bench(_) => "regiondb bench",
     };
     match dispatch(command, cli.env_file).await {
         Ok(code) => code,
@@ -149,6 +163,7 @@ async fn dispatch(command: Command, env_file: Option<PathBuf>) -> Result<ExitCod
         Command::Import { file, batch_size } => {
             import::run(&config, &file, usize::from(batch_size)).await
         }
+        Command::Bench(args) => bench::run(&config, args).await,
         Command::Gen { .. } => Ok(ExitCode::SUCCESS),
     }
 }

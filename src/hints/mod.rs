@@ -1,6 +1,7 @@
 //! Kafka: the hint log. A write meant for an unavailable node is appended to
-//! that node's topic (key = customer_id, value = the copy as JSON) and only
-//! acknowledged once the broker has it (acks=all, idempotent producer). Each
+//! that node's topic (key = customer_id, value = the copy as JSON; the
+//! partition turns per instance, see `partitions`) and only acknowledged
+//! once the broker has it (acks=all, idempotent producer). Each
 //! node's replay reads its topic as a member of consumer group
 //! `regiondb-handoff-<node>` (Kafka spreads the topic's partitions over the
 //! running instances) and commits offsets only after MongoDB took the batch.
@@ -21,9 +22,12 @@ mod admin;
 mod consumer;
 mod offsets;
 mod parked;
+mod partitions;
 mod producer;
 mod security;
 
+use partitions::PartitionCounts;
+pub use producer::LINGER_MS;
 use producer::new_producer;
 
 pub use consumer::{HintConsumer, ReplayContext};
@@ -75,9 +79,14 @@ impl HintError {
 /// process.
 pub struct HintLog {
     config: KafkaConfig,
-    /// Replaced as a whole if it ever fails fatally (an idempotent producer
-    /// can, and then refuses every message until it is recreated).
-    producer: RwLock<FutureProducer>,
+    /// One producer (one broker connection) per node topic: a broker
+    /// answers one connection's requests one at a time, so a node's hints
+    /// never wait behind another node's. Each is replaced as a whole if it
+    /// ever fails fatally (an idempotent producer can, and then refuses
+    /// every message until it is recreated).
+    producers: Vec<(NodeId, RwLock<FutureProducer>)>,
+    /// Which partition hints go to (see `partitions`).
+    partitions: PartitionCounts,
     admin: AdminClient<DefaultClientContext>,
     /// One idle consumer per node group, used only to read committed offsets.
     offsets: HashMap<NodeId, Arc<BaseConsumer>>,
@@ -98,7 +107,11 @@ impl HintLog {
             ..config.clone()
         };
         let built = |e| security::setting_error(config, e);
-        let producer = RwLock::new(new_producer(config).map_err(built)?);
+        let nodes: Vec<&NodeId> = nodes.into_iter().collect();
+        let producers = (nodes.iter())
+            .map(|node| Ok(((*node).clone(), RwLock::new(new_producer(config)?))))
+            .collect::<Result<_, KafkaError>>()
+            .map_err(built)?;
         let admin = base_config(config).create().map_err(built)?;
         let offsets = nodes
             .into_iter()
@@ -113,7 +126,8 @@ impl HintLog {
             .map_err(built)?;
         Ok(HintLog {
             config: config.clone(),
-            producer,
+            producers,
+            partitions: PartitionCounts::new(),
             admin,
             offsets,
         })
@@ -156,6 +170,13 @@ impl HintLog {
             .await
             .map_err(|e| HintError::Join(e.to_string()))?
     }
+}
+
+/// The settings every client of regiondb's starts from (brokers, client
+/// id, TLS and SASL): for a tool that must reach the same cluster the same
+/// way (`regiondb bench`'s broker baseline).
+pub fn client_config(config: &KafkaConfig) -> ClientConfig {
+    base_config(config)
 }
 
 fn base_config(config: &KafkaConfig) -> ClientConfig {

@@ -17,13 +17,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio_util::sync::CancellationToken;
 
+use super::notes::parse_note;
 use super::switch::OWN_WRITE;
-use super::{
-    CHANGE_CHANNEL, NOTE_QUEUED_TIMEOUT, NodeStatuses, QUEUED_HASH, SOURCE_HASH, STATUS_HASH,
-};
+use super::{CHANGE_CHANNEL, NodeStatuses, SOURCE_HASH, STATUS_HASH};
 use crate::domain::NodeId;
 
 /// Without keyspace notifications, changes made with redis-cli are only seen
@@ -58,8 +57,13 @@ enum Message {
     HashWritten,
     /// regiondb's own announcement of a status write.
     OwnWrite,
+    /// Hints were queued for a node: its new shared count.
+    Queued(NodeId, i64),
     Other,
 }
+
+/// The most messages taken off the subscription before acting on them.
+const DRAIN: usize = 1024;
 
 impl NodeStatuses {
     /// Keeps the local view in step with Redis until `shutdown`: follows the
@@ -131,8 +135,10 @@ impl NodeStatuses {
         }
     }
 
-    /// Re-reads the hash on every message, and tells writes made straight
-    /// into Redis from regiondb's own (see the module's comment). True on
+    /// Follows the messages, and tells writes made straight into Redis from
+    /// regiondb's own (see the module's comment). Whatever arrived at once
+    /// is taken together: a queued hint's note only updates that node's
+    /// count; anything else re-reads the hashes, once for the lot. True on
     /// shutdown, false when the subscription is lost.
     async fn follow_messages(
         &self,
@@ -154,16 +160,29 @@ impl NodeStatuses {
                 }
                 msg = messages.next() => msg,
             };
-            let Some(msg) = msg else { return false };
-            let kind = classify(&msg, keyspace);
-            if unpaired.is_some() && !matches!(kind, Message::OwnWrite) {
-                self.operator_wrote().await;
+            let Some(first) = msg else { return false };
+            let mut arrived = vec![first];
+            while arrived.len() < DRAIN
+                && let Some(Some(msg)) = messages.next().now_or_never()
+            {
+                arrived.push(msg);
             }
-            unpaired = match kind {
-                Message::HashWritten => Some(tokio::time::Instant::now()),
-                _ => None,
-            };
-            if let Err(e) = self.resync().await {
+            let mut reread = false;
+            for msg in &arrived {
+                let kind = classify(msg, keyspace);
+                if unpaired.is_some() && !matches!(kind, Message::OwnWrite) {
+                    self.operator_wrote().await;
+                }
+                unpaired = match kind {
+                    Message::HashWritten => Some(tokio::time::Instant::now()),
+                    _ => None,
+                };
+                match kind {
+                    Message::Queued(node, count) => self.backlogs.shared_queued(&node, count),
+                    _ => reread = true,
+                }
+            }
+            if reread && let Err(e) = self.resync().await {
                 tracing::warn!(error = %e, "node status resync failed");
             }
         }
@@ -232,32 +251,19 @@ impl NodeStatuses {
     }
 }
 
-impl NodeStatuses {
-    /// Tells every instance that a hint was queued for `node` (so none of
-    /// them reads it as caught up before its replay applied the hint).
-    /// Bounded and best effort: the hint is in Kafka either way.
-    pub async fn note_queued(&self, node: &NodeId) {
-        let mut conn = self.conn.clone();
-        let mut pipe = redis::pipe();
-        pipe.hincr(QUEUED_HASH, node.as_str(), 1)
-            .ignore()
-            .publish(CHANGE_CHANNEL, format!("{node} queued"))
-            .ignore();
-        let noted = tokio::time::timeout(NOTE_QUEUED_TIMEOUT, pipe.query_async::<()>(&mut conn));
-        match noted.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::debug!(%node, error = %e, "could not share the queued hint"),
-            Err(_) => tracing::debug!(%node, "sharing the queued hint timed out"),
-        }
-    }
-}
-
 /// What a message on the subscription is (see [`Message`]).
 fn classify(msg: &redis::Msg, keyspace: &str) -> Message {
     let payload: String = msg.get_payload().unwrap_or_default();
     match msg.get_channel_name() {
         name if name == keyspace && payload == "hset" => Message::HashWritten,
         CHANGE_CHANNEL if payload.starts_with(OWN_WRITE) => Message::OwnWrite,
+        CHANGE_CHANNEL => match parse_note(&payload) {
+            Some((node, count)) => match NodeId::parse(node) {
+                Ok(node) => Message::Queued(node, count),
+                Err(_) => Message::Other,
+            },
+            None => Message::Other,
+        },
         _ => Message::Other,
     }
 }

@@ -17,7 +17,8 @@
 //!
 //! One job a file: `switch` (an operator's switch), `lease` (the failure
 //! detector's lease and its status changes), `follow` (the change channel:
-//! announcing, listening, re-reading), `restore` (after Redis lost its
+//! announcing, listening, re-reading), `notes` (telling every instance
+//! that hints were queued), `restore` (after Redis lost its
 //! data), `repair_state` (the last repair's report and the automatic-repair
 //! lock), `unsettled` (writes whose moves are not settled yet). The version
 //! clock's facts are kept by `clock_lease` on this connection.
@@ -32,6 +33,7 @@ use tokio::sync::watch;
 mod follow;
 mod lease;
 mod link;
+mod notes;
 mod repair_state;
 mod restore;
 mod switch;
@@ -39,6 +41,7 @@ mod unsettled;
 
 pub use lease::ProbeReport;
 pub use link::RedisLink;
+pub use notes::QueuedNotes;
 pub use unsettled::{UNSETTLED, Unsettled};
 
 use crate::backlog::Backlogs;
@@ -123,6 +126,8 @@ pub struct NodeStatuses {
     /// Each node's marker as this instance last saw it (written back to
     /// Redis with the statuses if Redis loses them: see `restore`).
     identities: std::sync::RwLock<HashMap<NodeId, String>>,
+    /// Telling the other instances about queued hints (see `notes`).
+    notes: Arc<QueuedNotes>,
 }
 
 type Hash = HashMap<String, String>;
@@ -148,11 +153,13 @@ impl NodeStatuses {
             .set_response_timeout(Some(REDIS_TIMEOUT))
             .set_number_of_retries(2);
         let conn = RedisLink::connect(config, manager).await?;
-        let views = nodes
+        let views: BTreeMap<NodeId, _> = nodes
             .into_iter()
             .map(|node| (node.clone(), watch::Sender::new(NodeStatus::Available)))
             .collect();
+        let notes = Arc::new(QueuedNotes::new(conn.clone(), views.keys()));
         Ok(NodeStatuses {
+            notes,
             conn,
             views,
             records: std::sync::RwLock::new(HashMap::new()),
@@ -190,6 +197,11 @@ impl NodeStatuses {
         }
         let _: i64 = invocation.invoke_async(&mut self.conn.clone()).await?;
         self.resync().await
+    }
+
+    /// Where writes that queued hints tell the other instances so.
+    pub fn notes(&self) -> &Arc<QueuedNotes> {
+        &self.notes
     }
 
     /// The catch-up state this view keeps up to date.

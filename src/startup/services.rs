@@ -19,7 +19,7 @@ use crate::domain::NodeId;
 use crate::hints::{HintError, HintLog};
 use crate::nodes::{NodeStatuses, StatusError};
 use crate::store::{StoreError, Stores};
-use crate::writes::WritePath;
+use crate::writes::{Committers, WritePath};
 
 /// Why the services could not be connected.
 #[derive(Debug, thiserror::Error)]
@@ -141,6 +141,7 @@ impl Services {
             regions: config.regions.clone(),
             statuses: self.statuses.clone(),
             stores: self.stores.clone(),
+            committers: Arc::new(Committers::new(self.stores.clone(), self.statuses.clone())),
             hints: self.hints.clone(),
             backlogs: self.backlogs.clone(),
             clock: self.clock_lease.clock.clone(),

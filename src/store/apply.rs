@@ -1,55 +1,95 @@
 //! The last-writer-wins write engine: a batch of copies goes insert-first,
 //! and the copies whose record exists already get a versioned update where
-//! theirs is newer.
+//! theirs is newer. Every copy gets its own outcome: one refused or failed
+//! copy does not fail the others.
 
 use std::collections::HashMap;
 
 use futures::TryStreamExt;
-use mongodb::bson::{self, Bson, Document, doc};
+use mongodb::bson::{self, Document, doc};
 
-use super::errors::{
-    WriteErrorClass, classify_write_error, command_message, is_id_conflict, is_permanent_failure,
-};
+use super::command::{Conflicts, CopyOutcome, WriteKind};
 use super::query::id_and_version;
 use super::{CONFLICT_ROUNDS, DELETED_AT_FIELD, DELETED_FIELD, NodeStore, StoreError, ZIP_FIELD};
 use crate::domain::CustomerCopy;
 
 impl NodeStore {
-    /// Applies copies with last-writer-wins: a copy is written only where no
-    /// copy with an equal or newer version exists. Several copies of one
-    /// record in the batch collapse to the newest first. Per collection, one
-    /// unordered `insert` in the usual case, then versioned updates only for
-    /// the records that existed already (see `apply_lww`).
+    /// Applies copies with last-writer-wins, all or nothing as far as the
+    /// caller is concerned: `Ok` only if every copy is stored (or
+    /// superseded); else the first copy's refusal or failure, in batch
+    /// order. See [`NodeStore::apply_each`].
     pub async fn apply(&self, copies: &[CustomerCopy]) -> Result<(), StoreError> {
-        // Kept in the order the copies came (the order they were accepted
-        // or queued), so that of two records competing for a unique value
-        // the earlier one is written first.
-        let mut slots: HashMap<(String, &str), usize> = HashMap::new();
-        let mut by_collection: Vec<(String, Vec<&CustomerCopy>)> = Vec::new();
-        for copy in copies {
-            let collection = copy.collection();
-            let key = (collection.clone(), copy.customer_id().as_str());
-            let group = match by_collection.iter().position(|(c, _)| *c == collection) {
-                Some(i) => i,
-                None => {
-                    by_collection.push((collection, Vec::new()));
-                    by_collection.len() - 1
-                }
-            };
-            let list = &mut by_collection[group].1;
-            match slots.get(&key) {
-                Some(&i) if copy.version > list[i].version => list[i] = copy,
-                Some(_) => {}
-                None => {
-                    slots.insert(key, list.len());
-                    list.push(copy);
+        for outcome in self.apply_each(copies).await? {
+            match outcome {
+                CopyOutcome::Stored | CopyOutcome::NotTried => {}
+                CopyOutcome::Rejected(message) => return Err(self.rejected(message)),
+                CopyOutcome::Failed(message) => {
+                    return Err(StoreError::NotDurable {
+                        node: self.node.clone(),
+                        message,
+                    });
                 }
             }
         }
-        for (collection, copies) in by_collection {
-            self.apply_lww(&collection, copies).await?;
-        }
         Ok(())
+    }
+
+    /// Applies copies with last-writer-wins: a copy is written only where no
+    /// copy with an equal or newer version exists. Several copies of one
+    /// record in the batch collapse to the newest, which alone is sent; the
+    /// older ones are `Stored` (superseded) if it was stored, else
+    /// `NotTried`. Per collection, one unordered `insert` in the usual case,
+    /// then versioned updates only for the records that existed already
+    /// (see `apply_lww`). One outcome per copy, in order; an error only when
+    /// a whole command failed (its copies' outcomes are unknown).
+    pub async fn apply_each(
+        &self,
+        copies: &[CustomerCopy],
+    ) -> Result<Vec<CopyOutcome>, StoreError> {
+        // Kept in the order the copies came (the order they were accepted
+        // or queued), so that of two records competing for a unique value
+        // the earlier one is written first.
+        let mut slots: HashMap<(String, &str), (usize, usize)> = HashMap::new();
+        let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+        for (i, copy) in copies.iter().enumerate() {
+            let collection = copy.collection();
+            let key = (collection.clone(), copy.customer_id().as_str());
+            if let Some(&(g, k)) = slots.get(&key) {
+                let newest = &mut groups[g].1[k];
+                if copy.version > copies[*newest].version {
+                    *newest = i;
+                }
+                continue;
+            }
+            let g = match groups.iter().position(|(c, _)| *c == collection) {
+                Some(g) => g,
+                None => {
+                    groups.push((collection, Vec::new()));
+                    groups.len() - 1
+                }
+            };
+            slots.insert(key, (g, groups[g].1.len()));
+            groups[g].1.push(i);
+        }
+        let mut outcomes = vec![CopyOutcome::NotTried; copies.len()];
+        for (collection, sent) in &groups {
+            let batch: Vec<&CustomerCopy> = sent.iter().map(|i| &copies[*i]).collect();
+            for (i, outcome) in sent.iter().zip(self.apply_lww(collection, batch).await?) {
+                outcomes[*i] = outcome;
+            }
+        }
+        // The older copies of a record stand or fall with its newest.
+        for (i, copy) in copies.iter().enumerate() {
+            let key = (copy.collection(), copy.customer_id().as_str());
+            let Some(&(g, k)) = slots.get(&key) else {
+                continue;
+            };
+            let newest = groups[g].1[k];
+            if i != newest && outcomes[newest] == CopyOutcome::Stored {
+                outcomes[i] = CopyOutcome::Stored;
+            }
+        }
+        Ok(outcomes)
     }
 
     /// Writes `copies` (one per record) so that each ends up stored unless
@@ -68,115 +108,149 @@ impl NodeStore {
         &self,
         collection: &str,
         copies: Vec<&CustomerCopy>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<CopyOutcome>, StoreError> {
+        let mut out = vec![CopyOutcome::Stored; copies.len()];
+        let all: Vec<usize> = (0..copies.len()).collect();
         if copies.len() < 2 {
-            return self.update_lww(collection, copies).await;
+            self.update_lww(collection, &copies, all, &mut out).await?;
+            return Ok(out);
         }
         let documents = copies.iter().map(|c| record_document(c)).collect();
-        let existing: Vec<&CustomerCopy> = match self
+        let reply = self
             .write_command(WriteKind::Insert, collection, documents)
-            .await?
-        {
-            Conflicts::None => return Ok(()),
-            Conflicts::At(indexes) => indexes
-                .into_iter()
-                .filter_map(|i| copies.get(i).copied())
-                .collect(),
-            Conflicts::Unknown => return self.apply_after_lookup(collection, copies).await,
+            .await?;
+        for (i, outcome) in reply.failures {
+            if let Some(slot) = out.get_mut(i) {
+                *slot = outcome;
+            }
+        }
+        let existing = match reply.conflicts {
+            Conflicts::None => return Ok(out),
+            Conflicts::At(indexes) => indexes,
+            Conflicts::Unknown => {
+                self.apply_after_lookup(collection, &copies, all, &mut out)
+                    .await?;
+                return Ok(out);
+            }
         };
-        let stored = self.stored_versions(collection, &existing).await?;
-        let older: Vec<&CustomerCopy> = existing
-            .into_iter()
-            .filter(|c| newer_than_stored(c, &stored))
-            .collect();
-        self.update_lww(collection, older).await
+        let older = self.still_newer(collection, &copies, existing).await?;
+        self.update_lww(collection, &copies, older, &mut out)
+            .await?;
+        Ok(out)
     }
 
-    /// One lookup of which records exist, one unordered `insert` of the new
-    /// ones, versioned updates for the older ones.
+    /// One lookup of which of `pending` exist, one unordered `insert` of the
+    /// new ones, versioned updates for the older ones.
     async fn apply_after_lookup(
         &self,
         collection: &str,
-        copies: Vec<&CustomerCopy>,
+        copies: &[&CustomerCopy],
+        pending: Vec<usize>,
+        out: &mut [CopyOutcome],
     ) -> Result<(), StoreError> {
-        let stored = self.stored_versions(collection, &copies).await?;
-        let (fresh, existing): (Vec<&CustomerCopy>, Vec<&CustomerCopy>) = copies
+        let stored = self.stored_versions(collection, copies, &pending).await?;
+        let (fresh, existing): (Vec<usize>, Vec<usize>) = pending
             .into_iter()
-            .partition(|c| !stored.contains_key(c.customer_id().as_str()));
-        let mut rest: Vec<&CustomerCopy> = existing
+            .partition(|i| !stored.contains_key(copies[*i].customer_id().as_str()));
+        let mut rest: Vec<usize> = existing
             .into_iter()
-            .filter(|c| newer_than_stored(c, &stored))
+            .filter(|i| newer_than_stored(copies[*i], &stored))
             .collect();
         // A duplicate key here means another writer inserted the record
         // since the lookup: ours then goes through the versioned update.
-        let documents = fresh.iter().map(|c| record_document(c)).collect();
-        match self
+        let documents = fresh.iter().map(|i| record_document(copies[*i])).collect();
+        let reply = self
             .write_command(WriteKind::Insert, collection, documents)
-            .await?
-        {
+            .await?;
+        for (k, outcome) in reply.failures {
+            if let Some(i) = fresh.get(k) {
+                out[*i] = outcome;
+            }
+        }
+        match reply.conflicts {
             Conflicts::None => {}
             Conflicts::Unknown => rest.extend(fresh),
             Conflicts::At(indexes) => {
-                rest.extend(indexes.into_iter().filter_map(|i| fresh.get(i).copied()));
+                rest.extend(indexes.into_iter().filter_map(|k| fresh.get(k).copied()));
             }
         }
-        self.update_lww(collection, rest).await
+        self.update_lww(collection, copies, rest, out).await
     }
 
-    /// Versioned upserts of `copies`. A duplicate key on `_id` means
-    /// another write got there first: either a newer copy (then ours is
-    /// stale: done) or an older one that raced our upsert (then ours is
-    /// retried, and now matches as an update).
+    /// Versioned upserts of the copies at `pending`. A duplicate key on
+    /// `_id` means another write got there first: either a newer copy (then
+    /// ours is stale: done) or an older one that raced our upsert (then ours
+    /// is retried, and now matches as an update).
     async fn update_lww(
         &self,
         collection: &str,
-        mut copies: Vec<&CustomerCopy>,
+        copies: &[&CustomerCopy],
+        mut pending: Vec<usize>,
+        out: &mut [CopyOutcome],
     ) -> Result<(), StoreError> {
         for _ in 0..CONFLICT_ROUNDS {
-            if copies.is_empty() {
+            if pending.is_empty() {
                 return Ok(());
             }
-            let statements = copies.iter().map(|c| lww_statement(c)).collect();
-            let conflicted: Vec<&CustomerCopy> = match self
+            let statements = pending.iter().map(|i| lww_statement(copies[*i])).collect();
+            let reply = self
                 .write_command(WriteKind::Update, collection, statements)
-                .await?
-            {
+                .await?;
+            for (k, outcome) in reply.failures {
+                if let Some(i) = pending.get(k) {
+                    out[*i] = outcome;
+                }
+            }
+            let conflicted: Vec<usize> = match reply.conflicts {
                 Conflicts::None => return Ok(()),
                 // The whole command failed (some servers report a
                 // duplicate key that way): which statements ran is
                 // unknown, but every one is idempotent.
-                Conflicts::Unknown => copies,
+                Conflicts::Unknown => pending,
                 Conflicts::At(indexes) => indexes
                     .into_iter()
-                    .filter_map(|i| copies.get(i).copied())
+                    .filter_map(|k| pending.get(k).copied())
                     .collect(),
             };
-            let stored = self.stored_versions(collection, &conflicted).await?;
-            copies = conflicted
-                .into_iter()
-                .filter(|c| newer_than_stored(c, &stored))
-                .collect();
+            pending = self.still_newer(collection, copies, conflicted).await?;
         }
-        if copies.is_empty() {
-            return Ok(());
+        for i in pending {
+            out[i] = CopyOutcome::Failed(format!(
+                "kept losing upsert races after {CONFLICT_ROUNDS} rounds"
+            ));
         }
-        Err(StoreError::NotDurable {
-            node: self.node.clone(),
-            message: format!(
-                "{} copies kept losing upsert races after {CONFLICT_ROUNDS} rounds",
-                copies.len()
-            ),
-        })
+        Ok(())
     }
 
-    /// Which of `copies`' records exist, with their stored version (`None`
-    /// for a document without one, written by another tool).
+    /// Those of `indexes` whose copy is newer than what the node holds.
+    async fn still_newer(
+        &self,
+        collection: &str,
+        copies: &[&CustomerCopy],
+        indexes: Vec<usize>,
+    ) -> Result<Vec<usize>, StoreError> {
+        let stored = self.stored_versions(collection, copies, &indexes).await?;
+        Ok(indexes
+            .into_iter()
+            .filter(|i| newer_than_stored(copies[*i], &stored))
+            .collect())
+    }
+
+    /// Which of the records at `indexes` exist, with their stored version
+    /// (`None` for a document without one, written by another tool).
     async fn stored_versions(
         &self,
         collection: &str,
         copies: &[&CustomerCopy],
+        indexes: &[usize],
     ) -> Result<HashMap<String, Option<i64>>, StoreError> {
-        let ids: Vec<&str> = copies.iter().map(|c| c.customer_id().as_str()).collect();
+        if indexes.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let ids: Vec<&str> = indexes
+            .iter()
+            .map(|i| copies[*i].customer_id().as_str())
+            .collect();
         let coll = self.db.collection::<Document>(collection);
         let docs: Vec<Document> = self
             .bounded_for("find_versions", ids.len(), async {
@@ -189,113 +263,6 @@ impl NodeStore {
             .await?;
         Ok(docs.iter().filter_map(id_and_version).collect())
     }
-
-    /// Runs one unordered `insert` or `update` command and sorts out its
-    /// errors: duplicate keys on `_id` are conflicts for the caller to
-    /// resolve; any other write error is a rejection.
-    async fn write_command(
-        &self,
-        kind: WriteKind,
-        collection: &str,
-        items: Vec<Document>,
-    ) -> Result<Conflicts, StoreError> {
-        let n = items.len();
-        if n == 0 {
-            return Ok(Conflicts::None);
-        }
-        let (name, items_field) = match kind {
-            WriteKind::Insert => ("insert", "documents"),
-            WriteKind::Update => ("update", "updates"),
-        };
-        let command = doc! {
-            name: collection,
-            items_field: items,
-            "ordered": false,
-            "writeConcern": self.write_concern.clone(),
-        };
-        let reply = match self
-            .bounded_for(name, n, self.db.run_command(command))
-            .await
-        {
-            Err(StoreError::Mongo { source, .. }) if is_id_conflict(&source) => {
-                return Ok(Conflicts::Unknown);
-            }
-            // The whole command refused for good (a duplicate on another
-            // unique index, a validator, ...): say so in the server's words.
-            Err(StoreError::Mongo { source, .. }) if is_permanent_failure(&source) => {
-                return Err(self.rejected(command_message(&source)));
-            }
-            other => other?,
-        };
-        let conflicts = self.write_errors(&reply)?;
-        if let Ok(wce) = reply.get_document("writeConcernError") {
-            return Err(StoreError::NotDurable {
-                node: self.node.clone(),
-                message: wce
-                    .get_str("errmsg")
-                    .unwrap_or("write concern error")
-                    .to_owned(),
-            });
-        }
-        Ok(if conflicts.is_empty() {
-            Conflicts::None
-        } else {
-            Conflicts::At(conflicts)
-        })
-    }
-
-    /// The statements of a write command's reply that hit a duplicate key on
-    /// `_id`; any other per-document error ends the command as a refusal
-    /// (permanent) or a retryable failure (transient), by its code.
-    fn write_errors(&self, reply: &Document) -> Result<Vec<usize>, StoreError> {
-        let mut conflicts = Vec::new();
-        for error in reply.get_array("writeErrors").into_iter().flatten() {
-            let Bson::Document(d) = error else {
-                return Err(self.rejected("malformed write error".into()));
-            };
-            let message = d.get_str("errmsg").unwrap_or("write error");
-            let code = d.get_i32("code").ok();
-            let class = classify_write_error(code, message, d.get_document("keyPattern").ok());
-            match (class, d.get_i32("index")) {
-                (WriteErrorClass::IdConflict, Ok(i)) => {
-                    conflicts.push(usize::try_from(i).unwrap_or(usize::MAX));
-                }
-                (WriteErrorClass::Transient, _) => {
-                    return Err(StoreError::NotDurable {
-                        node: self.node.clone(),
-                        message: format!("{message} (code {}; retryable)", code.unwrap_or(0)),
-                    });
-                }
-                _ => return Err(self.rejected(message.to_owned())),
-            }
-        }
-        Ok(conflicts)
-    }
-
-    fn rejected(&self, message: String) -> StoreError {
-        StoreError::Rejected {
-            node: self.node.clone(),
-            message,
-        }
-    }
-}
-
-/// The two write commands a copy goes through.
-#[derive(Clone, Copy)]
-enum WriteKind {
-    /// `insert` of new documents.
-    Insert,
-    /// `update` with versioned upserts.
-    Update,
-}
-
-/// Which items of a write command hit a duplicate key on `_id`.
-enum Conflicts {
-    None,
-    /// These statements (by index).
-    At(Vec<usize>),
-    /// The whole command failed on one: any of them may have.
-    Unknown,
 }
 
 /// Whether `copy` is newer than what `stored` says is on the node (a

@@ -1,6 +1,7 @@
 //! MongoDB, one database per node: the client setup and the bounds every
-//! call runs under. Copies are applied with last-writer-wins in `apply`,
-//! read back in `query`; errors are sorted out in `errors`.
+//! call runs under. Copies are applied with last-writer-wins in `apply`
+//! (through the raw write commands of `command`), read back in `query`;
+//! errors are sorted out in `errors`.
 //!
 //! Every call is bounded by the node's timeout. A call that timed out has an
 //! *unknown* outcome (a frozen server may still apply it when it wakes); the
@@ -16,10 +17,12 @@ use mongodb::{Client, Database, IndexModel};
 use crate::domain::{NodeId, RegionMap};
 
 mod apply;
+mod command;
 mod errors;
 mod identity;
 mod query;
 
+pub use command::CopyOutcome;
 pub use errors::StoreError;
 use errors::command_code;
 pub use identity::{IDENTITY_COLLECTION, Marker};

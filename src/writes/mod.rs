@@ -21,13 +21,19 @@
 //! One record and many (`regiondb import`) take the same steps, in
 //! [`WritePath::place_homes`] then [`WritePath::place_replicas`]: every home
 //! copy of a batch, grouped by node, in one bulk apply per node (the
-//! replay's; for a single copy, one versioned upsert) or queued; then every
-//! replica copy the same way. A single write is a batch of one.
+//! replay's) or queued; then every replica copy the same way. A single
+//! write is a batch of one, whose copy goes through its node's committer
+//! (`commit`): the single writes that arrive while a command for that node
+//! and collection is in flight share the next command. A write that queued
+//! a hint waits, before its answer, until every instance was told (`notes`
+//! in `nodes`; the home copy's note travels while the replica is placed).
 
+mod commit;
 mod moves;
 mod place;
 mod settle;
 
+pub use commit::Committers;
 pub use moves::{MoveQueue, PlacedRecord};
 
 use std::sync::Arc;
@@ -142,6 +148,9 @@ enum PlaceError {
     /// applied it: the outcome is unknown.
     #[error("{0}")]
     Unknown(String),
+    /// The node's committer had no room: nothing was written.
+    #[error("busy")]
+    Busy,
 }
 
 impl PlaceError {
@@ -152,6 +161,7 @@ impl PlaceError {
             PlaceError::Rejected(reason) => WriteError::Rejected { node, reason },
             PlaceError::Unplaced(reason) => WriteError::Unavailable { node, reason },
             PlaceError::Unknown(reason) => WriteError::OutcomeUnknown { node, reason },
+            PlaceError::Busy => WriteError::Busy,
         }
     }
 }
@@ -160,6 +170,9 @@ pub struct WritePath {
     pub regions: RegionMap,
     pub statuses: Arc<NodeStatuses>,
     pub stores: Arc<Stores>,
+    /// Direct single writes, grouped per node and collection (see
+    /// `commit`).
+    pub committers: Arc<Committers>,
     pub hints: Arc<HintLog>,
     pub backlogs: Arc<Backlogs>,
     pub clock: Arc<VersionClock>,
@@ -193,8 +206,9 @@ impl WritePath {
                 let _permit = permit;
                 let homes = this.place_homes(vec![customer]).await;
                 let placed = homes.placed();
-                let mut answers = this.place_replicas(homes).await;
-                this.note_unsettled(&placed).await;
+                // Both before the answer, neither waiting for the other.
+                let (mut answers, ()) =
+                    tokio::join!(this.place_replicas(homes), this.note_unsettled(&placed));
                 let _ = answer.send(answers.pop().unwrap_or(Err(WriteError::Interrupted)));
                 for record in placed {
                     let unsent = match &this.moves {
@@ -225,8 +239,7 @@ impl WritePath {
     ) -> Vec<Result<WriteReceipt, WriteError>> {
         let homes = self.place_homes(customers).await;
         let placed = homes.placed();
-        let answers = self.place_replicas(homes).await;
-        self.note_unsettled(&placed).await;
+        let (answers, ()) = tokio::join!(self.place_replicas(homes), self.note_unsettled(&placed));
         let _ = self.settle_recorded(&placed).await;
         answers
     }
@@ -264,7 +277,7 @@ impl WritePath {
             }
         }
 
-        let homes = self.place_many(&copies, |c| c.region.clone()).await;
+        let homes = self.place_many(&copies, |c| c.region.clone(), true).await;
         let mut replicas = Vec::new();
         for ((i, mut copy), home) in copies.into_iter().zip(homes) {
             crate::metrics::write("home", outcome(&home));
@@ -309,12 +322,17 @@ impl WritePath {
         } = homes;
         let regions = &self.regions;
         let placed = self
-            .place_many(&replicas, |c| {
-                regions
-                    .get(c.region.as_str())
-                    .map_or_else(|| c.region.clone(), |r| r.replica.clone())
-            })
+            .place_many(
+                &replicas,
+                |c| {
+                    regions
+                        .get(c.region.as_str())
+                        .map_or_else(|| c.region.clone(), |r| r.replica.clone())
+                },
+                false,
+            )
             .await;
+        let mut queued: Vec<&NodeId> = Vec::new();
         for ((i, copy), replica) in replicas.iter().zip(placed) {
             crate::metrics::write("replica", outcome(&replica));
             let placement = replica.unwrap_or_else(|reason| {
@@ -326,6 +344,15 @@ impl WritePath {
                 receipt.replica = placement;
             }
         }
+        for receipt in answers.iter().flatten() {
+            if receipt.status == Placement::Queued {
+                queued.push(&receipt.node);
+            }
+            if receipt.replica == Placement::Queued {
+                queued.push(&receipt.replica_node);
+            }
+        }
+        self.notes_landed(queued).await;
         answers
     }
 }
@@ -336,6 +363,7 @@ fn outcome(placed: &Result<Placement, PlaceError>) -> &'static str {
         Ok(Placement::Stored) => "stored",
         Ok(Placement::Queued) => "queued",
         Err(PlaceError::Rejected(_)) => "rejected",
+        Err(PlaceError::Busy) => "busy",
         Ok(Placement::Missing) | Err(PlaceError::Unplaced(_) | PlaceError::Unknown(_)) => {
             "unavailable"
         }

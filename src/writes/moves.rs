@@ -24,7 +24,7 @@
 use tokio::sync::mpsc;
 
 use super::{PlaceError, Placement, WriteError, WritePath, WriteReceipt, outcome};
-use crate::domain::{CopyTarget, CustomerCopy, CustomerId, NodeId, Region, Version};
+use crate::domain::{CopyTarget, CustomerCopy, CustomerId, NodeId, Region, RegionMap, Version};
 use crate::locate::{Locate, RegionHeld};
 
 /// A record whose copies were placed: where, and at which version.
@@ -97,17 +97,16 @@ impl WritePath {
         let copies: Vec<(usize, CustomerCopy)> = tombstones.iter().cloned().enumerate().collect();
         let regions = &self.regions;
         let placed = self
-            .place_many(&copies, |c| {
-                let region = regions.get(c.region.as_str());
-                match (c.target, region) {
-                    (CopyTarget::Replica, Some(r)) => r.replica.clone(),
-                    _ => c.region.clone(),
-                }
-            })
+            .place_many(&copies, |c| tombstone_node(regions, c), false)
             .await;
-        for result in &placed {
+        let mut queued = Vec::new();
+        for ((_, copy), result) in copies.iter().zip(&placed) {
             crate::metrics::write("tombstone", outcome(result));
+            if matches!(result, Ok(Placement::Queued)) {
+                queued.push(tombstone_node(regions, copy));
+            }
         }
+        self.notes_landed(&queued).await;
         placed
     }
 
@@ -162,15 +161,23 @@ impl WritePath {
         version: Version,
     ) -> Result<WriteReceipt, WriteError> {
         let [home, replica] = both_tombstones(region, id, version);
-        let placed = self.place(&region.id, &home).await;
+        let placed = self.place(&region.id, &home, true).await;
         crate::metrics::write("tombstone", outcome(&placed));
         let status = placed.map_err(|e| e.for_write(&region.id))?;
-        let replica = self.place(&region.replica, &replica).await;
+        let replica = self.place(&region.replica, &replica, false).await;
         crate::metrics::write("tombstone", outcome(&replica));
         let replica = replica.unwrap_or_else(|e| {
             tracing::error!(region = %region.id, error = %e, "replica tombstone missing");
             Placement::Missing
         });
+        let queued = [(status, &region.id), (replica, &region.replica)];
+        (self.notes_landed(
+            queued
+                .iter()
+                .filter(|(p, _)| *p == Placement::Queued)
+                .map(|(_, n)| *n),
+        ))
+        .await;
         Ok(WriteReceipt {
             status,
             region: region.id.clone(),
@@ -179,6 +186,15 @@ impl WritePath {
             replica,
             version,
         })
+    }
+}
+
+/// The node a tombstone belongs on: a primary one on its region's home
+/// node, a replica one on the region's replica node.
+fn tombstone_node(regions: &RegionMap, copy: &CustomerCopy) -> NodeId {
+    match (copy.target, regions.get(copy.region.as_str())) {
+        (CopyTarget::Replica, Some(r)) => r.replica.clone(),
+        _ => copy.region.clone(),
     }
 }
 

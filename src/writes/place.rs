@@ -4,18 +4,25 @@
 
 use std::collections::BTreeMap;
 
+use std::sync::Arc;
+
+use super::commit::Committed;
 use super::{PlaceError, Placement, WritePath};
 use crate::domain::{CustomerCopy, NodeId};
-use crate::store::StoreError;
+use crate::store::{CopyOutcome, NodeStore, StoreError};
 
 impl WritePath {
-    /// Writes `copy` to `node` directly if it is available, else (or if that
-    /// fails for a reason a later replay can overcome) parks it in the
-    /// node's topic.
+    /// Writes `copy` to `node` directly if it is available (through the
+    /// node's committer for its collection, sharing a command with the
+    /// copies that arrive meanwhile), else (or if that fails for a reason a
+    /// later replay can overcome) parks it in the node's topic. A `home`
+    /// copy that finds the committer's queue full is refused as busy; a
+    /// replica waits for room.
     pub(super) async fn place(
         &self,
         node: &NodeId,
         copy: &CustomerCopy,
+        home: bool,
     ) -> Result<Placement, PlaceError> {
         let Some(store) = self.stores.get(node) else {
             return self.queue(node, copy).await;
@@ -23,12 +30,52 @@ impl WritePath {
         if !self.statuses.status(node).is_available() {
             return self.queue(node, copy).await;
         }
-        let failed = match store.apply(std::slice::from_ref(copy)).await {
-            Ok(()) => return Ok(Placement::Stored),
-            Err(StoreError::Rejected { message, .. }) => return Err(PlaceError::Rejected(message)),
-            Err(e) => e,
+        let failed = match self.committers.commit(node, copy, !home).await {
+            Committed::Outcome(CopyOutcome::Stored) => return Ok(Placement::Stored),
+            Committed::Outcome(CopyOutcome::Rejected(message)) => {
+                return Err(PlaceError::Rejected(message));
+            }
+            Committed::Outcome(CopyOutcome::NotTried) | Committed::Narrow => {
+                return self.place_alone(node, copy).await;
+            }
+            Committed::Unavailable => return self.queue(node, copy).await,
+            Committed::Busy => return Err(PlaceError::Busy),
+            Committed::Outcome(CopyOutcome::Failed(message)) => Arc::new(StoreError::NotDurable {
+                node: node.clone(),
+                message,
+            }),
+            Committed::CommandFailed(e) => e,
         };
-        // Treated as unavailable for this write: queue it.
+        self.fall_back(store, copy, &failed).await
+    }
+
+    /// Writes `copy` to `node` directly, in a command of its own, with the
+    /// same fallback as [`WritePath::place`].
+    async fn place_alone(
+        &self,
+        node: &NodeId,
+        copy: &CustomerCopy,
+    ) -> Result<Placement, PlaceError> {
+        let Some(store) = self.stores.get(node) else {
+            return self.queue(node, copy).await;
+        };
+        match store.apply(std::slice::from_ref(copy)).await {
+            Ok(()) => Ok(Placement::Stored),
+            Err(StoreError::Rejected { message, .. }) => Err(PlaceError::Rejected(message)),
+            Err(failed) => self.fall_back(store, copy, &failed).await,
+        }
+    }
+
+    /// The direct write of `copy` failed (`failed`) in a way a later replay
+    /// can overcome: it is treated as unavailable for this write, and
+    /// queued.
+    async fn fall_back(
+        &self,
+        store: &NodeStore,
+        copy: &CustomerCopy,
+        failed: &StoreError,
+    ) -> Result<Placement, PlaceError> {
+        let node = store.node();
         tracing::warn!(%node, error = %failed, "direct write failed; queueing");
         let queued = self.queue(node, copy).await;
         let Err(PlaceError::Unplaced(reason)) = queued else {
@@ -54,7 +101,9 @@ impl WritePath {
         }
     }
 
-    /// Parks `copy` in `node`'s topic.
+    /// Parks `copy` in `node`'s topic, and starts telling the other
+    /// instances (see [`WritePath::notes_landed`], which a write waits on
+    /// before its answer).
     pub(super) async fn queue(
         &self,
         node: &NodeId,
@@ -66,7 +115,9 @@ impl WritePath {
                 // Redis, on every instance) must not trust this node until
                 // its replay has applied what was just queued.
                 self.backlogs.mark_behind(node);
-                self.statuses.note_queued(node).await;
+                let notes = self.statuses.notes();
+                notes.owe(node);
+                notes.send_soon(node);
                 Ok(Placement::Queued)
             }
             Err(e) => {
@@ -74,6 +125,17 @@ impl WritePath {
                 Err(PlaceError::Unplaced(e.short_reason()))
             }
         }
+    }
+
+    /// Waits until every instance has been told (or telling them was given
+    /// up: it is best effort) about the hints queued for `nodes` so far.
+    /// Called before a write that queued a copy is answered.
+    pub(super) async fn notes_landed<'a>(&self, nodes: impl IntoIterator<Item = &'a NodeId>) {
+        let mut nodes: Vec<&NodeId> = nodes.into_iter().collect();
+        nodes.sort();
+        nodes.dedup();
+        let notes = self.statuses.notes();
+        futures::future::join_all(nodes.into_iter().map(|n| notes.landed(n))).await;
     }
 
     /// Places `copies` on the nodes `node_of` names: per node, one bulk
@@ -84,6 +146,7 @@ impl WritePath {
         &self,
         copies: &[(usize, CustomerCopy)],
         node_of: impl Fn(&CustomerCopy) -> NodeId,
+        home: bool,
     ) -> Vec<Result<Placement, PlaceError>> {
         let mut by_node: BTreeMap<NodeId, Vec<usize>> = BTreeMap::new();
         for (k, (_, copy)) in copies.iter().enumerate() {
@@ -93,7 +156,7 @@ impl WritePath {
             copies.iter().map(|_| None).collect();
         let per_node = by_node.iter().map(|(node, ks)| async move {
             let group: Vec<CustomerCopy> = ks.iter().map(|k| copies[*k].1.clone()).collect();
-            (ks, self.place_group(node, &group).await)
+            (ks, self.place_group(node, &group, home).await)
         });
         for (ks, placed) in futures::future::join_all(per_node).await {
             for (k, result) in ks.iter().zip(placed) {
@@ -111,9 +174,10 @@ impl WritePath {
         &self,
         node: &NodeId,
         group: &[CustomerCopy],
+        home: bool,
     ) -> Vec<Result<Placement, PlaceError>> {
         if let [copy] = group {
-            return vec![self.place(node, copy).await];
+            return vec![self.place(node, copy, home).await];
         }
         if self.statuses.status(node).is_available()
             && let Some(store) = self.stores.get(node)
@@ -123,7 +187,7 @@ impl WritePath {
                 Err(e) if e.is_permanent() => {
                     // Someone in the batch is refused for good: find who,
                     // one at a time (the others are stored or queued).
-                    let one_by_one = group.iter().map(|copy| self.place(node, copy));
+                    let one_by_one = group.iter().map(|copy| self.place_alone(node, copy));
                     return futures::future::join_all(one_by_one).await;
                 }
                 Err(e) => {

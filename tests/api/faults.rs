@@ -5,9 +5,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mongodb::IndexModel;
-use mongodb::bson::doc;
-use mongodb::options::IndexOptions;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -251,21 +248,6 @@ async fn unreadable_and_future_hints_go_to_the_dead_letter_topic() {
     let (_, nodes) = app.get("/nodes").await;
     assert_eq!(nodes[1]["node_id"], "region_2");
     assert_eq!(nodes[1]["dead_letters"], 2);
-}
-
-/// A unique index on `customer_unique_id`, as an operator might add.
-async fn unique_index(app: &TestApp, node: &str) {
-    let client = app.mongo_client(node_index(node)).await;
-    let index = IndexModel::builder()
-        .keys(doc! {"customer_unique_id": 1})
-        .options(IndexOptions::builder().unique(true).build())
-        .build();
-    client
-        .database(node)
-        .collection::<mongodb::bson::Document>("customers")
-        .create_index(index)
-        .await
-        .expect("unique index");
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 
 mod admin;
 mod behind;
+mod bench;
 mod bounds;
 mod browser;
 mod config;
@@ -14,6 +15,7 @@ mod failover;
 mod faults;
 mod flood;
 mod fuzz;
+mod group_commit;
 mod helpers;
 mod image;
 mod import;

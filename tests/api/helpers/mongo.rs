@@ -74,3 +74,23 @@ pub fn node_index(node: &str) -> usize {
         .and_then(|k| k.checked_sub(1))
         .expect("a node id of the form region_K")
 }
+
+/// A unique index on `customer_unique_id` of `node`'s own customers, as an
+/// operator might add.
+pub async fn unique_index(app: &TestApp, node: &str) {
+    let client = app.mongo_client(node_index(node)).await;
+    let index = mongodb::IndexModel::builder()
+        .keys(mongodb::bson::doc! {"customer_unique_id": 1})
+        .options(
+            mongodb::options::IndexOptions::builder()
+                .unique(true)
+                .build(),
+        )
+        .build();
+    client
+        .database(node)
+        .collection::<mongodb::bson::Document>("customers")
+        .create_index(index)
+        .await
+        .expect("unique index");
+}

@@ -293,6 +293,11 @@ impl TestApp {
         }
     }
 
+    /// Sends `signal` to the app, without waiting for anything.
+    pub fn signal_app(&self, signal: Signal) {
+        self.app.as_ref().expect("app running").signal(signal);
+    }
+
     /// SIGSTOP (and SIGCONT): the app alive to the kernel, silent to all.
     pub fn freeze_app(&self) {
         self.app

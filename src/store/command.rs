@@ -172,6 +172,7 @@ mod tests {
             node,
             "mongodb://127.0.0.1:1",
             std::time::Duration::from_secs(1),
+            1,
         )
         .await
         .expect("client")

@@ -54,7 +54,11 @@ impl Stores {
             let uri = uris
                 .get(node)
                 .map_or("mongodb://localhost:27017", String::as_str);
-            stores.push(NodeStore::new(node.clone(), uri, timeout).await?);
+            // One committer per collection the node holds: its own
+            // customers and each replica it hosts.
+            let committers = 1 + regions.replicas_hosted_by(node).count();
+            let committers = u32::try_from(committers).unwrap_or(u32::MAX);
+            stores.push(NodeStore::new(node.clone(), uri, timeout, committers).await?);
         }
         Ok(Stores(stores))
     }
@@ -108,7 +112,19 @@ pub struct NodeStore {
 impl NodeStore {
     /// Builds the client; no I/O happens until the first operation, so a node
     /// that is down at start is not an error.
-    pub async fn new(node: NodeId, uri: &str, timeout: Duration) -> Result<NodeStore, StoreError> {
+    ///
+    /// The pool is sized for the group commit: at least `committers`
+    /// connections are kept open (one per committer, each with at most one
+    /// command in flight), so a write does not wait for a connection to be
+    /// made; the pool's maximum (the driver's 10, or the URI's
+    /// `maxPoolSize`) leaves the rest to reads, the replay and repair. The
+    /// URI's `minPoolSize` wins.
+    pub async fn new(
+        node: NodeId,
+        uri: &str,
+        timeout: Duration,
+        committers: u32,
+    ) -> Result<NodeStore, StoreError> {
         let mongo = |source| StoreError::Mongo {
             node: node.clone(),
             source,
@@ -121,6 +137,8 @@ impl NodeStore {
         // the time a frozen node holds a request.
         options.retry_reads = Some(false);
         options.retry_writes = Some(false);
+        let max = options.max_pool_size.unwrap_or(10);
+        options.min_pool_size = options.min_pool_size.or(Some(committers.min(max)));
         // Acknowledged means durable: a majority of the replica set, on
         // disk. The URI's `w` / `journal` override either part.
         let mut concern = options.write_concern.clone().unwrap_or_default();

@@ -86,16 +86,14 @@ impl<'a> Bench<'a> {
     /// Creates across every region, every node available.
     async fn create_all_up(&mut self, connections: usize) -> Result<(), BenchError> {
         let regions = self.regions();
-        let nodes: Vec<String> = regions.iter().map(|r| r.id.to_string()).collect();
+        let nodes = node_ids(&regions);
         self.set_statuses(&nodes, "available").await?;
         let tag = format!("{}a{connections}", self.run);
         let load = self.creates(connections, &tag, regions.clone()).await;
         self.push(Workload::CreateAllUp.name(), load).await;
         if self.baselines() {
             let load = self.naive(connections, &tag, &regions).await?;
-            let mut row = Row::new(Workload::CreateAllUp.name(), "naive", &load);
-            row.resident_mib = None;
-            self.report.rows.push(row);
+            (self.report.rows).push(Row::new(Workload::CreateAllUp.name(), "naive", &load));
         }
         Ok(())
     }
@@ -107,7 +105,7 @@ impl<'a> Bench<'a> {
     /// what the test stand-in for MongoDB takes in good time.)
     async fn create_queued(&mut self, connections: usize) -> Result<(), BenchError> {
         let regions = self.regions();
-        let nodes: Vec<String> = regions.iter().map(|r| r.id.to_string()).collect();
+        let nodes = node_ids(&regions);
         self.set_statuses(&nodes, "unavailable").await?;
         let tag = format!("{}q{connections}", self.run);
         let load = self.creates(connections, &tag, regions.clone()).await;
@@ -370,4 +368,9 @@ impl<'a> Bench<'a> {
             .collect();
         drive(workers, self.settings.warmup, self.settings.duration).await
     }
+}
+
+/// The home node of each region: every node.
+fn node_ids(regions: &[Region]) -> Vec<String> {
+    regions.iter().map(|r| r.id.to_string()).collect()
 }

@@ -4,11 +4,12 @@
 //! so listeners take it from the message without re-reading anything.
 //!
 //! Notes are group-committed per node: a write that queued a hint *owes* a
-//! note and, before its answer, waits until a note covering it landed. At
-//! most one note per node is in flight; the writes that queued meanwhile
-//! share the next one (which adds all of them to the count). A write may
-//! start its note early ([`QueuedNotes::send_soon`]) and wait for it later,
-//! so the note travels while the write's next copy is being produced.
+//! note, which starts on its way at once ([`QueuedNotes::owe`]), and before
+//! its answer the write waits until a note covering it landed
+//! ([`QueuedNotes::landed`]), so the note travels while the write's next
+//! copy is produced. At most one note per node is in flight; the writes
+//! that queued meanwhile share the next one (which adds all of them to the
+//! count).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -52,16 +53,14 @@ impl QueuedNotes {
         }
     }
 
-    /// A hint was queued for `node`: a note is owed.
-    pub fn owe(&self, node: &NodeId) {
-        if let Some(notes) = self.nodes.get(node) {
-            notes.owed.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    /// Starts sending what `node` is owed without waiting for it; a later
-    /// [`QueuedNotes::landed`] waits for it.
-    pub fn send_soon(self: &Arc<Self>, node: &NodeId) {
+    /// A hint was queued for `node`: a note is owed, and starts on its way
+    /// without the caller waiting for it (a later [`QueuedNotes::landed`]
+    /// does).
+    pub fn owe(self: &Arc<Self>, node: &NodeId) {
+        let Some(notes) = self.nodes.get(node) else {
+            return;
+        };
+        notes.owed.fetch_add(1, Ordering::SeqCst);
         let this = self.clone();
         let node = node.clone();
         tokio::spawn(async move { this.landed(&node).await });

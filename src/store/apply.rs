@@ -51,10 +51,13 @@ impl NodeStore {
         // the earlier one is written first.
         let mut slots: HashMap<(String, &str), (usize, usize)> = HashMap::new();
         let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+        // Each copy's record: its group, and its place in the group.
+        let mut slot_of: Vec<(usize, usize)> = Vec::with_capacity(copies.len());
         for (i, copy) in copies.iter().enumerate() {
             let collection = copy.collection();
             let key = (collection.clone(), copy.customer_id().as_str());
             if let Some(&(g, k)) = slots.get(&key) {
+                slot_of.push((g, k));
                 let newest = &mut groups[g].1[k];
                 if copy.version > copies[*newest].version {
                     *newest = i;
@@ -68,7 +71,9 @@ impl NodeStore {
                     groups.len() - 1
                 }
             };
-            slots.insert(key, (g, groups[g].1.len()));
+            let slot = (g, groups[g].1.len());
+            slots.insert(key, slot);
+            slot_of.push(slot);
             groups[g].1.push(i);
         }
         let mut outcomes = vec![CopyOutcome::NotTried; copies.len()];
@@ -79,11 +84,7 @@ impl NodeStore {
             }
         }
         // The older copies of a record stand or fall with its newest.
-        for (i, copy) in copies.iter().enumerate() {
-            let key = (copy.collection(), copy.customer_id().as_str());
-            let Some(&(g, k)) = slots.get(&key) else {
-                continue;
-            };
+        for (i, (g, k)) in slot_of.into_iter().enumerate() {
             let newest = groups[g].1[k];
             if i != newest && outcomes[newest] == CopyOutcome::Stored {
                 outcomes[i] = CopyOutcome::Stored;

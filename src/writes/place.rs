@@ -115,9 +115,7 @@ impl WritePath {
                 // Redis, on every instance) must not trust this node until
                 // its replay has applied what was just queued.
                 self.backlogs.mark_behind(node);
-                let notes = self.statuses.notes();
-                notes.owe(node);
-                notes.send_soon(node);
+                self.statuses.notes().owe(node);
                 Ok(Placement::Queued)
             }
             Err(e) => {

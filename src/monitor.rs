@@ -16,8 +16,11 @@ use futures::future::{join_all, select_all};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::{NodeId, NodeStatus, NodeView, RegionMap, StatusSource, rfc3339};
-use crate::hints::HintLog;
+use crate::domain::{
+    DrainTracker, NodeId, NodeStatus, NodeView, QueuePoint, QueueSample, RegionMap, StatusSource,
+    lag_seconds, now_millis, rfc3339,
+};
+use crate::hints::{HintLog, QueueDetail};
 use crate::nodes::NodeStatuses;
 
 /// How often queue sizes are re-read while the stream has listeners.
@@ -26,13 +29,13 @@ const QUEUE_POLL: Duration = Duration::from_secs(1);
 /// calls and pages must not hang on a broker outage.
 const QUEUE_SIZE_WAIT: Duration = Duration::from_secs(1);
 
-/// A count read from Kafka, or `None` if it could not be read within
+/// A figure read from Kafka, or `None` if it could not be read within
 /// [`QUEUE_SIZE_WAIT`].
-async fn count_or_unknown(
+async fn count_or_unknown<T>(
     node: &NodeId,
     what: &str,
-    count: impl Future<Output = Result<u64, crate::hints::HintError>>,
-) -> Option<u64> {
+    count: impl Future<Output = Result<T, crate::hints::HintError>>,
+) -> Option<T> {
     match tokio::time::timeout(QUEUE_SIZE_WAIT, count).await {
         Ok(Ok(n)) => Some(n),
         Ok(Err(e)) => {
@@ -48,6 +51,8 @@ pub struct Monitor {
     statuses: Arc<NodeStatuses>,
     hints: Arc<HintLog>,
     live: watch::Sender<Vec<NodeView>>,
+    /// Each node's rate window and chart (see `domain::drain`).
+    drains: std::sync::Mutex<std::collections::HashMap<NodeId, DrainTracker>>,
 }
 
 impl Monitor {
@@ -57,6 +62,7 @@ impl Monitor {
             statuses,
             hints,
             live: watch::Sender::new(Vec::new()),
+            drains: Default::default(),
         }
     }
 
@@ -88,6 +94,7 @@ impl Monitor {
         let backlogs = self.statuses.backlogs();
         view.caught_up = backlogs.caught_up(&view.node_id);
         view.lost_data = backlogs.lost(&view.node_id);
+        view.replay_paused = self.statuses.paused_since(&view.node_id).is_some();
         let (source, since) = self.statuses.source(&view.node_id);
         view.status = self.statuses.status(&view.node_id);
         view.source = source;
@@ -95,13 +102,17 @@ impl Monitor {
     }
 
     pub async fn view(&self, node: &NodeId) -> NodeView {
+        let (detail, dead_letters) = tokio::join!(
+            count_or_unknown(node, "queue", self.hints.queue_detail(node)),
+            self.dead_letters(node)
+        );
         let mut view = NodeView {
             node_id: node.clone(),
             status: NodeStatus::Available,
             source: StatusSource::Manual,
             since: None,
-            queued: self.queued(node).await,
-            dead_letters: self.dead_letters(node).await,
+            queued: detail.map(|d| d.queued),
+            dead_letters,
             hosts_replicas_of: self
                 .regions
                 .replicas_hosted_by(node)
@@ -109,9 +120,50 @@ impl Monitor {
                 .collect(),
             caught_up: false,
             lost_data: false,
+            replay_paused: false,
+            oldest_queued_at: None,
+            lag_seconds: None,
+            replay_rate: None,
+            drain_eta_seconds: None,
+            drain_eta_note: None,
         };
         self.overlay_status(&mut view);
+        self.drain(&mut view, detail);
         view
+    }
+
+    /// Sets the view's age, rate and estimate from one look at its queue.
+    fn drain(&self, view: &mut NodeView, detail: Option<QueueDetail>) {
+        let now = now_millis();
+        let sample = QueueSample {
+            at_ms: now,
+            queued: detail.map(|d| d.queued),
+            committed: detail.map(|d| d.committed),
+            available: view.status.is_available(),
+            paused: view.replay_paused,
+        };
+        let drain = {
+            let mut drains = self.drains.lock().unwrap_or_else(|e| e.into_inner());
+            drains
+                .entry(view.node_id.clone())
+                .or_default()
+                .observe(sample)
+        };
+        let oldest = detail.and_then(|d| d.oldest_ms);
+        view.oldest_queued_at = oldest.and_then(rfc3339);
+        view.lag_seconds = lag_seconds(now, view.queued, oldest);
+        view.replay_rate = drain.rate;
+        view.drain_eta_seconds = drain.eta_seconds;
+        view.drain_eta_note = drain.note;
+    }
+
+    /// `node`'s queue over the last minutes (for the charts), oldest first.
+    pub fn history(&self, node: &NodeId) -> Vec<QueuePoint> {
+        let drains = self.drains.lock().unwrap_or_else(|e| e.into_inner());
+        drains
+            .get(node)
+            .map(DrainTracker::history)
+            .unwrap_or_default()
     }
 
     pub async fn queued(&self, node: &NodeId) -> Option<u64> {

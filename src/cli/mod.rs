@@ -1,6 +1,5 @@
-//! The command line: `serve` (the default), `repair`, `import`, `gen` and
-//! `bench`,
-//! one file each. Every subcommand answers an exit code or a [`CliError`],
+//! The command line: `serve` (the default), `repair`, `import`, `gen`,
+//! `bench`, `status`, `dead-letters` and `replay`, one file each. Every subcommand answers an exit code or a [`CliError`],
 //! which is printed with the subcommand's name and mapped to its exit code
 //! in one place.
 
@@ -16,10 +15,13 @@ use crate::startup::{ConnectError, StartupError};
 use crate::store::StoreError;
 
 mod bench;
+mod dead_letters;
 mod generate;
 mod import;
 mod repair;
+mod replay;
 mod serve;
+mod status;
 
 /// Customer records in their home region's MongoDB, with hinted handoff
 /// through Kafka while a node is down. Configured by environment variables
@@ -75,6 +77,23 @@ enum Command {
     /// baselines (a naive client, the broker's raw produce rate) on the
     /// same servers. Prints a table (or `--json`). See docs/BENCHMARKS.md.
     Bench(bench::BenchArgs),
+    /// Every node's status, queue, lag, replay rate, time to drain, dead
+    /// letters and flags, from Redis and Kafka (no instance needed).
+    Status {
+        #[arg(long)]
+        json: bool,
+        /// Seconds between the two looks at the queues the rate is
+        /// measured over.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=60))]
+        window: u64,
+    },
+    /// The hints set aside because they could not be applied: list them,
+    /// or re-apply them once the cause is fixed.
+    #[command(subcommand)]
+    DeadLetters(dead_letters::DeadLetterCommand),
+    /// Pause or resume a node's replay on every instance.
+    #[command(subcommand)]
+    Replay(replay::ReplayCommand),
 }
 
 /// Why a subcommand could not do its job.
@@ -102,6 +121,12 @@ pub enum CliError {
     Argument(&'static str),
     #[error(transparent)]
     Bench(#[from] crate::bench::BenchError),
+    #[error("{0}")]
+    Kafka(HintError),
+    #[error("redis: {0}")]
+    Redis(crate::nodes::StatusError),
+    #[error("{0} is unavailable: switch it on first")]
+    NodeUnavailable(crate::domain::NodeId),
 }
 
 impl CliError {
@@ -132,6 +157,9 @@ pub async fn run() -> ExitCode {
         Command::Import { .. } => "regiondb import",
         Command::Gen { .. } => "regiondb gen",
         Command::Bench(_) => "regiondb bench",
+        Command::Status { .. } => "regiondb status",
+        Command::DeadLetters(_) => "regiondb dead-letters",
+        Command::Replay(_) => "regiondb replay",
     };
     match dispatch(command, cli.env_file).await {
         Ok(code) => code,
@@ -164,6 +192,34 @@ async fn dispatch(command: Command, env_file: Option<PathBuf>) -> Result<ExitCod
             import::run(&config, &file, usize::from(batch_size)).await
         }
         Command::Bench(args) => bench::run(&config, args).await,
+        Command::Status { json, window } => {
+            status::run(&config, json, std::time::Duration::from_secs(window)).await
+        }
+        Command::DeadLetters(c) => dead_letters::run(&config, c).await,
+        Command::Replay(c) => replay::run(&config, c).await,
         Command::Gen { .. } => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// The node `given` (every node when `None`), or the usage error naming
+/// the known ones.
+fn chosen_nodes(
+    config: &Config,
+    given: Option<&str>,
+) -> Result<Vec<crate::domain::NodeId>, CliError> {
+    let all = || config.regions.nodes().cloned().collect();
+    match given {
+        None => Ok(all()),
+        Some(name) => match config.regions.get(name.trim()) {
+            Some(region) => Ok(vec![region.id.clone()]),
+            None => Err(CliError::UnknownRegion {
+                given: name.to_owned(),
+                known: all()
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        },
     }
 }

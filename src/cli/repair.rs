@@ -78,7 +78,10 @@ async fn purge_too(
 
 /// The nodes' statuses and data-loss flags as Redis has them now. The
 /// queues are asked of Kafka, so every node counts as caught up here.
-async fn node_view(config: &Config, nodes: &[NodeId]) -> Result<NodeStatuses, StatusError> {
+pub(super) async fn node_view(
+    config: &Config,
+    nodes: &[NodeId],
+) -> Result<NodeStatuses, StatusError> {
     let backlogs = std::sync::Arc::new(Backlogs::new(nodes));
     let statuses = NodeStatuses::connect(&config.redis, nodes, backlogs.clone()).await?;
     statuses.resync().await?;

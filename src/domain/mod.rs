@@ -6,6 +6,7 @@
 
 mod copy;
 mod customer;
+mod drain;
 mod filter;
 mod region;
 mod status;
@@ -14,6 +15,10 @@ mod view;
 
 pub use copy::{CopyTarget, CustomerCopy, Record, Tombstone};
 pub use customer::{Customer, CustomerId, Text, ZipPrefix};
+pub use drain::{
+    Drain, DrainTracker, HISTORY_MS, QueuePoint, QueueSample, RATE_WINDOW_MS, human_seconds,
+    lag_seconds,
+};
 pub use filter::{MAX_PAGE_SIZE, RecordFilter};
 pub use region::{NodeId, Region, RegionMap, RegionMapError, ZipRange};
 pub use status::{BadStatus, NodeStatus, StatusRecord, StatusSource};

@@ -3,9 +3,10 @@
 
 use serde::Serialize;
 
+use super::drain::human_seconds;
 use super::{NodeId, NodeStatus, StatusSource};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct NodeView {
     pub node_id: NodeId,
     pub status: NodeStatus,
@@ -28,6 +29,26 @@ pub struct NodeView {
     /// The node came back without its data (restarted empty, or replaced):
     /// its regions are read from the other copies until repaired.
     pub lost_data: bool,
+    /// An operator paused the replay of the node's queue (on every
+    /// instance); hints wait until it is resumed.
+    pub replay_paused: bool,
+    /// When the oldest hint not yet applied was accepted (RFC 3339, UTC;
+    /// read from the hint's own Kafka timestamp); null when nothing waits
+    /// or Kafka cannot be asked.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub oldest_queued_at: Option<String>,
+    /// Seconds since then: 0 when nothing waits, null when unknown.
+    pub lag_seconds: Option<f64>,
+    /// Hints applied per second (by every instance: the handoff group's
+    /// commits), smoothed over 10 s since the replay could last run; null
+    /// until measured.
+    pub replay_rate: Option<f64>,
+    /// Seconds until the queue is empty at that rate (0 when it is); null
+    /// while the node is unavailable, the replay paused, nothing moves or
+    /// the rate is still being measured, with the reason in
+    /// `drain_eta_note`.
+    pub drain_eta_seconds: Option<f64>,
+    pub drain_eta_note: Option<String>,
 }
 
 impl NodeView {
@@ -49,6 +70,33 @@ impl NodeView {
                 format!("available — answering again since {t} UTC")
             }
             (NodeStatus::Available, _, _) => "available".into(),
+        }
+    }
+}
+
+impl NodeView {
+    /// The queue in words: "412 queued, draining at 230/s, about 2 s
+    /// left". `static/app.js` says the same for live updates.
+    pub fn queue_summary(&self) -> String {
+        let Some(queued) = self.queued else {
+            return "queue size unknown".into();
+        };
+        if queued == 0 {
+            return "nothing queued".into();
+        }
+        let lag = self
+            .lag_seconds
+            .map(|l| format!(", oldest {} old", human_seconds(l)))
+            .unwrap_or_default();
+        match (self.drain_eta_seconds, self.replay_rate) {
+            (Some(eta), Some(rate)) => format!(
+                "{queued} queued, draining at {rate:.0}/s, about {} left",
+                human_seconds(eta)
+            ),
+            _ => {
+                let why = self.drain_eta_note.as_deref().unwrap_or("no estimate");
+                format!("{queued} queued{lag}; {why}")
+            }
         }
     }
 }
@@ -76,6 +124,12 @@ mod tests {
             hosts_replicas_of: Vec::new(),
             caught_up: true,
             lost_data: false,
+            replay_paused: false,
+            oldest_queued_at: None,
+            lag_seconds: None,
+            replay_rate: None,
+            drain_eta_seconds: None,
+            drain_eta_note: None,
         };
         assert_eq!(v.since.as_deref(), Some("2025-11-28T14:02:11.123Z"));
         assert_eq!(v.status_note(), "unavailable — detected 14:02:11 UTC");
@@ -85,5 +139,38 @@ mod tests {
         assert_eq!(v.status_note(), "switched off");
         v.status = NodeStatus::Available;
         assert_eq!(v.status_note(), "available");
+    }
+
+    #[test]
+    fn the_queue_in_words() {
+        let mut v = NodeView {
+            node_id: NodeId::parse("region_2").unwrap(),
+            status: NodeStatus::Available,
+            source: StatusSource::Manual,
+            since: None,
+            queued: Some(412),
+            dead_letters: Some(0),
+            hosts_replicas_of: Vec::new(),
+            caught_up: false,
+            lost_data: false,
+            replay_paused: false,
+            oldest_queued_at: None,
+            lag_seconds: Some(75.0),
+            replay_rate: Some(230.2),
+            drain_eta_seconds: Some(1.8),
+            drain_eta_note: None,
+        };
+        assert_eq!(
+            v.queue_summary(),
+            "412 queued, draining at 230/s, about 2 s left"
+        );
+        v.drain_eta_seconds = None;
+        v.drain_eta_note = Some("the replay is paused".into());
+        assert_eq!(
+            v.queue_summary(),
+            "412 queued, oldest 1 min 15 s old; the replay is paused"
+        );
+        v.queued = Some(0);
+        assert_eq!(v.queue_summary(), "nothing queued");
     }
 }

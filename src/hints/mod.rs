@@ -19,7 +19,9 @@ use rdkafka::producer::FutureProducer;
 use rdkafka::types::RDKafkaErrorCode;
 
 mod admin;
+mod age;
 mod consumer;
+mod dead_letters;
 mod offsets;
 mod parked;
 mod partitions;
@@ -30,6 +32,7 @@ use partitions::PartitionCounts;
 pub use producer::LINGER_MS;
 use producer::new_producer;
 
+pub use age::QueueDetail;
 pub use consumer::{HintConsumer, ReplayContext};
 pub use offsets::QueueState;
 pub use parked::ParkedHint;
@@ -90,6 +93,10 @@ pub struct HintLog {
     admin: AdminClient<DefaultClientContext>,
     /// One idle consumer per node group, used only to read committed offsets.
     offsets: HashMap<NodeId, Arc<BaseConsumer>>,
+    /// The same for each node's dead-letter group (see `dead_letters`).
+    dead_offsets: HashMap<NodeId, Arc<BaseConsumer>>,
+    /// One reader per node of its queue's head hints (see `age`).
+    peeks: HashMap<NodeId, Arc<std::sync::Mutex<age::Peek>>>,
 }
 
 impl HintLog {
@@ -106,30 +113,35 @@ impl HintLog {
             client_id: client_id.to_owned(),
             ..config.clone()
         };
-        let built = |e| security::setting_error(config, e);
         let nodes: Vec<&NodeId> = nodes.into_iter().collect();
+        let idle_in = |group: String| -> Result<Arc<BaseConsumer>, KafkaError> {
+            let consumer = (base_config(config).set("group.id", group))
+                .set("enable.auto.commit", "false")
+                .create()?;
+            Ok(Arc::new(consumer))
+        };
         let producers = (nodes.iter())
             .map(|node| Ok(((*node).clone(), RwLock::new(new_producer(config)?))))
             .collect::<Result<_, KafkaError>>()
-            .map_err(built)?;
-        let admin = base_config(config).create().map_err(built)?;
-        let offsets = nodes
-            .into_iter()
-            .map(|node| {
-                let consumer: BaseConsumer = base_config(config)
-                    .set("group.id", group_name(config, node))
-                    .set("enable.auto.commit", "false")
-                    .create()?;
-                Ok((node.clone(), Arc::new(consumer)))
-            })
-            .collect::<Result<_, KafkaError>>()
-            .map_err(built)?;
+            .map_err(|e| security::setting_error(config, e))?;
+        let offsets = per_node(config, &nodes, |node| idle_in(group_name(config, node)))?;
+        let dead_offsets = per_node(config, &nodes, |node| {
+            idle_in(dead_letter_group_name(config, node))
+        })?;
+        let peeks = per_node(config, &nodes, |node| {
+            let peek = age::Peek::new(config, &group_name(config, node))?;
+            Ok(Arc::new(std::sync::Mutex::new(peek)))
+        })?;
+        let admin =
+            (base_config(config).create()).map_err(|e| security::setting_error(config, e))?;
         Ok(HintLog {
             config: config.clone(),
             producers,
             partitions: PartitionCounts::new(),
             admin,
             offsets,
+            dead_offsets,
+            peeks,
         })
     }
 
@@ -172,6 +184,19 @@ impl HintLog {
     }
 }
 
+/// One client (or reader) per node, built by `make`; a property the
+/// library refuses is named under its variable.
+fn per_node<T>(
+    config: &KafkaConfig,
+    nodes: &[&NodeId],
+    make: impl Fn(&NodeId) -> Result<T, KafkaError>,
+) -> Result<HashMap<NodeId, T>, HintError> {
+    (nodes.iter())
+        .map(|node| Ok(((*node).clone(), make(node)?)))
+        .collect::<Result<_, KafkaError>>()
+        .map_err(|e| security::setting_error(config, e))
+}
+
 /// The settings every client of regiondb's starts from (brokers, client
 /// id, TLS and SASL): for a tool that must reach the same cluster the same
 /// way (`regiondb bench`'s broker baseline).
@@ -194,4 +219,10 @@ fn topic_name(config: &KafkaConfig, node: &NodeId) -> String {
 
 fn group_name(config: &KafkaConfig, node: &NodeId) -> String {
     format!("{}regiondb-handoff-{node}", config.topic_prefix)
+}
+
+/// The group whose committed offsets mark the dead letters an operator
+/// has dealt with (see `dead_letters`).
+fn dead_letter_group_name(config: &KafkaConfig, node: &NodeId) -> String {
+    format!("{}regiondb-dead-letters-{node}", config.topic_prefix)
 }

@@ -161,6 +161,16 @@ pub(super) fn backlog<X: ConsumerContext, C: Consumer<X>>(
     topic: &str,
     timeout: Duration,
 ) -> Result<QueueState, HintError> {
+    backlog_heads(consumer, topic, timeout).map(|(state, _)| state)
+}
+
+/// [`backlog`], and where each partition that holds unapplied hints has
+/// its first one: (partition, offset).
+pub(super) fn backlog_heads<X: ConsumerContext, C: Consumer<X>>(
+    consumer: &C,
+    topic: &str,
+    timeout: Duration,
+) -> Result<(QueueState, Vec<(i32, i64)>), HintError> {
     let ids = partitions(consumer.client(), topic, timeout)?;
     let mut wanted = TopicPartitionList::new();
     for p in &ids {
@@ -173,6 +183,7 @@ pub(super) fn backlog<X: ConsumerContext, C: Consumer<X>>(
         queued: 0,
         committed: 0,
     };
+    let mut heads = Vec::new();
     for p in &ids {
         let start = low.get(p).copied().unwrap_or(0);
         let from = match committed.find_partition(topic, *p).map(|e| e.offset()) {
@@ -183,35 +194,14 @@ pub(super) fn backlog<X: ConsumerContext, C: Consumer<X>>(
         let end = high.get(p).copied().unwrap_or(0);
         state.queued += u64::try_from(end - from).unwrap_or(0);
         state.committed += from;
+        if end > from {
+            heads.push((*p, from));
+        }
     }
-    Ok(state)
+    Ok((state, heads))
 }
 
 impl HintLog {
-    /// How many hints of `node` were moved to its dead-letter topic (every
-    /// message it holds).
-    pub async fn dead_letters(&self, node: &NodeId) -> Result<u64, HintError> {
-        let consumer = self.offsets_consumer(node)?;
-        let topic = self.dead_letter_topic(node);
-        let timeout = self.config.timeout;
-        self.blocking(move || {
-            let ids = partitions(consumer.client(), &topic, timeout)?;
-            let low = log_offsets(consumer.as_ref(), &topic, &ids, Offset::Beginning, timeout)?;
-            let high = log_offsets(consumer.as_ref(), &topic, &ids, Offset::End, timeout)?;
-            Ok(ids
-                .iter()
-                .map(|p| {
-                    let (l, h) = (
-                        low.get(p).copied().unwrap_or(0),
-                        high.get(p).copied().unwrap_or(0),
-                    );
-                    u64::try_from(h - l).unwrap_or(0)
-                })
-                .sum())
-        })
-        .await
-    }
-
     /// Records waiting for `node`: end offset minus committed offset of its
     /// group, summed over partitions (from the start of the log where the
     /// group has committed nothing yet).

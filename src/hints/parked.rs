@@ -1,7 +1,8 @@
 //! A hint as read back from a node topic.
 
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
 
+use super::REASON_HEADER;
 use crate::domain::CustomerCopy;
 
 /// One hint read back from a topic.
@@ -20,6 +21,10 @@ pub struct ParkedHint {
     /// Already moved to the dead-letter topic (so a retry of its batch does
     /// not move it twice).
     pub dead_lettered: bool,
+    /// When the message was produced (Unix ms), if the broker kept it.
+    pub at_ms: Option<i64>,
+    /// Why it was set aside (a dead letter's [`REASON_HEADER`]).
+    pub reason: Option<String>,
 }
 
 pub(super) fn parked(msg: &BorrowedMessage<'_>, epoch: u64) -> ParkedHint {
@@ -34,5 +39,12 @@ pub(super) fn parked(msg: &BorrowedMessage<'_>, epoch: u64) -> ParkedHint {
         key: msg.key().map(<[u8]>::to_vec),
         payload: msg.payload().map(<[u8]>::to_vec),
         dead_lettered: false,
+        at_ms: msg.timestamp().to_millis(),
+        reason: msg.headers().and_then(|headers| {
+            (headers.iter())
+                .find(|h| h.key == REASON_HEADER)
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        }),
     }
 }

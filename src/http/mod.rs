@@ -246,8 +246,8 @@ mod tests {
             }
         }
         assert_eq!(
-            with_body, 3,
-            "create-customer, node-status, POST filter-records"
+            with_body, 4,
+            "create-customer, node-status, node-replay, POST filter-records"
         );
     }
 }

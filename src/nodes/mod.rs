@@ -18,9 +18,9 @@
 //! One job a file: `switch` (an operator's switch), `lease` (the failure
 //! detector's lease and its status changes), `follow` (the change channel:
 //! announcing, listening, re-reading), `notes` (telling every instance
-//! that hints were queued), `restore` (after Redis lost its
-//! data), `repair_state` (the last repair's report and the automatic-repair
-//! lock), `unsettled` (writes whose moves are not settled yet). The version
+//! that hints were queued), `pause` (an operator's pause of a node's
+//! replay), `restore` (after Redis lost its data), `repair_state` (the
+//! last repair's report and the automatic-repair lock), `unsettled` (writes whose moves are not settled yet). The version
 //! clock's facts are kept by `clock_lease` on this connection.
 
 use std::collections::{BTreeMap, HashMap};
@@ -34,6 +34,7 @@ mod follow;
 mod lease;
 mod link;
 mod notes;
+mod pause;
 mod repair_state;
 mod restore;
 mod switch;
@@ -42,6 +43,7 @@ mod unsettled;
 pub use lease::ProbeReport;
 pub use link::RedisLink;
 pub use notes::QueuedNotes;
+pub use pause::PAUSED_HASH;
 pub use unsettled::{UNSETTLED, Unsettled};
 
 use crate::backlog::Backlogs;
@@ -128,6 +130,8 @@ pub struct NodeStatuses {
     identities: std::sync::RwLock<HashMap<NodeId, String>>,
     /// Telling the other instances about queued hints (see `notes`).
     notes: Arc<QueuedNotes>,
+    /// Paused replays, and each replay's gate (see `pause`).
+    pauses: pause::Pauses,
 }
 
 type Hash = HashMap<String, String>;
@@ -139,6 +143,7 @@ struct Hashes {
     lost: Hash,
     queued: HashMap<String, i64>,
     identities: Hash,
+    paused: HashMap<String, i64>,
 }
 
 impl NodeStatuses {
@@ -160,6 +165,7 @@ impl NodeStatuses {
         let notes = Arc::new(QueuedNotes::new(conn.clone(), views.keys()));
         Ok(NodeStatuses {
             notes,
+            pauses: pause::Pauses::new(views.keys()),
             conn,
             views,
             records: std::sync::RwLock::new(HashMap::new()),
@@ -289,6 +295,7 @@ impl NodeStatuses {
             }
         }
         self.apply_sources(&read.sources);
+        self.pauses.load(&read.paused);
         for node in self.views.keys() {
             let status = match read.statuses.get(node.as_str()) {
                 // Deleted by hand: the start-up default.
@@ -307,12 +314,13 @@ impl NodeStatuses {
 
     async fn read_hashes(&self) -> Result<Hashes, StatusError> {
         let mut conn = self.conn.clone();
-        let (statuses, sources, lost, queued, identities) = redis::pipe()
+        let (statuses, sources, lost, queued, identities, paused) = redis::pipe()
             .hgetall(STATUS_HASH)
             .hgetall(SOURCE_HASH)
             .hgetall(DATA_LOSS_HASH)
             .hgetall(QUEUED_HASH)
             .hgetall(IDENTITY_HASH)
+            .hgetall(PAUSED_HASH)
             .query_async(&mut conn)
             .await?;
         Ok(Hashes {
@@ -321,6 +329,7 @@ impl NodeStatuses {
             lost,
             queued,
             identities,
+            paused,
         })
     }
 
@@ -365,5 +374,6 @@ impl NodeStatuses {
                 tracing::info!(%node, %status, "node status changed");
             }
         }
+        self.pauses.refresh(node, status.is_available());
     }
 }

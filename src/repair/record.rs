@@ -63,7 +63,12 @@ impl RepairRecord {
     /// Saves it as the last repair; a failure only costs the home page's
     /// line, so it is logged, not returned.
     pub async fn save(&self, statuses: &NodeStatuses) {
-        crate::metrics::repair(self.trigger.as_str(), self.complete());
+        let differing = self
+            .regions
+            .iter()
+            .map(|r| r.differing + r.moved_away)
+            .sum();
+        crate::metrics::repair(self.trigger.as_str(), self.complete(), differing);
         let raw = serde_json::to_string(self).unwrap_or_default();
         if let Err(e) = statuses.save_last_repair(&raw).await {
             tracing::warn!(error = %e, "cannot save the repair report");

@@ -1,7 +1,9 @@
 //! The hinted-handoff replay: one task per node moves that node's parked
 //! hints from its Kafka topic into its MongoDB database.
 //!
-//! The loop, while the node is available: take a batch of hints, apply it
+//! The loop, while the node is available and its replay not paused by an
+//! operator (a paused replay waits like one for an unavailable node, and
+//! is no stall): take a batch of hints, apply it
 //! (last-writer-wins, so a hint that is older than what the node holds
 //! changes nothing), and only then commit the batch's offsets. A crash
 //! anywhere replays at most the last batch again, which changes nothing
@@ -30,6 +32,7 @@
 //! applies them again later (a no-op) and commits.
 
 mod apply;
+pub mod dead_letters;
 mod stall;
 
 use stall::StallWatch;
@@ -41,7 +44,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backlog::Backlogs;
 use crate::config::ReplayConfig;
-use crate::domain::{NodeId, NodeStatus};
+use crate::domain::NodeId;
 use crate::hints::{HintConsumer, HintLog, ParkedHint, QueueState};
 use crate::retry::backoff;
 use crate::store::NodeStore;
@@ -62,7 +65,9 @@ pub struct Replay {
     /// For the dead-letter topic.
     pub log: std::sync::Arc<HintLog>,
     pub backlogs: std::sync::Arc<Backlogs>,
-    pub status: watch::Receiver<NodeStatus>,
+    /// Open while the node is available and its replay not paused (see
+    /// `nodes::pause`).
+    pub gate: watch::Receiver<bool>,
     pub config: ReplayConfig,
     /// Told when this node's queue drained after a replay (automatic repair).
     pub drained: Option<crate::backlog::DrainedQueues>,
@@ -243,7 +248,7 @@ impl Replay {
         // Whatever `fill` took before another arm won stays in `pending`.
         let got = tokio::select! {
             _ = shutdown.cancelled() => return Idle::Stop,
-            _ = became_unavailable(&mut self.status) => None,
+            _ = gate_closed(&mut self.gate) => None,
             // Hints in partitions other instances hold arrive elsewhere:
             // while any are pending, look again now and then, so reads come
             // back to this node once they are applied.
@@ -303,16 +308,17 @@ impl Replay {
         }
     }
 
-    /// Returns false on shutdown.
+    /// Waits while the node is unavailable or its replay paused. Returns
+    /// false on shutdown.
     async fn wait_until_available(&mut self, shutdown: &CancellationToken) -> bool {
         let waited = shutdown
-            .run_until_cancelled(self.status.wait_for(|s| s.is_available()))
+            .run_until_cancelled(self.gate.wait_for(|open| *open))
             .await;
         // A closed channel means the registry is gone: we are shutting down.
         matches!(waited, Some(Ok(_)))
     }
 
-    /// Sleeps the next backoff delay; wakes early if the status changes.
+    /// Sleeps the next backoff delay; wakes early if the gate changes.
     /// Returns false on shutdown.
     async fn pause(
         &mut self,
@@ -323,13 +329,13 @@ impl Replay {
         tokio::select! {
             _ = shutdown.cancelled() => false,
             _ = tokio::time::sleep(delay) => true,
-            _ = self.status.changed() => true,
+            _ = self.gate.changed() => true,
         }
     }
 }
 
-async fn became_unavailable(status: &mut watch::Receiver<NodeStatus>) {
-    if status.wait_for(|s| !s.is_available()).await.is_err() {
+async fn gate_closed(gate: &mut watch::Receiver<bool>) {
+    if gate.wait_for(|open| !*open).await.is_err() {
         // Sender gone (shutdown): never resolve; the shutdown branch wins.
         std::future::pending::<()>().await;
     }

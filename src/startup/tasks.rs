@@ -91,9 +91,10 @@ pub(super) async fn start_replays(
     }
     super::services::first_look(&state.nodes, &state.statuses, &state.hints, &state.backlogs).await;
     for node in &state.nodes {
-        let (Some(store), Some(status)) =
-            (state.stores.get(node).cloned(), state.statuses.watch(node))
-        else {
+        let (Some(store), Some(gate)) = (
+            state.stores.get(node).cloned(),
+            state.statuses.replay_gate(node),
+        ) else {
             continue;
         };
         let consumer = retry::until_ok("cannot start a replay consumer yet", &shutdown, || {
@@ -109,7 +110,7 @@ pub(super) async fn start_replays(
             hints,
             log: state.hints.clone(),
             backlogs: state.backlogs.clone(),
-            status,
+            gate,
             config: config.clone(),
             drained: drained.clone(),
             clock: state.writes.clock.clone(),

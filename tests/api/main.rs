@@ -2,11 +2,13 @@
 //! (jongodb) servers; see `helpers.rs`.
 
 mod admin;
+mod backlog;
 mod behind;
 mod bench;
 mod bounds;
 mod browser;
 mod config;
+mod dead_letters;
 mod deletes;
 mod demo;
 mod detection;

@@ -42,6 +42,7 @@ pub(super) fn routes(
         .route_layer(class_limit!(limits.max_requests_per_class, "writes"));
     let admin = OpenApiRouter::new()
         .routes(routes!(nodes::set_node_status))
+        .routes(routes!(nodes::set_node_replay))
         .routes(routes!(customers::delete_customer))
         .routes(routes!(admin::admin_repair))
         .routes(routes!(sessions::end_sessions))

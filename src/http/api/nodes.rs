@@ -1,4 +1,5 @@
 //! The node routes: `POST /node-status` (an operator's switch),
+//! `POST /node-replay` (pausing and resuming a node's replay),
 //! `GET /node-statuses` (the seed's shape) and `GET /nodes` (the overview).
 
 use std::collections::BTreeMap;
@@ -9,7 +10,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::string_field;
-use crate::domain::{NodeId, NodeStatus, NodeView, StatusSource};
+use crate::domain::{FieldError, NodeId, NodeStatus, NodeView, StatusSource};
 use crate::http::AppState;
 use crate::http::actions::switch_node;
 use crate::http::error::{ApiError, JsonObject};
@@ -46,6 +47,46 @@ pub async fn set_node_status(
     }))
 }
 
+/// `POST /node-replay {"node_id", "paused"}`: pauses (`true`) or resumes
+/// (`false`) the replay of the node's queue on every instance (a
+/// maintenance window: hints wait, reads keep going to the other copy).
+/// A batch being applied is finished first.
+#[utoipa::path(post, path = "/node-replay", tag = "nodes",
+    request_body = NodeReplayBody,
+    security((), ("admin_token" = [])),
+    responses(
+        (status = 200, description = "Saved in Redis and in effect here; the node as `GET /nodes` shows it", body = NodeView),
+        JsonBodyErrors,
+        AdminErrors,
+        (status = 404, description = "Unknown node", body = ErrorBody),
+        (status = 422, description = "A field is invalid", body = ErrorBody),
+        (status = 503, description = "Redis could not save the pause, or server busy", body = ErrorBody),
+    ))]
+pub async fn set_node_replay(
+    State(state): State<AppState>,
+    JsonObject(body): JsonObject,
+) -> Result<Json<NodeView>, ApiError> {
+    let node = string_field(&body, "node_id")?;
+    let paused = match body.get("paused") {
+        Some(serde_json::Value::Bool(b)) => *b,
+        None | Some(serde_json::Value::Null) => {
+            return Err(FieldError::new("paused", "paused is required").into());
+        }
+        Some(_) => return Err(FieldError::new("paused", "paused must be true or false").into()),
+    };
+    let node = (state.regions.get(node.trim()))
+        .map(|r| r.id.clone())
+        .ok_or_else(|| ApiError::NotFound(format!("unknown node {node:?}")))?;
+    if let Err(e) = state.statuses.set_paused(&node, paused).await {
+        tracing::warn!(%node, error = %e, "pause not saved");
+        return Err(ApiError::Unavailable(format!(
+            "could not save the pause: {}",
+            e.short_reason()
+        )));
+    }
+    Ok(Json(state.monitor.view(&node).await))
+}
+
 /// `GET /node-statuses`: `{"region_1": "available", ...}` (the seed's shape),
 /// as this instance currently acts on them.
 #[utoipa::path(get, path = "/node-statuses", tag = "nodes",
@@ -57,8 +98,9 @@ pub async fn node_statuses(State(state): State<AppState>) -> Json<BTreeMap<NodeI
     Json(state.statuses.all().into_iter().collect())
 }
 
-/// `GET /nodes`: every node with its status (and who set it, when), queue
-/// size and hosted replicas.
+/// `GET /nodes`: every node with its status (and who set it, when), its
+/// queue (size, age, replay rate, time to drain), dead letters and hosted
+/// replicas.
 #[utoipa::path(get, path = "/nodes", tag = "nodes",
     responses((status = 200, description = "Every node, in region order", body = Vec<NodeView>),
         ReadsBusy,
@@ -73,6 +115,15 @@ pub struct NodeStatusBody {
     #[schema(example = "region_2")]
     pub node_id: String,
     pub status: NodeStatus,
+}
+
+/// `POST /node-replay`.
+#[derive(Debug, ToSchema)]
+pub struct NodeReplayBody {
+    #[schema(example = "region_2")]
+    pub node_id: String,
+    /// `true` pauses, `false` resumes.
+    pub paused: bool,
 }
 
 /// The answer to `POST /node-status`.

@@ -180,13 +180,18 @@ impl TestApp {
     }
 
     pub async fn produce(&self, node: &str, partition: Option<i32>, key: &str, payload: &[u8]) {
+        self.produce_to(&self.topic(node), partition, key, payload)
+            .await;
+    }
+
+    /// Appends a message to `topic` (a node topic, or its dead-letter one).
+    pub async fn produce_to(&self, topic: &str, partition: Option<i32>, key: &str, payload: &[u8]) {
         let producer: FutureProducer = self
             .kafka_config()
             .set("acks", "all")
             .create()
             .expect("producer");
-        let topic = self.topic(node);
-        let mut record = FutureRecord::to(&topic).key(key).payload(payload);
+        let mut record = FutureRecord::to(topic).key(key).payload(payload);
         if let Some(p) = partition {
             record = record.partition(p);
         }

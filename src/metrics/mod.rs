@@ -4,13 +4,18 @@
 //! - `regiondb_writes_total{outcome="stored|queued|unavailable", copy="home|replica"}`
 //! - `regiondb_node_available{node}` (1/0), `regiondb_hints_queued{node}`,
 //!   `regiondb_dead_letters_held{node}`: set from the node overview at each scrape
+//! - `regiondb_hint_lag_seconds{node}`, `regiondb_replay_rate{node}`,
+//!   `regiondb_drain_eta_seconds{node}` (NaN: no estimate),
+//!   `regiondb_replay_paused{node}`, `regiondb_node_lost_data{node}` (1/0):
+//!   also set from the overview at each scrape (see `domain::drain`)
 //! - `regiondb_hints_replayed_total{node}`, `regiondb_dead_letters_total{node}`
 //! - `regiondb_http_requests_total{method, route, status}` and
 //!   `regiondb_http_request_duration_seconds{method, route, status}`
 //! - `regiondb_backend_call_duration_seconds{backend="mongodb|kafka|redis", call, outcome}`
 //! - `regiondb_probes_total{node, outcome="ok|failed"}`: the failure detector's pings
 //! - `regiondb_status_changes_total{node, status, source="probe"}`: statuses it changed
-//! - `regiondb_repairs_total{trigger="auto|api|data_loss", outcome="complete|incomplete"}`
+//! - `regiondb_repairs_total{trigger="auto|api|data_loss", outcome="complete|incomplete"}`,
+//!   `regiondb_repair_differences_total{trigger}`
 //! - `regiondb_redis_restores_total`: times this instance found Redis emptied
 //!   and wrote the node statuses back from its own view
 //! - `regiondb_version_slot_moves_total`: times this instance found its
@@ -49,6 +54,9 @@ use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::domain::NodeView;
+
+mod families;
+use families::{FAMILIES, Kind};
 
 /// Histogram buckets (seconds): from a fast local call to a MongoDB timeout.
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -105,142 +113,6 @@ fn process_collector() -> &'static metrics_process::Collector {
     static COLLECTOR: OnceLock<metrics_process::Collector> = OnceLock::new();
     COLLECTOR.get_or_init(metrics_process::Collector::default)
 }
-
-/// What a family is, for its `# TYPE`.
-enum Kind {
-    Counter,
-    Gauge,
-    Histogram,
-}
-
-/// Every family regiondb exports, with its `# HELP` text.
-const FAMILIES: [(Kind, &str, &str); 25] = [
-    (
-        Kind::Gauge,
-        "regiondb_build_info",
-        "Always 1; the version label is this binary's",
-    ),
-    (
-        Kind::Counter,
-        "regiondb_writes_total",
-        "Copies of accepted or refused writes, by copy and outcome",
-    ),
-    (
-        Kind::Gauge,
-        "regiondb_node_available",
-        "1 while the node is available, 0 while not",
-    ),
-    (
-        Kind::Gauge,
-        "regiondb_hints_queued",
-        "Hints waiting in the node's topic (all instances)",
-    ),
-    (
-        Kind::Gauge,
-        "regiondb_dead_letters_held",
-        "Hints held in the node's dead-letter topic",
-    ),
-    (
-        Kind::Counter,
-        "regiondb_hints_replayed_total",
-        "Hints this instance applied to the node",
-    ),
-    (
-        Kind::Counter,
-        "regiondb_dead_letters_total",
-        "Hints this instance moved to the dead-letter topic",
-    ),
-    (
-        Kind::Counter,
-        "regiondb_http_requests_total",
-        "HTTP requests answered, by method, route and status",
-    ),
-    (
-        Kind::Histogram,
-        "regiondb_http_request_duration_seconds",
-        "Time to answer an HTTP request",
-    ),
-    (
-        Kind::Histogram,
-        "regiondb_backend_call_duration_seconds",
-        "Time of one call to MongoDB, Kafka or Redis",
-    ),
-    (
-        Kind::Counter,
-        "regiondb_probes_total",
-        "Failure-detector pings, by node and outcome",
-    ),
-    (
-        Kind::Counter,
-        "regiondb_status_changes_total",
-        "Node statuses the failure detector changed",
-    ),
-    (
-        Kind::Counter,
-        "regiondb_repairs_total",
-        "Repairs run, by trigger and outcome",
-    ),
-    (
-        Kind::Counter,
-        "regiondb_redis_restores_total",
-        "Times this instance restored statuses Redis had lost",
-    ),
-    (
-        Kind::Counter,
-        "regiondb_redis_primary_changes_total",
-        "Times this instance followed a new Redis primary",
-    ),
-    (
-        Kind::Counter,
-        "regiondb_version_slot_moves_total",
-        "Times this instance moved to a free version slot",
-    ),
-    (
-        Kind::Counter,
-        "regiondb_data_loss_detected_total",
-        "Nodes found to have lost their data",
-    ),
-    (
-        Kind::Counter,
-        "regiondb_replay_stalls_total",
-        "Stalled replays this instance recovered",
-    ),
-    (
-        Kind::Counter,
-        "regiondb_requests_refused_total",
-        "Requests refused by the web guards, by reason",
-    ),
-    (
-        Kind::Counter,
-        "regiondb_admin_token_failures_total",
-        "Wrong admin tokens, by where they were sent",
-    ),
-    (
-        Kind::Counter,
-        "regiondb_tombstones_purged_total",
-        "Tombstones removed by purges",
-    ),
-    (
-        Kind::Gauge,
-        "regiondb_clock_offset_seconds",
-        "How far this instance's version clock runs ahead of its host's, following the cluster's",
-    ),
-    (
-        Kind::Counter,
-        "regiondb_clock_follow_capped_total",
-        "Renewals that found another clock ahead beyond the cap and did not follow it all",
-    ),
-    (
-        Kind::Histogram,
-        "regiondb_group_commit_batch_size",
-        "Copies per direct write command of the group commit, by node",
-    ),
-    (
-        Kind::Gauge,
-        "regiondb_group_commit_waiting",
-        "Copies waiting for their direct write command, all nodes",
-    ),
-];
 
 /// The `# HELP` text of every family (and the process collector's).
 fn describe() {
@@ -333,10 +205,12 @@ pub fn tombstones_purged(n: u64) {
     counter!("regiondb_tombstones_purged_total").increment(n);
 }
 
-/// A repair run, and whether every region could be compared.
-pub fn repair(trigger: &'static str, complete: bool) {
+/// A repair run, whether every region could be compared, and how many
+/// records it found differing (or moved away) between copies.
+pub fn repair(trigger: &'static str, complete: bool, differing: u64) {
     let outcome = if complete { "complete" } else { "incomplete" };
     counter!("regiondb_repairs_total", "trigger" => trigger, "outcome" => outcome).increment(1);
+    counter!("regiondb_repair_differences_total", "trigger" => trigger).increment(differing);
 }
 
 /// Node gauges, from the overview read for a scrape.
@@ -350,8 +224,21 @@ pub fn nodes(views: &[NodeView]) {
             gauge!("regiondb_hints_queued", "node" => node.clone()).set(q as f64);
         }
         if let Some(d) = v.dead_letters {
-            gauge!("regiondb_dead_letters_held", "node" => node).set(d as f64);
+            gauge!("regiondb_dead_letters_held", "node" => node.clone()).set(d as f64);
         }
+        let flag = |on: bool| if on { 1.0 } else { 0.0 };
+        gauge!("regiondb_replay_paused", "node" => node.clone()).set(flag(v.replay_paused));
+        gauge!("regiondb_node_lost_data", "node" => node.clone()).set(flag(v.lost_data));
+        if let Some(lag) = v.lag_seconds {
+            gauge!("regiondb_hint_lag_seconds", "node" => node.clone()).set(lag);
+        }
+        if let Some(rate) = v.replay_rate {
+            gauge!("regiondb_replay_rate", "node" => node.clone()).set(rate);
+        }
+        // No estimate (node down, paused, nothing moving) is NaN, which no
+        // comparison in an alert rule matches.
+        let eta = v.drain_eta_seconds.unwrap_or(f64::NAN);
+        gauge!("regiondb_drain_eta_seconds", "node" => node).set(eta);
     }
 }
 

@@ -1,0 +1,140 @@
+//! How old a node's queue is: the acceptance time of its oldest hint not
+//! yet applied, read from the hints themselves (each message's Kafka
+//! timestamp, set by the producer when the write was queued).
+//!
+//! The first unapplied hint of each partition is read once and remembered
+//! by its position, so a queue that does not move costs no reads; one
+//! that drains costs one fetch per look.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::offsets::backlog_heads;
+use super::{HintError, HintLog, base_config};
+use crate::config::KafkaConfig;
+use crate::domain::NodeId;
+
+/// The longest a look waits for the head hints it does not know yet.
+const PEEK_WAIT: Duration = Duration::from_millis(500);
+
+/// A node queue: its size, its group's progress and its age.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueDetail {
+    /// Hints not yet committed, over every partition.
+    pub queued: u64,
+    /// The group's committed offsets, summed (see `QueueState`).
+    pub committed: i64,
+    /// Unix ms when the oldest of them was accepted; `None` when nothing
+    /// waits or a head hint could not be read in time.
+    pub oldest_ms: Option<i64>,
+}
+
+/// One node's reader of head hints, and the timestamps it already read.
+pub(super) struct Peek {
+    consumer: BaseConsumer,
+    /// (partition, offset) -> Unix ms.
+    known: HashMap<(i32, i64), i64>,
+}
+
+impl Peek {
+    pub(super) fn new(
+        config: &KafkaConfig,
+        group: &str,
+    ) -> Result<Peek, rdkafka::error::KafkaError> {
+        let consumer = base_config(config)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .create()?;
+        Ok(Peek {
+            consumer,
+            known: HashMap::new(),
+        })
+    }
+
+    /// The earliest timestamp of the hints at `heads`; `None` if one of
+    /// them could not be read within [`PEEK_WAIT`].
+    fn oldest(&mut self, topic: &str, heads: &[(i32, i64)]) -> Option<i64> {
+        self.known.retain(|k, _| heads.contains(k));
+        let missing: Vec<(i32, i64)> = (heads.iter())
+            .filter(|h| !self.known.contains_key(*h))
+            .copied()
+            .collect();
+        if !missing.is_empty() {
+            self.read(topic, &missing);
+        }
+        heads
+            .iter()
+            .map(|h| self.known.get(h).copied())
+            .collect::<Option<Vec<i64>>>()?
+            .into_iter()
+            .min()
+    }
+
+    /// Reads the first message at or after each of `wanted`.
+    fn read(&mut self, topic: &str, wanted: &[(i32, i64)]) {
+        let mut list = TopicPartitionList::new();
+        for (p, offset) in wanted {
+            if list
+                .add_partition_offset(topic, *p, Offset::Offset(*offset))
+                .is_err()
+            {
+                return;
+            }
+        }
+        if let Err(e) = self.consumer.assign(&list) {
+            tracing::debug!(topic, error = %e, "cannot read the queue's head hints");
+            return;
+        }
+        let deadline = Instant::now() + PEEK_WAIT;
+        let mut left: HashMap<i32, i64> = wanted.iter().copied().collect();
+        while !left.is_empty() && Instant::now() < deadline {
+            let Some(Ok(msg)) = self.consumer.poll(Duration::from_millis(50)) else {
+                continue;
+            };
+            // Retention may have removed the wanted offset: the first one
+            // read stands for it.
+            if let Some(offset) = left.remove(&msg.partition())
+                && let Some(ms) = msg.timestamp().to_millis()
+            {
+                self.known.insert((msg.partition(), offset), ms);
+            }
+        }
+        let _ = self.consumer.unassign();
+    }
+}
+
+impl HintLog {
+    /// `node`'s queue: size, progress and the age of its oldest hint.
+    pub async fn queue_detail(&self, node: &NodeId) -> Result<QueueDetail, HintError> {
+        let consumer = self.offsets_consumer(node)?;
+        let peek: Arc<Mutex<Peek>> = self
+            .peeks
+            .get(node)
+            .cloned()
+            .ok_or_else(|| HintError::UnknownNode(node.clone()))?;
+        let topic = self.topic(node);
+        let timeout = self.config.timeout;
+        let detail = self.blocking(move || {
+            let (state, heads) = backlog_heads(consumer.as_ref(), &topic, timeout)?;
+            let oldest_ms = match heads.is_empty() {
+                true => None,
+                false => peek
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .oldest(&topic, &heads),
+            };
+            Ok(QueueDetail {
+                queued: state.queued,
+                committed: state.committed,
+                oldest_ms,
+            })
+        });
+        crate::metrics::timed("kafka", "queued", detail).await
+    }
+}

@@ -1,0 +1,192 @@
+//! How far behind a node is and when it will have caught up: the oldest
+//! hint's age, the replay rate and the time to drain in `GET /nodes`,
+//! `/metrics` and `regiondb status`, checked against a measured drain; and
+//! pausing a node's replay.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+/// Hints queued for region_2; the replay is slowed so that their drain
+/// takes several seconds.
+const BACKLOG: usize = 2000;
+
+async fn node(app: &TestApp, id: &str) -> Value {
+    let (code, nodes) = app.get("/nodes").await;
+    assert_eq!(code, StatusCode::OK);
+    let found = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["node_id"] == id);
+    found.cloned().expect("node in /nodes")
+}
+
+/// Queues `n` creates for region_2, 16 at a time.
+async fn queue_many(app: &TestApp, n: usize) {
+    let ids: Vec<usize> = (0..n).collect();
+    for chunk in ids.chunks(16) {
+        let calls = chunk.iter().map(|i| async move {
+            app.queued(&customer(&format!("b{i:05}"), ZIP_2)).await;
+        });
+        futures::future::join_all(calls).await;
+    }
+}
+
+async fn pause(app: &TestApp, node: &str, paused: bool) -> (StatusCode, Value) {
+    app.post("/node-replay", &json!({"node_id": node, "paused": paused}))
+        .await
+}
+
+#[tokio::test]
+async fn the_backlog_shows_its_age_and_rate_and_drains_within_twice_its_estimate() {
+    let options = Options::default()
+        .env("REPLAY_BATCH_SIZE", "20")
+        .env("REPLAY_THROTTLE_MS", "100");
+    let app = TestApp::spawn_with("backlog_eta", options).await;
+    app.set_status("region_2", "unavailable").await;
+    let queued_from = chrono_now_ms();
+    queue_many(&app, BACKLOG).await;
+
+    // Down: a count, an age from the hints themselves, no estimate.
+    let down = node(&app, "region_2").await;
+    assert_eq!(down["queued"], BACKLOG, "{down}");
+    let oldest = down["oldest_queued_at"].as_str().expect("oldest_queued_at");
+    let oldest_ms = parse_rfc3339_ms(oldest);
+    assert!(
+        oldest_ms >= queued_from - 1000 && oldest_ms <= chrono_now_ms(),
+        "{oldest}"
+    );
+    assert!(down["lag_seconds"].as_f64().unwrap() > 0.0, "{down}");
+    assert!(down["drain_eta_seconds"].is_null(), "{down}");
+    let why = down["drain_eta_note"].as_str().unwrap();
+    assert!(why.contains("unavailable"), "{why}");
+
+    // Paused, then switched on: nothing moves, and that is said.
+    let (code, body) = pause(&app, "region_2", true).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(body["replay_paused"], true);
+    app.set_status("region_2", "available").await;
+    let paused = node(&app, "region_2").await;
+    assert_eq!(paused["drain_eta_note"], "the replay is paused", "{paused}");
+    assert_eq!(paused["queued"], BACKLOG);
+    assert!(app.docs("region_2", "customers").await.is_empty());
+    assert_eq!(
+        app.metric("regiondb_replay_paused", &[r#"node="region_2""#])
+            .await,
+        1.0
+    );
+    assert!(
+        app.metric("regiondb_hint_lag_seconds", &[r#"node="region_2""#])
+            .await
+            > 0.0
+    );
+    let status = app.run_command(&["status", "--json", "--window", "1"]);
+    assert!(status.status.success(), "{status:?}");
+    let shown: Value = serde_json::from_slice(&status.stdout).expect("status --json");
+    let region_2 = &shown.as_array().unwrap()[1];
+    assert_eq!(region_2["replay_paused"], true, "{region_2}");
+    assert_eq!(region_2["queued"], BACKLOG);
+    assert!(region_2["lag_seconds"].as_f64().unwrap() > 0.0);
+
+    // Resumed: the estimate a few seconds in, against the measured drain.
+    let (code, _) = pause(&app, "region_2", false).await;
+    assert_eq!(code, StatusCode::OK);
+    let resumed = Instant::now();
+    let (estimated_at, eta) = loop {
+        let n = node(&app, "region_2").await;
+        let left = n["queued"].as_u64().unwrap();
+        assert!(
+            left > 0,
+            "drained before an estimate was taken: slow the replay down"
+        );
+        match n["drain_eta_seconds"].as_f64() {
+            Some(eta) if resumed.elapsed() >= Duration::from_secs(3) => {
+                break (Instant::now(), eta);
+            }
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+        assert!(resumed.elapsed() < DEADLINE, "no estimate");
+    };
+    let rate = node(&app, "region_2").await["replay_rate"]
+        .as_f64()
+        .unwrap();
+    assert!(rate > 0.0);
+    assert!(
+        app.metric("regiondb_replay_rate", &[r#"node="region_2""#])
+            .await
+            > 0.0
+    );
+    let table = app.run_command(&["status", "--window", "1"]);
+    let table = String::from_utf8_lossy(&table.stdout).into_owned();
+    assert!(
+        table.contains("RATE/S") && table.contains("draining at"),
+        "{table}"
+    );
+    wait_until("region_2 to drain", DEADLINE, || async {
+        node(&app, "region_2").await["queued"] == 0
+    })
+    .await;
+    let took = estimated_at.elapsed().as_secs_f64();
+    eprintln!("estimate {eta:.1} s at {rate:.0}/s; drained in {took:.1} s");
+    assert!(
+        eta <= took * 2.0 && eta >= took / 2.0,
+        "estimate {eta:.1} s, drained in {took:.1} s"
+    );
+    let done = node(&app, "region_2").await;
+    assert_eq!(done["lag_seconds"], 0.0);
+    assert_eq!(done["drain_eta_seconds"], 0.0);
+    assert!(done["oldest_queued_at"].is_null());
+}
+
+#[tokio::test]
+async fn a_pause_needs_a_known_node_and_a_yes_or_no() {
+    let app = TestApp::spawn("pause_fields").await;
+    let (code, body) = pause(&app, "region_9", true).await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "{body}");
+    let (code, body) = app
+        .post(
+            "/node-replay",
+            &json!({"node_id": "region_2", "paused": "yes"}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["field"], "paused");
+    let (code, body) = app
+        .post("/node-replay", &json!({"node_id": "region_2"}))
+        .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["field"], "paused");
+    // The terminal's way, seen by the running instance through Redis.
+    let out = app.run_command(&["replay", "pause", "--node", "region_3"]);
+    assert!(out.status.success(), "{out:?}");
+    wait_until("the pause to reach the instance", DEADLINE, || async {
+        node(&app, "region_3").await["replay_paused"] == true
+    })
+    .await;
+    assert!(
+        app.run_command(&["replay", "resume", "--node", "region_3"])
+            .status
+            .success()
+    );
+    wait_until("the resume to reach the instance", DEADLINE, || async {
+        node(&app, "region_3").await["replay_paused"] == false
+    })
+    .await;
+    let out = app.run_command(&["replay", "pause", "--node", "nowhere"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
+fn chrono_now_ms() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    now.map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+fn parse_rfc3339_ms(s: &str) -> i64 {
+    mongodb::bson::DateTime::parse_rfc3339_str(s)
+        .expect("RFC 3339")
+        .timestamp_millis()
+}

@@ -23,12 +23,101 @@
     return "available";
   }
 
+  // ---- queue charts: the server draws the last 5 minutes; each event
+  // adds a point (src/http/pages/chart.rs draws the same) ----
+
+  var HISTORY_MS = 300000, MIN_SPAN_MS = 60000, WIDTH = 300, HEIGHT = 60, PAD = 2;
+  var series = {};
+
+  function humanSeconds(secs) {
+    var s = Math.round(Math.max(0, secs));
+    if (s < 60) return s + " s";
+    if (s < 3600) return Math.floor(s / 60) + " min" + (s % 60 ? " " + (s % 60) + " s" : "");
+    return Math.floor(s / 3600) + " h " + Math.floor((s % 3600) / 60) + " min";
+  }
+
+  // The queue in words: as the server says it (NodeView::queue_summary).
+  function queueSummary(node) {
+    if (node.queued === null || node.queued === undefined) return "queue size unknown";
+    if (node.queued === 0) return "nothing queued";
+    if (node.drain_eta_seconds !== null && node.replay_rate !== null) {
+      return node.queued + " queued, draining at " + Math.round(node.replay_rate) +
+        "/s, about " + humanSeconds(node.drain_eta_seconds) + " left";
+    }
+    var lag = node.lag_seconds === null ? "" : ", oldest " + humanSeconds(node.lag_seconds) + " old";
+    return node.queued + " queued" + lag + "; " + (node.drain_eta_note || "no estimate");
+  }
+
+  function seriesOf(nodeId) {
+    if (!series[nodeId]) {
+      var figure = document.querySelector('[data-node="' + nodeId + '"] [data-field="chart"]');
+      var seeded = [];
+      try { seeded = JSON.parse(figure ? figure.getAttribute("data-history") : "[]"); } catch (e) { seeded = []; }
+      series[nodeId] = { points: seeded, last: null };
+    }
+    return series[nodeId];
+  }
+
+  function addPoint(nodeId, queued, rate) {
+    var s = seriesOf(nodeId), now = Date.now();
+    var last = s.points[s.points.length - 1];
+    if (last && now - last[0] < 900) s.points.pop();
+    s.points.push([now, queued, rate]);
+    while (s.points.length && s.points[0][0] < now - HISTORY_MS) s.points.shift();
+    s.last = [queued, rate];
+  }
+
+  function spanOf(points, now) {
+    var oldest = points.length ? now - points[0][0] : MIN_SPAN_MS;
+    return Math.min(Math.max(oldest, MIN_SPAN_MS), HISTORY_MS);
+  }
+
+  function line(points, index, now) {
+    var top = 0, span = spanOf(points, now);
+    points.forEach(function (p) { top = Math.max(top, p[index]); });
+    return points.map(function (p) {
+      var age = Math.min(Math.max(now - p[0], 0), span);
+      var x = WIDTH * (1 - age / span);
+      var y = HEIGHT - PAD - (top > 0 ? p[index] / top : 0) * (HEIGHT - 2 * PAD);
+      return x.toFixed(1) + "," + y.toFixed(1);
+    }).join(" ");
+  }
+
+  function drawChart(nodeId) {
+    var s = seriesOf(nodeId), now = Date.now(), peak = 0;
+    s.points.forEach(function (p) { peak = Math.max(peak, p[1]); });
+    document.querySelectorAll('[data-node="' + nodeId + '"] [data-field="chart"]').forEach(function (figure) {
+      figure.querySelector('[data-field="queued-line"]').setAttribute("points", line(s.points, 1, now));
+      figure.querySelector('[data-field="rate-line"]').setAttribute("points", line(s.points, 2, now));
+      figure.querySelector('[data-field="peak"]').textContent = String(peak);
+      figure.querySelector('[data-field="span"]').textContent = "last " + humanSeconds(spanOf(s.points, now) / 1000);
+    });
+  }
+
+  // Events come only on changes: a queue that stands still still moves
+  // along the time axis.
+  function tick() {
+    Object.keys(series).forEach(function (nodeId) {
+      var s = series[nodeId];
+      if (s.last) addPoint(nodeId, s.last[0], s.last[1]);
+      drawChart(nodeId);
+    });
+  }
+
   function showNode(node) {
+    if (node.queued !== null && node.queued !== undefined) {
+      addPoint(node.node_id, node.queued, node.replay_rate || 0);
+      drawChart(node.node_id);
+    }
     document.querySelectorAll('[data-node="' + node.node_id + '"]').forEach(function (root) {
       var available = node.status === "available";
       setText(root, "status", node.status);
       if (node.source) setText(root, "status-note", statusNote(node));
       setText(root, "queued", node.queued === null ? "unknown" : String(node.queued));
+      if ("drain_eta_note" in node) setText(root, "queue-summary", queueSummary(node));
+      root.querySelectorAll('[data-field="paused"]').forEach(function (el) {
+        el.hidden = !node.replay_paused;
+      });
       root.querySelectorAll('[data-field="dot"]').forEach(function (dot) {
         dot.className = "dot dot-" + node.status;
       });
@@ -152,6 +241,7 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     live();
+    if (document.querySelector('[data-field="chart"]')) setInterval(tick, 2000);
     switches();
     createForm();
   });

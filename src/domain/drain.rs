@@ -168,11 +168,12 @@ pub fn lag_seconds(now_ms: i64, queued: Option<u64>, oldest_ms: Option<i64>) -> 
     }
 }
 
-/// A duration for people: "2 s", "3 min 5 s", "1 h 2 min".
+/// A duration for people: "2 s", "3 min 5 s", "5 min", "1 h 2 min".
 pub fn human_seconds(secs: f64) -> String {
     let s = secs.max(0.0).round() as u64;
     match s {
         0..60 => format!("{s} s"),
+        60..3600 if s % 60 == 0 => format!("{} min", s / 60),
         60..3600 => format!("{} min {} s", s / 60, s % 60),
         _ => format!("{} h {} min", s / 3600, (s % 3600) / 60),
     }
@@ -267,6 +268,7 @@ mod tests {
         assert_eq!(lag_seconds(5000, None, Some(1)), None);
         assert_eq!(human_seconds(2.4), "2 s");
         assert_eq!(human_seconds(185.0), "3 min 5 s");
+        assert_eq!(human_seconds(300.0), "5 min");
         assert_eq!(human_seconds(3720.0), "1 h 2 min");
     }
 }

@@ -25,17 +25,6 @@ async fn node(app: &TestApp, id: &str) -> Value {
     found.cloned().expect("node in /nodes")
 }
 
-/// Queues `n` creates for region_2, 16 at a time.
-async fn queue_many(app: &TestApp, n: usize) {
-    let ids: Vec<usize> = (0..n).collect();
-    for chunk in ids.chunks(16) {
-        let calls = chunk.iter().map(|i| async move {
-            app.queued(&customer(&format!("b{i:05}"), ZIP_2)).await;
-        });
-        futures::future::join_all(calls).await;
-    }
-}
-
 async fn pause(app: &TestApp, node: &str, paused: bool) -> (StatusCode, Value) {
     app.post("/node-replay", &json!({"node_id": node, "paused": paused}))
         .await
@@ -49,7 +38,7 @@ async fn the_backlog_shows_its_age_and_rate_and_drains_within_twice_its_estimate
     let app = TestApp::spawn_with("backlog_eta", options).await;
     app.set_status("region_2", "unavailable").await;
     let queued_from = chrono_now_ms();
-    queue_many(&app, BACKLOG).await;
+    app.queue_many("b", BACKLOG, ZIP_2).await;
 
     // Down: a count, an age from the hints themselves, no estimate.
     let down = node(&app, "region_2").await;

@@ -9,6 +9,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 
+use super::chart::{QueueChart, node_cards};
 use super::{admin_allowed, render};
 use crate::domain::{Customer, FieldError, NodeView, RegionMap};
 use crate::http::actions::{SwitchError, switch_node, write_status};
@@ -40,7 +41,7 @@ struct CreatePage {
     page: &'static str,
     asset_version: &'static str,
     auth: PageAuth,
-    nodes: Vec<NodeView>,
+    nodes: Vec<(NodeView, QueueChart)>,
     fields: Vec<FormField>,
     outcome: Option<Outcome>,
     banner: Option<String>,
@@ -89,7 +90,7 @@ impl CreatePage {
             page: "create",
             asset_version: assets::version(),
             auth,
-            nodes: state.monitor.current().await,
+            nodes: node_cards(state).await,
             fields: form_fields(&state.regions, &HashMap::new(), None),
             outcome: None,
             banner: None,

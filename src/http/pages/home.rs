@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 
+use super::chart::{QueueChart, node_cards};
 use super::render;
 use crate::domain::{NodeView, rfc3339};
 use crate::http::AppState;
@@ -18,7 +19,7 @@ struct IndexPage {
     page: &'static str,
     asset_version: &'static str,
     auth: PageAuth,
-    nodes: Vec<NodeView>,
+    nodes: Vec<(NodeView, QueueChart)>,
     last_repair: Option<RepairLine>,
     /// Listening beyond loopback with no admin token.
     exposed: bool,
@@ -59,7 +60,7 @@ impl RepairLine {
 }
 
 pub async fn index(State(state): State<AppState>, auth: PageAuth) -> Response {
-    let (nodes, last) = tokio::join!(state.monitor.current(), RepairRecord::last(&state.statuses));
+    let (nodes, last) = tokio::join!(node_cards(&state), RepairRecord::last(&state.statuses));
     let page = IndexPage {
         page: "home",
         asset_version: assets::version(),

@@ -3,7 +3,7 @@
 //! errors; `static/app.js` only makes it smoother (switches and the create
 //! form without a reload, live node updates over `/events`). One file a
 //! page: `home` (/), `sign_in`, `create` (/create-records and the node
-//! switches), `view` (/view-records), `record` (/records/{id}, with its
+//! switches), `chart` (the node cards' queue charts, on both), `view` (/view-records), `record` (/records/{id}, with its
 //! repair and delete buttons).
 
 use askama::Template;
@@ -16,6 +16,7 @@ use axum::routing::{get, post};
 use super::AppState;
 use super::auth::PageAuth;
 
+mod chart;
 mod create;
 mod home;
 mod record;

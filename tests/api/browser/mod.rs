@@ -4,6 +4,7 @@
 //! This file is the harness; `flows` has the pages' stories, `csp` checks
 //! that they keep to their Content-Security-Policy.
 
+mod charts;
 mod csp;
 mod flows;
 

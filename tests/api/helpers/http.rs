@@ -101,6 +101,18 @@ impl TestApp {
         answer
     }
 
+    /// Creates `n` customers `<prefix><i>` at `zip`, 16 at a time, each
+    /// of which must be queued (202).
+    pub async fn queue_many(&self, prefix: &str, n: usize, zip: u32) {
+        let ids: Vec<usize> = (0..n).collect();
+        for chunk in ids.chunks(16) {
+            let calls = chunk.iter().map(|i| async move {
+                self.queued(&customer(&format!("{prefix}{i:05}"), zip)).await;
+            });
+            futures::future::join_all(calls).await;
+        }
+    }
+
     pub async fn set_status(&self, node: &str, status: &str) {
         let (code, body) = self
             .post("/node-status", &json!({"node_id": node, "status": status}))

@@ -103,6 +103,25 @@ pub fn install() -> PrometheusHandle {
         .clone()
 }
 
+/// [`install`], with the counters an alert or the dashboard reads set to
+/// 0 for every node (and repair trigger), so that a series exists before
+/// its first event and `increase()` sees the first one.
+pub fn install_for<'a>(
+    nodes: impl IntoIterator<Item = &'a crate::domain::NodeId>,
+) -> PrometheusHandle {
+    let handle = install();
+    for node in nodes {
+        let node = node.as_str().to_owned();
+        counter!("regiondb_replay_stalls_total", "node" => node.clone()).increment(0);
+        counter!("regiondb_dead_letters_total", "node" => node.clone()).increment(0);
+        counter!("regiondb_hints_replayed_total", "node" => node).increment(0);
+    }
+    for trigger in ["auto", "api", "data_loss"] {
+        counter!("regiondb_repair_differences_total", "trigger" => trigger).increment(0);
+    }
+    handle
+}
+
 /// The process's own figures (memory, CPU, file descriptors), read now:
 /// called before each scrape is rendered.
 pub fn collect_process() {

@@ -237,7 +237,7 @@ fn app_state(
         stores: services.stores.clone(),
         hints: services.hints.clone(),
         backlogs: services.backlogs.clone(),
-        metrics: crate::metrics::install(),
+        metrics: crate::metrics::install_for(&services.nodes),
         limits: config.http.clone(),
         event_streams: Arc::new(tokio::sync::Semaphore::new(config.http.max_event_streams)),
         stopping: CancellationToken::new(),

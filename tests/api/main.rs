@@ -24,6 +24,7 @@ mod import;
 mod lifecycle;
 mod lost_data;
 mod metrics;
+mod monitoring;
 mod moves;
 mod nodes;
 mod openapi;

@@ -39,26 +39,42 @@ async fn a_queue_chart_rises_while_its_node_is_off_and_falls_as_it_drains() {
     })
     .await;
     let summary = b.text(&row("queue-summary")).await.unwrap_or_default();
-    assert!(summary.starts_with(&format!("{QUEUED} queued")), "{summary}");
+    assert!(
+        summary.starts_with(&format!("{QUEUED} queued")),
+        "{summary}"
+    );
     assert!(summary.contains("unavailable"), "{summary}");
 
     let (code, body) = app
-        .post("/node-status", &json!({"node_id": "region_2", "status": "available"}))
+        .post(
+            "/node-status",
+            &json!({"node_id": "region_2", "status": "available"}),
+        )
         .await;
     assert_eq!(code, reqwest::StatusCode::OK, "{body}");
-    wait_until("the caption to say how fast and how long", DEADLINE, || async {
-        b.text(&row("queue-summary"))
-            .await
-            .is_some_and(|t| t.contains("draining at") && t.contains("left"))
-    })
+    wait_until(
+        "the caption to say how fast and how long",
+        DEADLINE,
+        || async {
+            b.text(&row("queue-summary"))
+                .await
+                .is_some_and(|t| t.contains("draining at") && t.contains("left"))
+        },
+    )
     .await;
     b.screenshot(&app.dir, "home-queue-draining").await;
     wait_until("the chart to fall to the bottom", DEADLINE, || async {
         newest_y(&b, "queued-line").await == Some(58.0)
     })
     .await;
-    assert_eq!(b.text(&row("queue-summary")).await.as_deref(), Some("nothing queued"));
-    let rate = b.attr(&row("rate-line"), "points").await.unwrap_or_default();
+    assert_eq!(
+        b.text(&row("queue-summary")).await.as_deref(),
+        Some("nothing queued")
+    );
+    let rate = b
+        .attr(&row("rate-line"), "points")
+        .await
+        .unwrap_or_default();
     assert!(
         rate.split_whitespace().any(|p| !p.ends_with(",58.0")),
         "the applied-per-second line never rose: {rate}"

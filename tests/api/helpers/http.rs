@@ -107,7 +107,8 @@ impl TestApp {
         let ids: Vec<usize> = (0..n).collect();
         for chunk in ids.chunks(16) {
             let calls = chunk.iter().map(|i| async move {
-                self.queued(&customer(&format!("{prefix}{i:05}"), zip)).await;
+                self.queued(&customer(&format!("{prefix}{i:05}"), zip))
+                    .await;
             });
             futures::future::join_all(calls).await;
         }

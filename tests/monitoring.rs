@@ -194,8 +194,13 @@ fn the_monitoring_profile_runs_them_only_when_asked_with_what_they_need() {
             "{name} runs by default"
         );
     }
-    // Prometheus: every flag is one the binary knows; the rule file sits
-    // next to the configuration that names it; the target is the app.
+    prometheus_runs_the_rules_against_the_app();
+    grafana_shows_the_dashboard();
+}
+
+/// Every flag is one the binary knows; the rule file sits next to the
+/// configuration that names it; the target is the app.
+fn prometheus_runs_the_rules_against_the_app() {
     let prometheus = compose_service("prometheus");
     let help = tool("prometheus", &["--help"]);
     for flag in prometheus["command"].as_array().expect("command") {
@@ -219,9 +224,12 @@ fn the_monitoring_profile_runs_them_only_when_asked_with_what_they_need() {
     }
     let target = &config["scrape_configs"][0]["static_configs"][0]["targets"][0];
     assert_eq!(target, "app:8000", "the app service on its PORT default");
-    // Grafana: provisioning and the dashboard where the provider reads it;
-    // GF_<SECTION>_<KEY> settings that exist ([auth.anonymous] enabled and
-    // org_role, [dashboards] default_home_dashboard_path).
+}
+
+/// Provisioning and the dashboard where the provider reads it;
+/// `GF_<SECTION>_<KEY>` settings that exist ([auth.anonymous] enabled and
+/// org_role, [dashboards] default_home_dashboard_path).
+fn grafana_shows_the_dashboard() {
     let grafana = compose_service("grafana");
     let g_mounts = mounts(&grafana);
     assert!(g_mounts.contains(&(

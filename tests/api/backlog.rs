@@ -37,78 +37,19 @@ async fn the_backlog_shows_its_age_and_rate_and_drains_within_twice_its_estimate
         .env("REPLAY_THROTTLE_MS", "100");
     let app = TestApp::spawn_with("backlog_eta", options).await;
     app.set_status("region_2", "unavailable").await;
-    let queued_from = chrono_now_ms();
+    let queued_from = now_micros() / 1000;
     app.queue_many("b", BACKLOG, ZIP_2).await;
-
-    // Down: a count, an age from the hints themselves, no estimate.
-    let down = node(&app, "region_2").await;
-    assert_eq!(down["queued"], BACKLOG, "{down}");
-    let oldest = down["oldest_queued_at"].as_str().expect("oldest_queued_at");
-    let oldest_ms = parse_rfc3339_ms(oldest);
-    assert!(
-        oldest_ms >= queued_from - 1000 && oldest_ms <= chrono_now_ms(),
-        "{oldest}"
-    );
-    assert!(down["lag_seconds"].as_f64().unwrap() > 0.0, "{down}");
-    assert!(down["drain_eta_seconds"].is_null(), "{down}");
-    let why = down["drain_eta_note"].as_str().unwrap();
-    assert!(why.contains("unavailable"), "{why}");
-
-    // Paused, then switched on: nothing moves, and that is said.
-    let (code, body) = pause(&app, "region_2", true).await;
-    assert_eq!(code, StatusCode::OK, "{body}");
-    assert_eq!(body["replay_paused"], true);
-    app.set_status("region_2", "available").await;
-    let paused = node(&app, "region_2").await;
-    assert_eq!(paused["drain_eta_note"], "the replay is paused", "{paused}");
-    assert_eq!(paused["queued"], BACKLOG);
-    assert!(app.docs("region_2", "customers").await.is_empty());
-    assert_eq!(
-        app.metric("regiondb_replay_paused", &[r#"node="region_2""#])
-            .await,
-        1.0
-    );
-    assert!(
-        app.metric("regiondb_hint_lag_seconds", &[r#"node="region_2""#])
-            .await
-            > 0.0
-    );
-    let status = app.run_command(&["status", "--json", "--window", "1"]);
-    assert!(status.status.success(), "{status:?}");
-    let shown: Value = serde_json::from_slice(&status.stdout).expect("status --json");
-    let region_2 = &shown.as_array().unwrap()[1];
-    assert_eq!(region_2["replay_paused"], true, "{region_2}");
-    assert_eq!(region_2["queued"], BACKLOG);
-    assert!(region_2["lag_seconds"].as_f64().unwrap() > 0.0);
+    down_with_an_age(&app, queued_from).await;
+    paused_and_said(&app).await;
 
     // Resumed: the estimate a few seconds in, against the measured drain.
     let (code, _) = pause(&app, "region_2", false).await;
     assert_eq!(code, StatusCode::OK);
-    let resumed = Instant::now();
-    let (estimated_at, eta) = loop {
-        let n = node(&app, "region_2").await;
-        let left = n["queued"].as_u64().unwrap();
-        assert!(
-            left > 0,
-            "drained before an estimate was taken: slow the replay down"
-        );
-        match n["drain_eta_seconds"].as_f64() {
-            Some(eta) if resumed.elapsed() >= Duration::from_secs(3) => {
-                break (Instant::now(), eta);
-            }
-            _ => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-        assert!(resumed.elapsed() < DEADLINE, "no estimate");
-    };
-    let rate = node(&app, "region_2").await["replay_rate"]
-        .as_f64()
-        .unwrap();
-    assert!(rate > 0.0);
-    assert!(
-        app.metric("regiondb_replay_rate", &[r#"node="region_2""#])
-            .await
-            > 0.0
-    );
+    let (estimated_at, eta) = estimate_after(&app, Duration::from_secs(3)).await;
+    let rate = node(&app, "region_2").await["replay_rate"].as_f64();
+    assert!(rate.is_some_and(|r| r > 0.0), "{rate:?}");
+    let exported = app.metric("regiondb_replay_rate", &[REGION_2]).await;
+    assert!(exported > 0.0);
     let table = app.run_command(&["status", "--window", "1"]);
     let table = String::from_utf8_lossy(&table.stdout).into_owned();
     assert!(
@@ -120,7 +61,7 @@ async fn the_backlog_shows_its_age_and_rate_and_drains_within_twice_its_estimate
     })
     .await;
     let took = estimated_at.elapsed().as_secs_f64();
-    eprintln!("estimate {eta:.1} s at {rate:.0}/s; drained in {took:.1} s");
+    eprintln!("estimate {eta:.1} s at {rate:?}/s; drained in {took:.1} s");
     assert!(
         eta <= took * 2.0 && eta >= took / 2.0,
         "estimate {eta:.1} s, drained in {took:.1} s"
@@ -129,6 +70,62 @@ async fn the_backlog_shows_its_age_and_rate_and_drains_within_twice_its_estimate
     assert_eq!(done["lag_seconds"], 0.0);
     assert_eq!(done["drain_eta_seconds"], 0.0);
     assert!(done["oldest_queued_at"].is_null());
+}
+
+const REGION_2: &str = r#"node="region_2""#;
+
+/// Down: a count, an age from the hints themselves, no estimate.
+async fn down_with_an_age(app: &TestApp, queued_from: i64) {
+    let down = node(app, "region_2").await;
+    assert_eq!(down["queued"], BACKLOG, "{down}");
+    let oldest = down["oldest_queued_at"].as_str().expect("oldest_queued_at");
+    let oldest_ms = parse_rfc3339_ms(oldest);
+    assert!(
+        oldest_ms >= queued_from - 1000 && oldest_ms <= now_micros() / 1000,
+        "{oldest}"
+    );
+    assert!(down["lag_seconds"].as_f64().unwrap() > 0.0, "{down}");
+    assert!(down["drain_eta_seconds"].is_null(), "{down}");
+    let why = down["drain_eta_note"].as_str().unwrap();
+    assert!(why.contains("unavailable"), "{why}");
+}
+
+/// Paused, then switched on: nothing moves, and every view says so.
+async fn paused_and_said(app: &TestApp) {
+    let (code, body) = pause(app, "region_2", true).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(body["replay_paused"], true);
+    app.set_status("region_2", "available").await;
+    let paused = node(app, "region_2").await;
+    assert_eq!(paused["drain_eta_note"], "the replay is paused", "{paused}");
+    assert_eq!(paused["queued"], BACKLOG);
+    assert!(app.docs("region_2", "customers").await.is_empty());
+    assert_eq!(app.metric("regiondb_replay_paused", &[REGION_2]).await, 1.0);
+    assert!(app.metric("regiondb_hint_lag_seconds", &[REGION_2]).await > 0.0);
+    let status = app.run_command(&["status", "--json", "--window", "1"]);
+    assert!(status.status.success(), "{status:?}");
+    let shown: Value = serde_json::from_slice(&status.stdout).expect("status --json");
+    let region_2 = &shown.as_array().unwrap()[1];
+    assert_eq!(region_2["replay_paused"], true, "{region_2}");
+    assert_eq!(region_2["queued"], BACKLOG);
+    assert!(region_2["lag_seconds"].as_f64().unwrap() > 0.0);
+}
+
+/// The first estimate `into` the drain or later, and when it was read.
+async fn estimate_after(app: &TestApp, into: Duration) -> (Instant, f64) {
+    let resumed = Instant::now();
+    loop {
+        let n = node(app, "region_2").await;
+        let left = n["queued"].as_u64().unwrap();
+        assert!(left > 0, "drained before an estimate: slow the replay down");
+        if let Some(eta) = n["drain_eta_seconds"].as_f64()
+            && resumed.elapsed() >= into
+        {
+            return (Instant::now(), eta);
+        }
+        assert!(resumed.elapsed() < DEADLINE, "no estimate");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test]
@@ -167,11 +164,6 @@ async fn a_pause_needs_a_known_node_and_a_yes_or_no() {
     .await;
     let out = app.run_command(&["replay", "pause", "--node", "nowhere"]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
-}
-
-fn chrono_now_ms() -> i64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-    now.map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 fn parse_rfc3339_ms(s: &str) -> i64 {

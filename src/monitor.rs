@@ -17,8 +17,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::{
-    DrainTracker, NodeId, NodeStatus, NodeView, QueuePoint, QueueSample, RegionMap, StatusSource,
-    lag_seconds, now_millis, rfc3339,
+    DrainTracker, NodeId, NodeView, QueuePoint, QueueSample, RegionMap, lag_seconds, now_millis,
+    rfc3339,
 };
 use crate::hints::{HintLog, QueueDetail};
 use crate::nodes::NodeStatuses;
@@ -106,26 +106,13 @@ impl Monitor {
             count_or_unknown(node, "queue", self.hints.queue_detail(node)),
             self.dead_letters(node)
         );
+        let hosts = (self.regions.replicas_hosted_by(node))
+            .map(|r| r.id.clone())
+            .collect();
         let mut view = NodeView {
-            node_id: node.clone(),
-            status: NodeStatus::Available,
-            source: StatusSource::Manual,
-            since: None,
             queued: detail.map(|d| d.queued),
             dead_letters,
-            hosts_replicas_of: self
-                .regions
-                .replicas_hosted_by(node)
-                .map(|r| r.id.clone())
-                .collect(),
-            caught_up: false,
-            lost_data: false,
-            replay_paused: false,
-            oldest_queued_at: None,
-            lag_seconds: None,
-            replay_rate: None,
-            drain_eta_seconds: None,
-            drain_eta_note: None,
+            ..NodeView::new(node.clone(), hosts)
         };
         self.overlay_status(&mut view);
         self.drain(&mut view, detail);

@@ -52,6 +52,28 @@ pub struct NodeView {
 }
 
 impl NodeView {
+    /// A node as known before anything is read of it: available, set by
+    /// no one known, nothing counted, not caught up.
+    pub fn new(node_id: NodeId, hosts_replicas_of: Vec<NodeId>) -> NodeView {
+        NodeView {
+            node_id,
+            status: NodeStatus::Available,
+            source: StatusSource::Manual,
+            since: None,
+            queued: None,
+            dead_letters: None,
+            hosts_replicas_of,
+            caught_up: false,
+            lost_data: false,
+            replay_paused: false,
+            oldest_queued_at: None,
+            lag_seconds: None,
+            replay_rate: None,
+            drain_eta_seconds: None,
+            drain_eta_note: None,
+        }
+    }
+
     /// The status in words, with who set it: "unavailable — detected
     /// 14:02:11 UTC" (the failure detector) or "switched off" (an
     /// operator). `static/app.js` says the same for live updates.
@@ -115,21 +137,10 @@ mod tests {
     #[test]
     fn the_note_says_who_set_the_status() {
         let mut v = NodeView {
-            node_id: NodeId::parse("region_2").unwrap(),
             status: NodeStatus::Unavailable,
             source: StatusSource::Probe,
             since: rfc3339(1_764_338_531_123),
-            queued: None,
-            dead_letters: None,
-            hosts_replicas_of: Vec::new(),
-            caught_up: true,
-            lost_data: false,
-            replay_paused: false,
-            oldest_queued_at: None,
-            lag_seconds: None,
-            replay_rate: None,
-            drain_eta_seconds: None,
-            drain_eta_note: None,
+            ..NodeView::new(NodeId::parse("region_2").unwrap(), Vec::new())
         };
         assert_eq!(v.since.as_deref(), Some("2025-11-28T14:02:11.123Z"));
         assert_eq!(v.status_note(), "unavailable — detected 14:02:11 UTC");
@@ -144,21 +155,11 @@ mod tests {
     #[test]
     fn the_queue_in_words() {
         let mut v = NodeView {
-            node_id: NodeId::parse("region_2").unwrap(),
-            status: NodeStatus::Available,
-            source: StatusSource::Manual,
-            since: None,
             queued: Some(412),
-            dead_letters: Some(0),
-            hosts_replicas_of: Vec::new(),
-            caught_up: false,
-            lost_data: false,
-            replay_paused: false,
-            oldest_queued_at: None,
             lag_seconds: Some(75.0),
             replay_rate: Some(230.2),
             drain_eta_seconds: Some(1.8),
-            drain_eta_note: None,
+            ..NodeView::new(NodeId::parse("region_2").unwrap(), Vec::new())
         };
         assert_eq!(
             v.queue_summary(),

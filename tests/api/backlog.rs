@@ -88,6 +88,15 @@ async fn down_with_an_age(app: &TestApp, queued_from: i64) {
     assert!(down["drain_eta_seconds"].is_null(), "{down}");
     let why = down["drain_eta_note"].as_str().unwrap();
     assert!(why.contains("unavailable"), "{why}");
+    // Another instance, which queued none of it, says the same: the
+    // figures come from Kafka, not from an instance's memory.
+    let mut other = app.spawn_instance("backlog_eta_b").await;
+    let seen = get_json_at(&app.http, &other.address, "/nodes").await;
+    assert_eq!(seen[1]["queued"], BACKLOG, "{seen}");
+    assert_eq!(seen[1]["oldest_queued_at"], down["oldest_queued_at"]);
+    // Gracefully: it leaves the handoff group, so the drain below is the
+    // first instance's alone.
+    other.stop().await;
 }
 
 /// Paused, then switched on: nothing moves, and every view says so.

@@ -4,8 +4,9 @@
 //! The rate is what the node's handoff group committed (the sum of its
 //! committed offsets, which every member's commit moves) per second over
 //! the last [`RATE_WINDOW_MS`], counted only since the replay could last
-//! run: a node switched on, or a replay resumed, starts a fresh window, so
-//! the seconds it spent off do not dilute the rate it drains at now.
+//! run and its first commit after that: a node switched on, or a replay
+//! resumed, starts a fresh window, so neither the seconds it spent off nor
+//! the wait for its group and first fetch dilute the rate it drains at now.
 
 use std::collections::VecDeque;
 
@@ -65,6 +66,8 @@ pub struct DrainTracker {
     window: VecDeque<(i64, i64)>,
     /// Whether the replay could run at the last sample.
     could_run: bool,
+    /// Whether the group committed anything since the replay could run.
+    moving: bool,
     history: VecDeque<QueuePoint>,
 }
 
@@ -75,6 +78,7 @@ impl DrainTracker {
         if could_run != self.could_run {
             self.window.clear();
             self.could_run = could_run;
+            self.moving = false;
         }
         if let Some(committed) = s.committed {
             self.add(s.at_ms, committed);
@@ -101,6 +105,13 @@ impl DrainTracker {
             if committed < last {
                 // The group's offsets went back (reset by hand): start again.
                 self.window.clear();
+                self.moving = false;
+            } else if committed > last && !self.moving {
+                // The first commit since the replay could run: the rate
+                // counts from the look before it, not from the wait for
+                // the group and the first fetch.
+                self.window.drain(..self.window.len() - 1);
+                self.moving = true;
             } else if at_ms - last_at < MIN_GAP_MS {
                 return;
             }
@@ -231,6 +242,18 @@ mod tests {
             t.observe(paused).note.as_deref(),
             Some("the replay is paused")
         );
+    }
+
+    #[test]
+    fn the_wait_before_the_first_commit_does_not_count() {
+        let mut t = DrainTracker::default();
+        for at in [0, 1000, 2000, 3000] {
+            t.observe(sample(at, 1000, 0));
+        }
+        t.observe(sample(4000, 800, 200));
+        let d = t.observe(sample(5000, 600, 400));
+        assert_eq!(d.rate, Some(200.0), "not 400 over 5 s");
+        assert_eq!(d.eta_seconds, Some(3.0));
     }
 
     #[test]

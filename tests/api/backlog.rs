@@ -45,7 +45,7 @@ async fn the_backlog_shows_its_age_and_rate_and_drains_within_twice_its_estimate
     // Resumed: the estimate a few seconds in, against the measured drain.
     let (code, _) = pause(&app, "region_2", false).await;
     assert_eq!(code, StatusCode::OK);
-    let (estimated_at, eta) = estimate_after(&app, Duration::from_secs(3)).await;
+    let (estimated_at, eta) = estimate_after(&app, Duration::from_secs(4)).await;
     let rate = node(&app, "region_2").await["replay_rate"].as_f64();
     assert!(rate.is_some_and(|r| r > 0.0), "{rate:?}");
     let exported = app.metric("regiondb_replay_rate", &[REGION_2]).await;
@@ -61,7 +61,7 @@ async fn the_backlog_shows_its_age_and_rate_and_drains_within_twice_its_estimate
     })
     .await;
     let took = estimated_at.elapsed().as_secs_f64();
-    eprintln!("estimate {eta:.1} s at {rate:?}/s; drained in {took:.1} s");
+    eprintln!("estimate {eta:.1} s; drained in {took:.1} s");
     assert!(
         eta <= took * 2.0 && eta >= took / 2.0,
         "estimate {eta:.1} s, drained in {took:.1} s"
@@ -76,6 +76,12 @@ const REGION_2: &str = r#"node="region_2""#;
 
 /// Down: a count, an age from the hints themselves, no estimate.
 async fn down_with_an_age(app: &TestApp, queued_from: i64) {
+    // A look whose head-hint read takes over half a second answers null;
+    // the next one reads again.
+    wait_until("the oldest hint to be read", DEADLINE, || async {
+        node(app, "region_2").await["oldest_queued_at"].is_string()
+    })
+    .await;
     let down = node(app, "region_2").await;
     assert_eq!(down["queued"], BACKLOG, "{down}");
     let oldest = down["oldest_queued_at"].as_str().expect("oldest_queued_at");
@@ -91,9 +97,15 @@ async fn down_with_an_age(app: &TestApp, queued_from: i64) {
     // Another instance, which queued none of it, says the same: the
     // figures come from Kafka, not from an instance's memory.
     let mut other = app.spawn_instance("backlog_eta_b").await;
-    let seen = get_json_at(&app.http, &other.address, "/nodes").await;
-    assert_eq!(seen[1]["queued"], BACKLOG, "{seen}");
-    assert_eq!(seen[1]["oldest_queued_at"], down["oldest_queued_at"]);
+    wait_until(
+        "the other instance to read the same age",
+        DEADLINE,
+        || async {
+            let seen = get_json_at(&app.http, &other.address, "/nodes").await;
+            seen[1]["queued"] == BACKLOG && seen[1]["oldest_queued_at"] == down["oldest_queued_at"]
+        },
+    )
+    .await;
     // Gracefully: it leaves the handoff group, so the drain below is the
     // first instance's alone.
     other.stop().await;

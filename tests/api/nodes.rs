@@ -31,14 +31,41 @@ async fn node_endpoints_report_status_queue_and_replica_placement() {
     );
     app.create(&customer("c1", ZIP_3)).await;
 
+    // The head hint's time is read from Kafka (within half a second; a
+    // look that takes longer answers null and the next one reads again).
+    wait_until("region_3's oldest hint to be read", DEADLINE, || async {
+        app.get("/nodes").await.1[2]["oldest_queued_at"].is_string()
+    })
+    .await;
     let (_, mut nodes) = app.get("/nodes").await;
     // region_3 has a hint waiting: reads do not trust it; the others'
     // replays confirm their empty queues in their own time.
     assert_eq!(nodes[2]["caught_up"], false, "{nodes}");
+    // The queue's age and estimate (tests/api/backlog.rs has their story).
+    let off = &nodes[2];
+    assert!(off["oldest_queued_at"].is_string(), "{off}");
+    assert!(
+        off["lag_seconds"].as_f64().is_some_and(|l| l >= 0.0),
+        "{off}"
+    );
+    assert!(off["drain_eta_seconds"].is_null(), "{off}");
+    let why = off["drain_eta_note"].as_str().unwrap_or_default();
+    assert!(why.contains("unavailable"), "{off}");
+    assert_eq!(nodes[0]["drain_eta_seconds"], 0.0, "nothing queued: done");
     for node in nodes.as_array_mut().expect("nodes") {
         let view = node.as_object_mut().expect("view");
         assert!(view.remove("caught_up").is_some_and(|v| v.is_boolean()));
         assert_eq!(view.remove("lost_data"), Some(json!(false)));
+        assert_eq!(view.remove("replay_paused"), Some(json!(false)));
+        for field in [
+            "oldest_queued_at",
+            "lag_seconds",
+            "replay_rate",
+            "drain_eta_seconds",
+            "drain_eta_note",
+        ] {
+            assert!(view.remove(field).is_some(), "{field}");
+        }
     }
     assert_eq!(
         nodes,

@@ -21,6 +21,9 @@ use crate::domain::NodeId;
 
 /// The longest a look waits for the head hints it does not know yet.
 const PEEK_WAIT: Duration = Duration::from_millis(500);
+/// A whole look (offsets, then head hints) ends within this, so that the
+/// overview, which gives it a second, gets at least the queue's size.
+const LOOK_BUDGET: Duration = Duration::from_millis(800);
 
 /// A node queue: its size, its group's progress and its age.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,15 +61,15 @@ impl Peek {
     }
 
     /// The earliest timestamp of the hints at `heads`; `None` if one of
-    /// them could not be read within [`PEEK_WAIT`].
-    fn oldest(&mut self, topic: &str, heads: &[(i32, i64)]) -> Option<i64> {
+    /// them could not be read within `wait`.
+    fn oldest(&mut self, topic: &str, heads: &[(i32, i64)], wait: Duration) -> Option<i64> {
         self.known.retain(|k, _| heads.contains(k));
         let missing: Vec<(i32, i64)> = (heads.iter())
             .filter(|h| !self.known.contains_key(*h))
             .copied()
             .collect();
-        if !missing.is_empty() {
-            self.read(topic, &missing);
+        if !missing.is_empty() && !wait.is_zero() {
+            self.read(topic, &missing, wait);
         }
         heads
             .iter()
@@ -77,7 +80,7 @@ impl Peek {
     }
 
     /// Reads the first message at or after each of `wanted`.
-    fn read(&mut self, topic: &str, wanted: &[(i32, i64)]) {
+    fn read(&mut self, topic: &str, wanted: &[(i32, i64)], wait: Duration) {
         let mut list = TopicPartitionList::new();
         for (p, offset) in wanted {
             if list
@@ -91,7 +94,7 @@ impl Peek {
             tracing::debug!(topic, error = %e, "cannot read the queue's head hints");
             return;
         }
-        let deadline = Instant::now() + PEEK_WAIT;
+        let deadline = Instant::now() + wait;
         let mut left: HashMap<i32, i64> = wanted.iter().copied().collect();
         while !left.is_empty() && Instant::now() < deadline {
             let Some(Ok(msg)) = self.consumer.poll(Duration::from_millis(50)) else {
@@ -121,13 +124,15 @@ impl HintLog {
         let topic = self.topic(node);
         let timeout = self.config.timeout;
         let detail = self.blocking(move || {
+            let started = Instant::now();
             let (state, heads) = backlog_heads(consumer.as_ref(), &topic, timeout)?;
+            let wait = LOOK_BUDGET.saturating_sub(started.elapsed()).min(PEEK_WAIT);
             let oldest_ms = match heads.is_empty() {
                 true => None,
                 false => peek
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .oldest(&topic, &heads),
+                    .oldest(&topic, &heads, wait),
             };
             Ok(QueueDetail {
                 queued: state.queued,

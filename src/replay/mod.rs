@@ -146,6 +146,12 @@ impl Replay {
                 Flow::Again => continue,
                 Flow::Stop => break,
             }
+            if !*self.gate.borrow() {
+                // Switched off or paused while hints were being read (a
+                // wait that both ended may report either): they stay
+                // pending until the gate opens again.
+                continue;
+            }
             match self.apply_head(&mut cursor, &shutdown).await {
                 Flow::Go => {}
                 Flow::Again => continue,

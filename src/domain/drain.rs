@@ -62,7 +62,8 @@ pub struct Drain {
 /// One node's samples: the rate window and the chart's history.
 #[derive(Debug, Default)]
 pub struct DrainTracker {
-    /// (Unix ms, committed) since the replay could last run, within the window.
+    /// (Unix ms, committed) since the replay could last run (from the look
+    /// before its first commit), within the window.
     window: VecDeque<(i64, i64)>,
     /// Whether the replay could run at the last sample.
     could_run: bool,

@@ -40,8 +40,8 @@ pub struct NodeView {
     /// Seconds since then: 0 when nothing waits, null when unknown.
     pub lag_seconds: Option<f64>,
     /// Hints applied per second (by every instance: the handoff group's
-    /// commits), smoothed over 10 s since the replay could last run; null
-    /// until measured.
+    /// commits), smoothed over 10 s, counted from the first commit since
+    /// the replay could last run; null until measured.
     pub replay_rate: Option<f64>,
     /// Seconds until the queue is empty at that rate (0 when it is); null
     /// while the node is unavailable, the replay paused, nothing moves or

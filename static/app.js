@@ -115,9 +115,16 @@
       if (node.source) setText(root, "status-note", statusNote(node));
       setText(root, "queued", node.queued === null ? "unknown" : String(node.queued));
       if ("drain_eta_note" in node) setText(root, "queue-summary", queueSummary(node));
-      root.querySelectorAll('[data-field="paused"]').forEach(function (el) {
-        el.hidden = !node.replay_paused;
-      });
+      if ("replay_paused" in node) {
+        root.querySelectorAll('[data-field="paused"]').forEach(function (el) {
+          el.hidden = !node.replay_paused;
+        });
+        root.querySelectorAll(".replay-form").forEach(function (form) {
+          form.elements.paused.value = node.replay_paused ? "false" : "true";
+          form.querySelector('[data-field="replay-button"]').textContent =
+            node.replay_paused ? "Resume replay" : "Pause replay";
+        });
+      }
       root.querySelectorAll('[data-field="dot"]').forEach(function (dot) {
         dot.className = "dot dot-" + node.status;
       });

@@ -1,5 +1,5 @@
 //! What the JSON API and the pages both do, written once: an operator's
-//! node switch, a delete, and the status codes of accepted writes and
+//! node switch, a replay's pause, a delete, and the status codes of accepted writes and
 //! deletes.
 
 use axum::http::StatusCode;
@@ -41,6 +41,8 @@ pub enum SwitchError {
     BadStatus(#[from] BadStatus),
     #[error("could not save the status: {}", .source.short_reason())]
     NotSaved { node: NodeId, source: StatusError },
+    #[error("could not save the pause: {}", .source.short_reason())]
+    PauseNotSaved { node: NodeId, source: StatusError },
 }
 
 impl From<SwitchError> for ApiError {
@@ -48,9 +50,33 @@ impl From<SwitchError> for ApiError {
         match e {
             SwitchError::UnknownNode(_) => ApiError::NotFound(e.to_string()),
             SwitchError::BadStatus(e) => FieldError::new("status", e.to_string()).into(),
-            SwitchError::NotSaved { .. } => ApiError::Unavailable(e.to_string()),
+            SwitchError::NotSaved { .. } | SwitchError::PauseNotSaved { .. } => {
+                ApiError::Unavailable(e.to_string())
+            }
         }
     }
+}
+
+/// The node `node` (as typed) names.
+fn known_node(state: &AppState, node: &str) -> Result<NodeId, SwitchError> {
+    (state.regions.get(node.trim()))
+        .map(|r| r.id.clone())
+        .ok_or_else(|| SwitchError::UnknownNode(node.to_owned()))
+}
+
+/// Pauses (or resumes) the replay of `node` (as typed) on every instance:
+/// saved in Redis, announced, in effect here at once.
+pub async fn pause_replay(
+    state: &AppState,
+    node: &str,
+    paused: bool,
+) -> Result<NodeId, SwitchError> {
+    let node = known_node(state, node)?;
+    if let Err(source) = state.statuses.set_paused(&node, paused).await {
+        tracing::warn!(%node, error = %source, "pause not saved");
+        return Err(SwitchError::PauseNotSaved { node, source });
+    }
+    Ok(node)
 }
 
 /// Sets `node` (a node id as typed) to `status` (as typed): saved in Redis
@@ -60,11 +86,7 @@ pub async fn switch_node(
     node: &str,
     status: &str,
 ) -> Result<(NodeId, NodeStatus), SwitchError> {
-    let node = state
-        .regions
-        .get(node.trim())
-        .map(|r| r.id.clone())
-        .ok_or_else(|| SwitchError::UnknownNode(node.to_owned()))?;
+    let node = known_node(state, node)?;
     let status: NodeStatus = status.trim().parse()?;
     if let Err(source) = state.statuses.set(&node, status).await {
         tracing::warn!(%node, error = %source, "status not saved");

@@ -138,6 +138,28 @@ async fn the_create_form_reports_every_outcome_without_javascript() {
     assert_eq!(code, StatusCode::NOT_FOUND);
     assert!(html.contains("Unknown node"));
 
+    // Pausing a node's replay, the same way; the card says so and offers
+    // to resume.
+    let (code, _) = app
+        .post_form(
+            "/create-records/node-replay",
+            &[("node_id", "region_2"), ("paused", "true")],
+        )
+        .await;
+    assert_eq!(code, StatusCode::SEE_OTHER);
+    assert_eq!(app.get("/nodes").await.1[1]["replay_paused"], true);
+    let (_, html) = app.page("/create-records").await;
+    assert!(html.contains("Resume replay"), "{html}");
+    assert!(html.contains(r#"<strong data-field="paused">Replay paused."#));
+    let (code, _) = app
+        .post_form(
+            "/create-records/node-replay",
+            &[("node_id", "region_2"), ("paused", "false")],
+        )
+        .await;
+    assert_eq!(code, StatusCode::SEE_OTHER);
+    assert_eq!(app.get("/nodes").await.1[1]["replay_paused"], false);
+
     // Neither stored nor queued: said plainly, and the form keeps its values.
     if app.controls_processes() {
         app.set_status("region_3", "unavailable").await;

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use super::string_field;
 use crate::domain::{FieldError, NodeId, NodeStatus, NodeView, StatusSource};
 use crate::http::AppState;
-use crate::http::actions::switch_node;
+use crate::http::actions::{pause_replay, switch_node};
 use crate::http::error::{ApiError, JsonObject};
 use crate::http::openapi::{AdminErrors, ErrorBody, JsonBodyErrors, ReadsBusy};
 
@@ -74,16 +74,7 @@ pub async fn set_node_replay(
         }
         Some(_) => return Err(FieldError::new("paused", "paused must be true or false").into()),
     };
-    let node = (state.regions.get(node.trim()))
-        .map(|r| r.id.clone())
-        .ok_or_else(|| ApiError::NotFound(format!("unknown node {node:?}")))?;
-    if let Err(e) = state.statuses.set_paused(&node, paused).await {
-        tracing::warn!(%node, error = %e, "pause not saved");
-        return Err(ApiError::Unavailable(format!(
-            "could not save the pause: {}",
-            e.short_reason()
-        )));
-    }
+    let node = pause_replay(&state, &node, paused).await?;
     Ok(Json(state.monitor.view(&node).await))
 }
 

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use super::chart::{QueueChart, node_cards};
 use super::{admin_allowed, render};
 use crate::domain::{Customer, FieldError, NodeView, RegionMap};
-use crate::http::actions::{SwitchError, switch_node, write_status};
+use crate::http::actions::{SwitchError, pause_replay, switch_node, write_status};
 use crate::http::auth::{self, PageAuth};
 use crate::http::error::ApiError;
 use crate::http::{AppState, assets};
@@ -209,12 +209,36 @@ pub async fn node_status_submit(
     render(problem.0, page)
 }
 
+/// `POST /create-records/node-replay`: pausing and resuming a node's replay
+/// without JavaScript, under the same rules as the switches.
+pub async fn node_replay_submit(
+    State(state): State<AppState>,
+    auth: PageAuth,
+    Form(values): Form<HashMap<String, String>>,
+) -> Response {
+    let field = |name: &str| values.get(name).map(|s| s.trim()).unwrap_or_default();
+    let node = field("node_id");
+    let csrf = values.get(auth::CSRF_FIELD).map(String::as_str);
+    let problem = match admin_allowed(&auth, csrf, "pause replays") {
+        Err(refused) => refused,
+        Ok(()) => match pause_replay(&state, node, field("paused") == "true").await {
+            Ok(node) => {
+                return Redirect::to(&format!("/create-records#node-{node}")).into_response();
+            }
+            Err(e) => switch_problem(node, e),
+        },
+    };
+    let mut page = CreatePage::new(&state, auth).await;
+    page.banner = Some(problem.1);
+    render(problem.0, page)
+}
+
 /// A switch that was not made, in the page's words.
 fn switch_problem(node: &str, e: SwitchError) -> (StatusCode, String) {
     let text = match &e {
         SwitchError::UnknownNode(_) => format!("Unknown node {node:?}."),
         SwitchError::BadStatus(e) => format!("{e}."),
-        SwitchError::NotSaved { source, .. } => {
+        SwitchError::NotSaved { source, .. } | SwitchError::PauseNotSaved { source, .. } => {
             format!("Could not change {node}: {}.", source.short_reason())
         }
     };

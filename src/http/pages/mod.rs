@@ -23,7 +23,7 @@ mod record;
 mod sign_in;
 mod view;
 
-pub use create::{create_form, create_submit, node_status_submit};
+pub use create::{create_form, create_submit, node_replay_submit, node_status_submit};
 pub use home::index;
 pub use record::{record_delete, record_page, record_repair};
 pub use sign_in::{sign_in, sign_in_form, sign_out};
@@ -35,6 +35,7 @@ pub(super) fn routes(max_in_progress: usize) -> Router<AppState> {
         .route("/", get(index))
         .route("/create-records", get(create_form).post(create_submit))
         .route("/create-records/node-status", post(node_status_submit))
+        .route("/create-records/node-replay", post(node_replay_submit))
         .route("/view-records", get(view))
         .route("/records/{customer_id}", get(record_page))
         .route("/records/{customer_id}/repair", post(record_repair))

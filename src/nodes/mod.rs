@@ -20,8 +20,9 @@
 //! announcing, listening, re-reading), `notes` (telling every instance
 //! that hints were queued), `pause` (an operator's pause of a node's
 //! replay), `restore` (after Redis lost its data), `repair_state` (the
-//! last repair's report and the automatic-repair lock), `unsettled` (writes whose moves are not settled yet). The version
-//! clock's facts are kept by `clock_lease` on this connection.
+//! last repair's report and the automatic-repair lock), `unsettled`
+//! (writes whose moves are not settled yet). The version clock's facts are
+//! kept by `clock_lease` on this connection.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

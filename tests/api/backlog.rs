@@ -192,3 +192,37 @@ fn parse_rfc3339_ms(s: &str) -> i64 {
         .expect("RFC 3339")
         .timestamp_millis()
 }
+
+#[tokio::test]
+async fn a_paused_replay_is_not_a_stall() {
+    let options = Options::default()
+        .env("KAFKA_SESSION_TIMEOUT_MS", "6000")
+        .env("REPLAY_STALL_MS", "7000");
+    let app = TestApp::spawn_with("pause_no_stall", options).await;
+    app.set_status("region_3", "unavailable").await;
+    app.queue_many("p", 3, ZIP_3).await;
+    let (code, _) = pause(&app, "region_3", true).await;
+    assert_eq!(code, StatusCode::OK);
+    app.set_status("region_3", "available").await;
+    // Longer than a stall period with hints queued for an available node:
+    // the queue's own age says when that much time has passed.
+    wait_until("the paused queue to be 9 s old", DEADLINE, || async {
+        node(&app, "region_3").await["lag_seconds"]
+            .as_f64()
+            .is_some_and(|l| l >= 9.0)
+    })
+    .await;
+    let stalls = app
+        .metric("regiondb_replay_stalls_total", &[r#"node="region_3""#])
+        .await;
+    assert_eq!(stalls, 0.0, "a paused replay was taken for a stall");
+    assert_eq!(node(&app, "region_3").await["queued"], 3);
+    assert!(app.docs("region_3", "customers").await.is_empty());
+    let (code, _) = pause(&app, "region_3", false).await;
+    assert_eq!(code, StatusCode::OK);
+    app.wait_drained("region_3").await;
+    wait_until("the hints to be applied", DEADLINE, || async {
+        app.docs("region_3", "customers").await.len() == 3
+    })
+    .await;
+}

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 
 use super::chart::{QueueChart, node_cards};
 use super::{admin_allowed, render};
-use crate::domain::{Customer, FieldError, NodeView, RegionMap};
+use crate::domain::{Customer, FieldError, NodeId, NodeView, RegionMap};
 use crate::http::actions::{SwitchError, pause_replay, switch_node, write_status};
 use crate::http::auth::{self, PageAuth};
 use crate::http::error::ApiError;
@@ -192,21 +192,11 @@ pub async fn node_status_submit(
     auth: PageAuth,
     Form(values): Form<HashMap<String, String>>,
 ) -> Response {
-    let field = |name: &str| values.get(name).map(|s| s.trim()).unwrap_or_default();
-    let (node, status) = (field("node_id"), field("status"));
-    let csrf = values.get(auth::CSRF_FIELD).map(String::as_str);
-    let problem = match admin_allowed(&auth, csrf, "switch nodes") {
-        Err(refused) => refused,
-        Ok(()) => match switch_node(&state, node, status).await {
-            Ok((node, _)) => {
-                return Redirect::to(&format!("/create-records#node-{node}")).into_response();
-            }
-            Err(e) => switch_problem(node, e),
-        },
+    let status = field(&values, "status");
+    let switch = async |state: &AppState, node: &str| {
+        switch_node(state, node, status).await.map(|(node, _)| node)
     };
-    let mut page = CreatePage::new(&state, auth).await;
-    page.banner = Some(problem.1);
-    render(problem.0, page)
+    card_action(&state, auth, &values, "switch nodes", switch).await
 }
 
 /// `POST /create-records/node-replay`: pausing and resuming a node's replay
@@ -216,19 +206,37 @@ pub async fn node_replay_submit(
     auth: PageAuth,
     Form(values): Form<HashMap<String, String>>,
 ) -> Response {
-    let field = |name: &str| values.get(name).map(|s| s.trim()).unwrap_or_default();
-    let node = field("node_id");
+    let paused = field(&values, "paused") == "true";
+    let pause = async |state: &AppState, node: &str| pause_replay(state, node, paused).await;
+    card_action(&state, auth, &values, "pause replays", pause).await
+}
+
+fn field<'a>(values: &'a HashMap<String, String>, name: &str) -> &'a str {
+    values.get(name).map(|s| s.trim()).unwrap_or_default()
+}
+
+/// A node card's admin form: if this page may `action`, `act` on the
+/// form's node and go back to its card; else (or if that failed) the page
+/// again, saying why.
+async fn card_action(
+    state: &AppState,
+    auth: PageAuth,
+    values: &HashMap<String, String>,
+    action: &str,
+    act: impl AsyncFnOnce(&AppState, &str) -> Result<NodeId, SwitchError>,
+) -> Response {
+    let node = field(values, "node_id");
     let csrf = values.get(auth::CSRF_FIELD).map(String::as_str);
-    let problem = match admin_allowed(&auth, csrf, "pause replays") {
+    let problem = match admin_allowed(&auth, csrf, action) {
         Err(refused) => refused,
-        Ok(()) => match pause_replay(&state, node, field("paused") == "true").await {
+        Ok(()) => match act(state, node).await {
             Ok(node) => {
                 return Redirect::to(&format!("/create-records#node-{node}")).into_response();
             }
             Err(e) => switch_problem(node, e),
         },
     };
-    let mut page = CreatePage::new(&state, auth).await;
+    let mut page = CreatePage::new(state, auth).await;
     page.banner = Some(problem.1);
     render(problem.0, page)
 }

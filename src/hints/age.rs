@@ -15,7 +15,7 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::offsets::backlog_heads;
-use super::{HintError, HintLog, base_config};
+use super::{HintError, HintLog, base_config, of_node};
 use crate::config::KafkaConfig;
 use crate::domain::NodeId;
 
@@ -116,11 +116,7 @@ impl HintLog {
     /// `node`'s queue: size, progress and the age of its oldest hint.
     pub async fn queue_detail(&self, node: &NodeId) -> Result<QueueDetail, HintError> {
         let consumer = self.offsets_consumer(node)?;
-        let peek: Arc<Mutex<Peek>> = self
-            .peeks
-            .get(node)
-            .cloned()
-            .ok_or_else(|| HintError::UnknownNode(node.clone()))?;
+        let peek: Arc<Mutex<Peek>> = of_node(&self.peeks, node)?;
         let topic = self.topic(node);
         let timeout = self.config.timeout;
         let detail = self.blocking(move || {

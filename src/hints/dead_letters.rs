@@ -9,20 +9,16 @@ use std::collections::BTreeMap;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::offsets::{backlog, read_uncommitted};
-use super::{HintError, HintLog, ParkedHint, base_config, dead_letter_group_name};
+use super::offsets::read_uncommitted;
+use super::{HintError, HintLog, ParkedHint, base_config, dead_letter_group_name, of_node};
 use crate::domain::NodeId;
 
 impl HintLog {
     /// How many of `node`'s dead letters no operator has dealt with yet.
     pub async fn dead_letters(&self, node: &NodeId) -> Result<u64, HintError> {
-        let consumer = (self.dead_offsets.get(node).cloned())
-            .ok_or_else(|| HintError::UnknownNode(node.clone()))?;
-        let topic = self.dead_letter_topic(node);
-        let timeout = self.config.timeout;
-        let count =
-            self.blocking(move || backlog(consumer.as_ref(), &topic, timeout).map(|q| q.queued));
-        crate::metrics::timed("kafka", "dead_letters", count).await
+        let consumer = of_node(&self.dead_offsets, node)?;
+        self.past_commits(consumer, self.dead_letter_topic(node), "dead_letters")
+            .await
     }
 
     /// Up to `max` of `node`'s dead letters not dealt with yet, in topic
@@ -49,8 +45,7 @@ impl HintLog {
         node: &NodeId,
         next: &BTreeMap<i32, i64>,
     ) -> Result<(), HintError> {
-        let consumer = (self.dead_offsets.get(node).cloned())
-            .ok_or_else(|| HintError::UnknownNode(node.clone()))?;
+        let consumer = of_node(&self.dead_offsets, node)?;
         let mut list = TopicPartitionList::new();
         let topic = self.dead_letter_topic(node);
         for (p, offset) in next {

@@ -159,10 +159,7 @@ impl HintLog {
     }
 
     fn offsets_consumer(&self, node: &NodeId) -> Result<Arc<BaseConsumer>, HintError> {
-        self.offsets
-            .get(node)
-            .cloned()
-            .ok_or_else(|| HintError::UnknownNode(node.clone()))
+        of_node(&self.offsets, node)
     }
 
     async fn bounded<T>(&self, op: impl Future<Output = T>) -> Result<T, HintError> {
@@ -182,6 +179,11 @@ impl HintLog {
             .await
             .map_err(|e| HintError::Join(e.to_string()))?
     }
+}
+
+/// `node`'s entry of a per-node map of clients.
+fn of_node<T: Clone>(map: &HashMap<NodeId, T>, node: &NodeId) -> Result<T, HintError> {
+    (map.get(node).cloned()).ok_or_else(|| HintError::UnknownNode(node.clone()))
 }
 
 /// One client (or reader) per node, built by `make`; a property the

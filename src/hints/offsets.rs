@@ -3,6 +3,7 @@
 //! the group.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
@@ -207,11 +208,23 @@ impl HintLog {
     /// group has committed nothing yet).
     pub async fn queued(&self, node: &NodeId) -> Result<u64, HintError> {
         let consumer = self.offsets_consumer(node)?;
-        let topic = self.topic(node);
+        self.past_commits(consumer, self.topic(node), "queued")
+            .await
+    }
+
+    /// How many messages of `topic` lie past the committed offsets of
+    /// `consumer`'s group (from the start of the log where it has
+    /// committed nothing), timed as the Kafka call `call`.
+    pub(super) async fn past_commits(
+        &self,
+        consumer: Arc<BaseConsumer>,
+        topic: String,
+        call: &'static str,
+    ) -> Result<u64, HintError> {
         let timeout = self.config.timeout;
         let count =
             self.blocking(move || backlog(consumer.as_ref(), &topic, timeout).map(|q| q.queued));
-        crate::metrics::timed("kafka", "queued", count).await
+        crate::metrics::timed("kafka", call, count).await
     }
 
     /// Reads up to `max` hints of `node`'s topic past the group's committed

@@ -8,8 +8,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use super::CliError;
-use super::repair::node_view;
+use super::{CliError, node_view};
 use crate::config::Config;
 use crate::domain::{NodeId, rfc3339};
 use crate::hints::{HintLog, ParkedHint};
@@ -51,7 +50,7 @@ pub async fn run(config: &Config, command: DeadLetterCommand) -> Result<ExitCode
             (node.as_deref(), *json)
         }
     };
-    let nodes = super::chosen_nodes(config, node)?;
+    let nodes = super::chosen_nodes(config, "--node", node)?;
     let all: Vec<NodeId> = config.regions.nodes().cloned().collect();
     let client_id = format!("regiondb-dead-letters-{}", std::process::id());
     let log = HintLog::new(&config.kafka, &all, &client_id).map_err(CliError::Kafka)?;

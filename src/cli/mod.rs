@@ -8,9 +8,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::backlog::Backlogs;
 use crate::config::{Config, ConfigError, read_env_file};
+use crate::domain::NodeId;
 use crate::hints::HintError;
 use crate::import::FileError;
+use crate::nodes::{NodeStatuses, StatusError};
 use crate::startup::{ConnectError, StartupError};
 use crate::store::StoreError;
 
@@ -105,8 +108,12 @@ pub enum CliError {
     Startup(#[from] StartupError),
     #[error("server error: {0}")]
     Serve(std::io::Error),
-    #[error("--region: unknown region {given:?} (known: {known})")]
-    UnknownRegion { given: String, known: String },
+    #[error("{flag}: unknown region {given:?} (known: {known})")]
+    UnknownRegion {
+        flag: &'static str,
+        given: String,
+        known: String,
+    },
     #[error(transparent)]
     Stores(#[from] StoreError),
     #[error(transparent)]
@@ -124,9 +131,9 @@ pub enum CliError {
     #[error("{0}")]
     Kafka(HintError),
     #[error("redis: {0}")]
-    Redis(crate::nodes::StatusError),
+    Redis(StatusError),
     #[error("{0} is unavailable: switch it on first")]
-    NodeUnavailable(crate::domain::NodeId),
+    NodeUnavailable(NodeId),
 }
 
 impl CliError {
@@ -201,18 +208,20 @@ async fn dispatch(command: Command, env_file: Option<PathBuf>) -> Result<ExitCod
     }
 }
 
-/// The node `given` (every node when `None`), or the usage error naming
-/// the known ones.
+/// The node `given` with the option `flag` (every node when `None`), or
+/// the usage error naming the known ones.
 fn chosen_nodes(
     config: &Config,
+    flag: &'static str,
     given: Option<&str>,
-) -> Result<Vec<crate::domain::NodeId>, CliError> {
+) -> Result<Vec<NodeId>, CliError> {
     let all = || config.regions.nodes().cloned().collect();
     match given {
         None => Ok(all()),
-        Some(name) => match config.regions.get(name.trim()) {
+        Some(name) => match config.regions.get(name) {
             Some(region) => Ok(vec![region.id.clone()]),
             None => Err(CliError::UnknownRegion {
+                flag,
                 given: name.to_owned(),
                 known: all()
                     .iter()
@@ -222,4 +231,16 @@ fn chosen_nodes(
             }),
         },
     }
+}
+
+/// The nodes' statuses and data-loss flags as Redis has them now. The
+/// queues are asked of Kafka, so every node counts as caught up here.
+async fn node_view(config: &Config, nodes: &[NodeId]) -> Result<NodeStatuses, StatusError> {
+    let backlogs = std::sync::Arc::new(Backlogs::new(nodes));
+    let statuses = NodeStatuses::connect(&config.redis, nodes, backlogs.clone()).await?;
+    statuses.resync().await?;
+    for node in nodes {
+        backlogs.confirm(node, backlogs.epoch(node));
+    }
+    Ok(statuses)
 }

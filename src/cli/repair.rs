@@ -5,12 +5,10 @@
 
 use std::process::ExitCode;
 
-use super::CliError;
-use crate::backlog::Backlogs;
+use super::{CliError, node_view};
 use crate::config::Config;
 use crate::domain::NodeId;
 use crate::hints::HintLog;
-use crate::nodes::{NodeStatuses, StatusError};
 use crate::repair::{RegionRepair, blocked_by, purge, purge_rule, render_table, repair};
 use crate::store::Stores;
 
@@ -23,16 +21,7 @@ pub async fn run(
 ) -> Result<ExitCode, CliError> {
     let only = match region {
         None => None,
-        Some(r) => match config.regions.get(r) {
-            Some(region) => Some(region.id.clone()),
-            None => {
-                let known: Vec<&str> = config.regions.nodes().map(NodeId::as_str).collect();
-                return Err(CliError::UnknownRegion {
-                    given: r.to_owned(),
-                    known: known.join(", "),
-                });
-            }
-        },
+        Some(_) => super::chosen_nodes(config, "--region", region)?.pop(),
     };
     let stores = Stores::connect(&config.regions, &config.mongo.uris, config.mongo.timeout).await?;
     let mut reports = repair(&config.regions, &stores, only.as_ref(), dry_run).await;
@@ -74,19 +63,4 @@ async fn purge_too(
             report.purged += purged.purged;
         }
     }
-}
-
-/// The nodes' statuses and data-loss flags as Redis has them now. The
-/// queues are asked of Kafka, so every node counts as caught up here.
-pub(super) async fn node_view(
-    config: &Config,
-    nodes: &[NodeId],
-) -> Result<NodeStatuses, StatusError> {
-    let backlogs = std::sync::Arc::new(Backlogs::new(nodes));
-    let statuses = NodeStatuses::connect(&config.redis, nodes, backlogs.clone()).await?;
-    statuses.resync().await?;
-    for node in nodes {
-        backlogs.confirm(node, backlogs.epoch(node));
-    }
-    Ok(statuses)
 }

@@ -6,8 +6,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use super::CliError;
-use super::repair::node_view;
+use super::{CliError, node_view};
 use crate::config::Config;
 use crate::domain::NodeId;
 
@@ -30,7 +29,7 @@ pub async fn run(config: &Config, command: ReplayCommand) -> Result<ExitCode, Cl
         ReplayCommand::Pause { node } => (node, true),
         ReplayCommand::Resume { node } => (node, false),
     };
-    let node = super::chosen_nodes(config, Some(node))?.remove(0);
+    let node = super::chosen_nodes(config, "--node", Some(node))?.remove(0);
     let all: Vec<NodeId> = config.regions.nodes().cloned().collect();
     let statuses = node_view(config, &all).await.map_err(CliError::Redis)?;
     (statuses.set_paused(&node, paused).await).map_err(CliError::Redis)?;

@@ -8,8 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::CliError;
-use super::repair::node_view;
+use super::{CliError, node_view};
 use crate::config::Config;
 use crate::domain::{NodeId, NodeView, StatusSource, human_seconds};
 use crate::hints::HintLog;

@@ -14,17 +14,6 @@ use crate::helpers::*;
 /// takes several seconds.
 const BACKLOG: usize = 2000;
 
-async fn node(app: &TestApp, id: &str) -> Value {
-    let (code, nodes) = app.get("/nodes").await;
-    assert_eq!(code, StatusCode::OK);
-    let found = nodes
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["node_id"] == id);
-    found.cloned().expect("node in /nodes")
-}
-
 async fn pause(app: &TestApp, node: &str, paused: bool) -> (StatusCode, Value) {
     app.post("/node-replay", &json!({"node_id": node, "paused": paused}))
         .await
@@ -46,7 +35,7 @@ async fn the_backlog_shows_its_age_and_rate_and_drains_within_twice_its_estimate
     let (code, _) = pause(&app, "region_2", false).await;
     assert_eq!(code, StatusCode::OK);
     let (estimated_at, eta) = estimate_after(&app, Duration::from_secs(4)).await;
-    let rate = node(&app, "region_2").await["replay_rate"].as_f64();
+    let rate = node_at(&app.http, &app.address, "region_2").await["replay_rate"].as_f64();
     assert!(rate.is_some_and(|r| r > 0.0), "{rate:?}");
     let exported = app.metric("regiondb_replay_rate", &[REGION_2]).await;
     assert!(exported > 0.0);
@@ -57,7 +46,7 @@ async fn the_backlog_shows_its_age_and_rate_and_drains_within_twice_its_estimate
         "{table}"
     );
     wait_until("region_2 to drain", DEADLINE, || async {
-        node(&app, "region_2").await["queued"] == 0
+        node_at(&app.http, &app.address, "region_2").await["queued"] == 0
     })
     .await;
     let took = estimated_at.elapsed().as_secs_f64();
@@ -66,7 +55,7 @@ async fn the_backlog_shows_its_age_and_rate_and_drains_within_twice_its_estimate
         eta <= took * 2.0 && eta >= took / 2.0,
         "estimate {eta:.1} s, drained in {took:.1} s"
     );
-    let done = node(&app, "region_2").await;
+    let done = node_at(&app.http, &app.address, "region_2").await;
     assert_eq!(done["lag_seconds"], 0.0);
     assert_eq!(done["drain_eta_seconds"], 0.0);
     assert!(done["oldest_queued_at"].is_null());
@@ -79,10 +68,10 @@ async fn down_with_an_age(app: &TestApp, queued_from: i64) {
     // A look whose head-hint read takes over half a second answers null;
     // the next one reads again.
     wait_until("the oldest hint to be read", DEADLINE, || async {
-        node(app, "region_2").await["oldest_queued_at"].is_string()
+        node_at(&app.http, &app.address, "region_2").await["oldest_queued_at"].is_string()
     })
     .await;
-    let down = node(app, "region_2").await;
+    let down = node_at(&app.http, &app.address, "region_2").await;
     assert_eq!(down["queued"], BACKLOG, "{down}");
     let oldest = down["oldest_queued_at"].as_str().expect("oldest_queued_at");
     let oldest_ms = parse_rfc3339_ms(oldest);
@@ -117,7 +106,7 @@ async fn paused_and_said(app: &TestApp) {
     assert_eq!(code, StatusCode::OK, "{body}");
     assert_eq!(body["replay_paused"], true);
     app.set_status("region_2", "available").await;
-    let paused = node(app, "region_2").await;
+    let paused = node_at(&app.http, &app.address, "region_2").await;
     assert_eq!(paused["drain_eta_note"], "the replay is paused", "{paused}");
     assert_eq!(paused["queued"], BACKLOG);
     assert!(app.docs("region_2", "customers").await.is_empty());
@@ -136,7 +125,7 @@ async fn paused_and_said(app: &TestApp) {
 async fn estimate_after(app: &TestApp, into: Duration) -> (Instant, f64) {
     let resumed = Instant::now();
     loop {
-        let n = node(app, "region_2").await;
+        let n = node_at(&app.http, &app.address, "region_2").await;
         let left = n["queued"].as_u64().unwrap();
         assert!(left > 0, "drained before an estimate: slow the replay down");
         if let Some(eta) = n["drain_eta_seconds"].as_f64()
@@ -171,7 +160,7 @@ async fn a_pause_needs_a_known_node_and_a_yes_or_no() {
     let out = app.run_command(&["replay", "pause", "--node", "region_3"]);
     assert!(out.status.success(), "{out:?}");
     wait_until("the pause to reach the instance", DEADLINE, || async {
-        node(&app, "region_3").await["replay_paused"] == true
+        node_at(&app.http, &app.address, "region_3").await["replay_paused"] == true
     })
     .await;
     assert!(
@@ -180,7 +169,7 @@ async fn a_pause_needs_a_known_node_and_a_yes_or_no() {
             .success()
     );
     wait_until("the resume to reach the instance", DEADLINE, || async {
-        node(&app, "region_3").await["replay_paused"] == false
+        node_at(&app.http, &app.address, "region_3").await["replay_paused"] == false
     })
     .await;
     let out = app.run_command(&["replay", "pause", "--node", "nowhere"]);
@@ -207,7 +196,7 @@ async fn a_paused_replay_is_not_a_stall() {
     // Longer than a stall period with hints queued for an available node:
     // the queue's own age says when that much time has passed.
     wait_until("the paused queue to be 9 s old", DEADLINE, || async {
-        node(&app, "region_3").await["lag_seconds"]
+        node_at(&app.http, &app.address, "region_3").await["lag_seconds"]
             .as_f64()
             .is_some_and(|l| l >= 9.0)
     })
@@ -216,7 +205,10 @@ async fn a_paused_replay_is_not_a_stall() {
         .metric("regiondb_replay_stalls_total", &[r#"node="region_3""#])
         .await;
     assert_eq!(stalls, 0.0, "a paused replay was taken for a stall");
-    assert_eq!(node(&app, "region_3").await["queued"], 3);
+    assert_eq!(
+        node_at(&app.http, &app.address, "region_3").await["queued"],
+        3
+    );
     assert!(app.docs("region_3", "customers").await.is_empty());
     let (code, _) = pause(&app, "region_3", false).await;
     assert_eq!(code, StatusCode::OK);

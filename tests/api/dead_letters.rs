@@ -16,7 +16,7 @@ fn letters(out: &std::process::Output) -> Vec<Value> {
 }
 
 async fn dead_letters_held(app: &TestApp) -> Value {
-    app.get("/nodes").await.1[1]["dead_letters"].clone()
+    node_at(&app.http, &app.address, "region_2").await["dead_letters"].clone()
 }
 
 /// r1 and r2 queued for region_2 with one unique value: one is applied,

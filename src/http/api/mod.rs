@@ -104,6 +104,17 @@ pub(super) fn flag_value(
     }
 }
 
+fn bool_field(body: &serde_json::Map<String, Value>, field: &str) -> Result<bool, FieldError> {
+    match body.get(field) {
+        Some(Value::Bool(b)) => Ok(*b),
+        None | Some(Value::Null) => Err(FieldError::new(field, format!("{field} is required"))),
+        Some(_) => Err(FieldError::new(
+            field,
+            format!("{field} must be true or false"),
+        )),
+    }
+}
+
 fn string_field(body: &serde_json::Map<String, Value>, field: &str) -> Result<String, FieldError> {
     match body.get(field) {
         Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),

@@ -9,8 +9,8 @@ use axum::extract::State;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::string_field;
-use crate::domain::{FieldError, NodeId, NodeStatus, NodeView, StatusSource};
+use super::{bool_field, string_field};
+use crate::domain::{NodeId, NodeStatus, NodeView, StatusSource};
 use crate::http::AppState;
 use crate::http::actions::{pause_replay, switch_node};
 use crate::http::error::{ApiError, JsonObject};
@@ -67,13 +67,7 @@ pub async fn set_node_replay(
     JsonObject(body): JsonObject,
 ) -> Result<Json<NodeView>, ApiError> {
     let node = string_field(&body, "node_id")?;
-    let paused = match body.get("paused") {
-        Some(serde_json::Value::Bool(b)) => *b,
-        None | Some(serde_json::Value::Null) => {
-            return Err(FieldError::new("paused", "paused is required").into());
-        }
-        Some(_) => return Err(FieldError::new("paused", "paused must be true or false").into()),
-    };
+    let paused = bool_field(&body, "paused")?;
     let node = pause_replay(&state, &node, paused).await?;
     Ok(Json(state.monitor.view(&node).await))
 }

@@ -15,8 +15,7 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::offsets::backlog_heads;
-use super::{HintError, HintLog, base_config, of_node};
-use crate::config::KafkaConfig;
+use super::{HintError, HintLog, of_node};
 use crate::domain::NodeId;
 
 /// The longest a look waits for the head hints it does not know yet.
@@ -39,25 +38,19 @@ pub struct QueueDetail {
 
 /// One node's reader of head hints, and the timestamps it already read.
 pub(super) struct Peek {
-    consumer: BaseConsumer,
+    /// Assigned (never subscribed, never committing) only while it reads:
+    /// the node's idle dead-letter consumer, so a node costs no client more.
+    consumer: Arc<BaseConsumer>,
     /// (partition, offset) -> Unix ms.
     known: HashMap<(i32, i64), i64>,
 }
 
 impl Peek {
-    pub(super) fn new(
-        config: &KafkaConfig,
-        group: &str,
-    ) -> Result<Peek, rdkafka::error::KafkaError> {
-        let consumer = base_config(config)
-            .set("group.id", group)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .create()?;
-        Ok(Peek {
+    pub(super) fn new(consumer: Arc<BaseConsumer>) -> Peek {
+        Peek {
             consumer,
             known: HashMap::new(),
-        })
+        }
     }
 
     /// The earliest timestamp of the hints at `heads`; `None` if one of

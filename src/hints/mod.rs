@@ -95,7 +95,8 @@ pub struct HintLog {
     offsets: HashMap<NodeId, Arc<BaseConsumer>>,
     /// The same for each node's dead-letter group (see `dead_letters`).
     dead_offsets: HashMap<NodeId, Arc<BaseConsumer>>,
-    /// One reader per node of its queue's head hints (see `age`).
+    /// One reader per node of its queue's head hints (see `age`), on the
+    /// node's dead-letter consumer.
     peeks: HashMap<NodeId, Arc<std::sync::Mutex<age::Peek>>>,
 }
 
@@ -128,10 +129,12 @@ impl HintLog {
         let dead_offsets = per_node(config, &nodes, |node| {
             idle_in(dead_letter_group_name(config, node))
         })?;
-        let peeks = per_node(config, &nodes, |node| {
-            let peek = age::Peek::new(config, &group_name(config, node))?;
-            Ok(Arc::new(std::sync::Mutex::new(peek)))
-        })?;
+        let peeks = (dead_offsets.iter())
+            .map(|(node, consumer)| {
+                let peek = age::Peek::new(consumer.clone());
+                (node.clone(), Arc::new(std::sync::Mutex::new(peek)))
+            })
+            .collect();
         let admin =
             (base_config(config).create()).map_err(|e| security::setting_error(config, e))?;
         Ok(HintLog {

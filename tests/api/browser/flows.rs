@@ -214,10 +214,11 @@ async fn a_detected_node_shows_who_took_it_down_and_a_signed_in_page_switches() 
     b.click(".session a").await;
     b.fill("token", token).await;
     b.click(".sign-in button[type=submit]").await;
+    // The switch there and enabled (a missing element, while the page
+    // loads, has no `disabled` either).
     wait_until("the create page after sign-in", DEADLINE, || async {
-        b.attr(&card("region_1", "switch"), "disabled")
-            .await
-            .is_none()
+        let switch = card("region_1", "switch");
+        b.text(&switch).await.is_some() && b.attr(&switch, "disabled").await.is_none()
     })
     .await;
     b.click(&card("region_1", "switch")).await;

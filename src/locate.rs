@@ -81,19 +81,26 @@ impl<'a> Locate<'a> {
         self.held_from(region, ids, true).await
     }
 
+    /// The copies of `region` whose answer settles what is absent, in the
+    /// order they are trusted: available, caught up and not flagged as
+    /// having lost data (see [`Locate::held_for_sure`]).
+    pub fn sure_copies<'r>(&self, region: &'r Region) -> Vec<(&'r NodeId, String, bool)> {
+        let mut copies = self.order(region);
+        if let Some((_, backlogs)) = self.statuses {
+            copies.retain(|(node, _, _)| backlogs.readable(node));
+        }
+        copies
+    }
+
     async fn held_from(&self, region: &Region, ids: &[&str], sure: bool) -> RegionHeld {
-        for (node, collection, _) in self.order(region) {
+        let copies = match sure {
+            true => self.sure_copies(region),
+            false => self.order(region),
+        };
+        for (node, collection, _) in copies {
             let Some(store) = self.stores.get(node) else {
                 continue;
             };
-            if sure
-                && let Some((_, backlogs)) = self.statuses
-                && !backlogs.readable(node)
-            {
-                tracing::debug!(region = %region.id, %node,
-                    "not asked: still catching up or lost its data");
-                continue;
-            }
             match store.held(&collection, ids).await {
                 Ok(held) => return Some(held),
                 Err(e) => tracing::debug!(region = %region.id, %node, error = %e,

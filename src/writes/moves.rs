@@ -40,7 +40,7 @@ pub struct PlacedRecord {
 pub type MoveQueue = mpsc::UnboundedSender<PlacedRecord>;
 
 impl WritePath {
-    fn locate(&self) -> Locate<'_> {
+    pub(super) fn locate(&self) -> Locate<'_> {
         Locate {
             regions: &self.regions,
             stores: &self.stores,

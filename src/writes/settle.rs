@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::WritePath;
 use super::moves::PlacedRecord;
-use crate::domain::{NodeId, Text, Version};
+use crate::domain::{NodeId, Region, Text, Version};
 use crate::nodes::Unsettled;
 
 /// Records settled per batch at most.
@@ -103,47 +103,30 @@ impl WritePath {
         left
     }
 
-    /// Settles every record written to a home node in the last
-    /// [`RECENT_AFTER_LOSS`]: the unsettled ones among them are no longer
-    /// recorded in Redis (settling the others changes nothing).
+    /// Settles every record written in the last [`RECENT_AFTER_LOSS`]: the
+    /// unsettled ones among them are no longer recorded in Redis (settling
+    /// the others changes nothing). Each region is read from a copy that
+    /// holds all of its writes: available, caught up and not flagged as
+    /// having lost data (a copy still replaying its queue, or emptied,
+    /// lacks the writes its hints or its repair bring, and their moves
+    /// would never be settled). Until every region has such a copy, nothing
+    /// is read and the next sweep tries again (false).
     async fn settle_recent(&self) -> bool {
-        let window = i64::try_from(RECENT_AFTER_LOSS.as_micros()).unwrap_or(i64::MAX);
-        let since = self.clock.now().saturating_sub(window);
-        let mut settled = 0;
+        let locate = self.locate();
+        let mut sources = Vec::new();
         for region in self.regions.regions() {
-            let Some(store) = self.stores.get(&region.id) else {
-                continue;
+            let Some((node, collection, _)) = locate.sure_copies(region).into_iter().next() else {
+                tracing::info!(region = %region.id, "recent writes not settled again yet: \
+                    no copy of the region is available and caught up");
+                return false;
             };
-            let mut after: Option<String> = None;
-            loop {
-                let coll = crate::domain::CustomerCopy::PRIMARY_COLLECTION;
-                let page = match store
-                    .recent_page(coll, after.as_deref(), since, SETTLE_BATCH)
-                    .await
-                {
-                    Ok(page) => page,
-                    Err(e) => {
-                        tracing::warn!(region = %region.id, error = %e, "recent writes unread; the next sweep tries again");
-                        return false;
-                    }
-                };
-                after = page.last().map(|(id, _)| id.clone());
-                let placed: Vec<PlacedRecord> = (page.iter())
-                    .filter_map(|(id, v)| {
-                        Some(PlacedRecord {
-                            id: Text::parse("customer_id", id).ok()?,
-                            region: region.id.clone(),
-                            version: Version::new(*v),
-                        })
-                    })
-                    .collect();
-                settled += placed.len();
-                // What cannot be settled yet is recorded for the sweep.
-                let left = self.settle_recorded(&placed).await;
-                self.note_unsettled(&left).await;
-                if page.len() < SETTLE_BATCH {
-                    break;
-                }
+            sources.push((region, node, collection));
+        }
+        let mut settled = 0;
+        for (region, node, collection) in sources {
+            match self.settle_recent_of(region, node, &collection).await {
+                Some(n) => settled += n,
+                None => return false,
             }
         }
         if settled > 0 {
@@ -153,6 +136,49 @@ impl WritePath {
             );
         }
         true
+    }
+
+    /// [`WritePath::settle_recent`] of one region, read from `collection`
+    /// on `node`: how many records, or `None` if they could not be read.
+    async fn settle_recent_of(
+        &self,
+        region: &Region,
+        node: &NodeId,
+        collection: &str,
+    ) -> Option<usize> {
+        let store = self.stores.get(node)?;
+        let window = i64::try_from(RECENT_AFTER_LOSS.as_micros()).unwrap_or(i64::MAX);
+        let since = self.clock.now().saturating_sub(window);
+        let mut after: Option<String> = None;
+        let mut settled = 0;
+        loop {
+            let page = match (store.recent_page(collection, after.as_deref(), since, SETTLE_BATCH))
+                .await
+            {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::warn!(region = %region.id, error = %e, "recent writes unread; the next sweep tries again");
+                    return None;
+                }
+            };
+            after = page.last().map(|(id, _)| id.clone());
+            let placed: Vec<PlacedRecord> = (page.iter())
+                .filter_map(|(id, v)| {
+                    Some(PlacedRecord {
+                        id: Text::parse("customer_id", id).ok()?,
+                        region: region.id.clone(),
+                        version: Version::new(*v),
+                    })
+                })
+                .collect();
+            settled += placed.len();
+            // What cannot be settled yet is recorded for the sweep.
+            let left = self.settle_recorded(&placed).await;
+            self.note_unsettled(&left).await;
+            if page.len() < SETTLE_BATCH {
+                return Some(settled);
+            }
+        }
     }
 
     /// Settles the writes left unsettled in Redis for longer than

@@ -2,7 +2,8 @@
 //! instance that accepted a move and crashed before it could remove the old
 //! copy leaves it recorded in Redis; another instance's sweep removes it
 //! within a minute without any repair, and reads meanwhile neither show nor
-//! count it.
+//! count it. Nor does it depend on Redis keeping that record: after a flush
+//! the recent writes are read back from the nodes, once they hold them.
 
 use std::time::{Duration, Instant};
 
@@ -80,4 +81,67 @@ async fn a_move_whose_instance_crashed_is_settled_by_another_and_counted_once() 
         app.redis::<u64>(&["ZCARD", "regiondb:unsettled"]).await == 0
     })
     .await;
+}
+
+/// Redis loses its record of an unsettled move while the move's copies are
+/// still queued for its new region: the recent writes are read again only
+/// once every region has a caught-up copy to read them from, so the old
+/// copy still goes (read too early, the queued move was not there, and its
+/// old copy would have stayed live for good).
+#[tokio::test]
+async fn a_move_still_queued_when_redis_lost_its_record_is_settled_once_it_lands() {
+    let options = Options::default().env("AUTO_REPAIR_MIN_INTERVAL_MS", "0");
+    let app = TestApp::spawn_with("moves_flushed", options).await;
+    app.stored(&customer("c1", ZIP_1)).await;
+    // Every node off: the move into region_2 queues both its copies, and
+    // region_1 cannot be read, so its old copy stays for now.
+    for node in ["region_1", "region_2", "region_3"] {
+        app.set_status(node, "unavailable").await;
+    }
+    let mut moved = customer("c1", ZIP_2);
+    moved["customer_city"] = json!("moved");
+    app.queued(&moved).await;
+    let () = app.redis(&["FLUSHALL"]).await;
+    let marked = || async {
+        app.redis::<Option<String>>(&["GET", "regiondb:resettle"])
+            .await
+            .is_some()
+    };
+    wait_until(
+        "the statuses restored, and the re-read wanted",
+        DEADLINE,
+        marked,
+    )
+    .await;
+    // The next sweep (every 10 s) finds no region it could read for sure.
+    let sweeps = |log: String| log.matches("recent writes not settled again yet").count();
+    let before = sweeps(app.app_log());
+    wait_until(
+        "a sweep after the flush",
+        Duration::from_secs(30),
+        || async {
+            let log = app.app_log();
+            sweeps(log.clone()) > before || log.contains("settled the recent ones again")
+        },
+    )
+    .await;
+    assert!(marked().await, "the re-read is still wanted");
+
+    for node in ["region_1", "region_2", "region_3"] {
+        app.set_status(node, "available").await;
+    }
+    app.wait_drained("region_2").await;
+    app.wait_drained("region_1").await;
+    wait_until(
+        "the old copy to become a tombstone",
+        Duration::from_secs(60),
+        || async {
+            app.doc("region_1", "customers", "c1")
+                .await
+                .is_some_and(|d| d.get_bool("deleted") == Ok(true))
+        },
+    )
+    .await;
+    let (_, body) = app.get("/customers/c1").await;
+    assert_eq!(body["customer_city"], "moved", "{body}");
 }

@@ -42,6 +42,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::domain::{NodeId, RegionMap, now_millis};
+use crate::hints::HintLog;
 use crate::nodes::{DATA_LOSS_HASH, IDENTITY_HASH, NodeStatuses, STATUS_HASH, StatusError};
 use crate::repair::{RepairRecord, RepairTrigger, repair};
 use crate::store::{NodeStore, StoreError, Stores};
@@ -102,6 +103,8 @@ pub struct Recovery {
     pub regions: RegionMap,
     pub stores: Arc<Stores>,
     pub statuses: Arc<NodeStatuses>,
+    /// Whether a region's queues are empty (see `repair`).
+    pub hints: Arc<HintLog>,
     /// Nodes whose repair runs now, in this instance.
     repairing: Mutex<HashSet<NodeId>>,
     tasks: TaskTracker,
@@ -114,6 +117,7 @@ impl Recovery {
         regions: RegionMap,
         stores: Arc<Stores>,
         statuses: Arc<NodeStatuses>,
+        hints: Arc<HintLog>,
         tasks: TaskTracker,
         shutdown: CancellationToken,
     ) -> Recovery {
@@ -121,6 +125,7 @@ impl Recovery {
             regions,
             stores,
             statuses,
+            hints,
             repairing: Mutex::new(HashSet::new()),
             tasks,
             shutdown,
@@ -239,7 +244,16 @@ impl Recovery {
                 waiting.push(region.id.to_string());
                 continue;
             }
-            reports.extend(repair(&self.regions, &self.stores, Some(&region.id), false).await);
+            reports.extend(
+                repair(
+                    &self.regions,
+                    &self.stores,
+                    Some(&self.hints),
+                    Some(&region.id),
+                    false,
+                )
+                .await,
+            );
         }
         if reports.is_empty() {
             tracing::info!(%node, waiting = ?waiting, "repair after data loss waits for its nodes");

@@ -1,6 +1,7 @@
 //! `regiondb repair`: connects to every node's MongoDB, repairs, then purges
 //! the tombstones no copy or hint can need any more (asking Kafka whether
-//! the nodes' queues are empty; without Kafka, nothing is purged), and
+//! the nodes' queues are empty; without Kafka, nothing is purged, and a copy
+//! superseded only by a tombstone in another region is left alone), and
 //! prints one line per region.
 
 use std::process::ExitCode;
@@ -24,9 +25,21 @@ pub async fn run(
         Some(_) => super::chosen_nodes(config, "--region", region)?.pop(),
     };
     let stores = Stores::connect(&config.regions, &config.mongo.uris, config.mongo.timeout).await?;
-    let mut reports = repair(&config.regions, &stores, only.as_ref(), dry_run).await;
-    if !dry_run {
-        purge_too(config, &stores, only.as_ref(), &mut reports).await;
+    let nodes: Vec<NodeId> = config.regions.nodes().cloned().collect();
+    let client_id = format!("regiondb-repair-{}", std::process::id());
+    let hints = HintLog::new(&config.kafka, &nodes, &client_id)
+        .inspect_err(|e| tracing::warn!(error = %e, "no purge, and no queue checks: kafka"))
+        .ok();
+    let mut reports = repair(
+        &config.regions,
+        &stores,
+        hints.as_ref(),
+        only.as_ref(),
+        dry_run,
+    )
+    .await;
+    if !dry_run && let Some(hints) = &hints {
+        purge_too(config, &stores, hints, only.as_ref(), &mut reports).await;
     }
     println!("{}", render_table(&reports, dry_run));
     Ok(if reports.iter().any(|r| r.unreachable.is_some()) {
@@ -41,20 +54,16 @@ pub async fn run(
 async fn purge_too(
     config: &Config,
     stores: &Stores,
+    hints: &HintLog,
     only: Option<&NodeId>,
     reports: &mut [RegionRepair],
 ) {
     let nodes: Vec<NodeId> = config.regions.nodes().cloned().collect();
-    let client_id = format!("regiondb-repair-{}", std::process::id());
-    let hints = match HintLog::new(&config.kafka, &nodes, &client_id) {
-        Ok(h) => h,
-        Err(e) => return tracing::warn!(error = %e, "no purge: kafka"),
-    };
     let blocked = match node_view(config, &nodes).await {
         Ok(statuses) => blocked_by(&statuses, &nodes),
         Err(e) => Some(format!("the node statuses cannot be read from redis ({e})")),
     };
-    let rule = purge_rule(&hints, &nodes, config.purge.grace, blocked).await;
+    let rule = purge_rule(hints, &nodes, config.purge.grace, blocked).await;
     for purged in purge(&config.regions, stores, only, &rule).await {
         if let Some(reason) = &purged.unreachable {
             tracing::info!(region = %purged.region, %reason, "not purged");

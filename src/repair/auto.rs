@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::{RepairRecord, RepairTrigger, repair};
 use crate::backlog::DrainedQueues;
 use crate::domain::{NodeId, RegionMap};
+use crate::hints::HintLog;
 use crate::nodes::NodeStatuses;
 use crate::store::Stores;
 
@@ -21,6 +22,8 @@ pub struct AutoRepair {
     pub regions: RegionMap,
     pub stores: Arc<Stores>,
     pub statuses: Arc<NodeStatuses>,
+    /// Whether a region's queues are empty (see `repair`).
+    pub hints: Arc<HintLog>,
     /// This instance's name in the lock.
     pub instance: String,
     /// Shortest time between two automatic repairs.
@@ -33,6 +36,7 @@ impl AutoRepair {
         regions: RegionMap,
         stores: Arc<Stores>,
         statuses: Arc<NodeStatuses>,
+        hints: Arc<HintLog>,
         instance: String,
         every: Duration,
     ) -> (AutoRepair, DrainedQueues) {
@@ -41,6 +45,7 @@ impl AutoRepair {
             regions,
             stores,
             statuses,
+            hints,
             instance,
             every,
             drained,
@@ -95,7 +100,16 @@ impl AutoRepair {
     async fn repair_after(&self, after: Vec<NodeId>) {
         let mut reports = Vec::new();
         for region in self.repairable(&after) {
-            reports.extend(repair(&self.regions, &self.stores, Some(&region), false).await);
+            reports.extend(
+                repair(
+                    &self.regions,
+                    &self.stores,
+                    Some(&self.hints),
+                    Some(&region),
+                    false,
+                )
+                .await,
+            );
         }
         if reports.is_empty() {
             return;

@@ -8,6 +8,7 @@ use serde_json::{Map, Value, json};
 
 use super::RegionRepair;
 use crate::domain::{CopyTarget, Customer, CustomerCopy, Region, Text, Version};
+use crate::hints::HintLog;
 use crate::locate::Locate;
 use crate::store::{NodeStore, StoreError, StoredCustomer};
 
@@ -25,15 +26,35 @@ enum Side {
     Replica,
 }
 
-/// A region's two copies, and how to find the other regions'.
+/// A region's two copies, and how to find the other regions' (and whether
+/// its nodes' queues are empty: without Kafka, never known).
 pub(super) struct Sides<'a> {
     pub region: &'a Region,
     pub home: &'a NodeStore,
     pub replica: &'a NodeStore,
     pub locate: &'a Locate<'a>,
+    pub queues: Option<&'a HintLog>,
 }
 
 impl Sides<'_> {
+    /// Whether no hint waits for this region's home or replica node now.
+    async fn queues_empty(&self) -> bool {
+        let Some(hints) = self.queues else {
+            return false;
+        };
+        for node in [&self.region.id, &self.region.replica] {
+            match hints.queued(node).await {
+                Ok(0) => {}
+                Ok(_) => return false,
+                Err(e) => {
+                    tracing::debug!(%node, error = %e, "queue unknown");
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
     /// The home and replica collections of this region's copies.
     fn collections(&self) -> (&'static str, String) {
         (
@@ -125,28 +146,29 @@ async fn fix(
 /// The live copies of this page whose record has a newer version in
 /// another region (a move whose old copies were never removed: a crash in
 /// between) become tombstones at that version, in both copies.
+///
+/// A newer *tombstone* elsewhere is either a delete (whose tombstone here
+/// was never placed) or a move into this very region, which left that
+/// tombstone behind and whose live copy at the same version is on its way
+/// here, queued for a node that was off. A tombstone placed here at that
+/// version first would tie with it and win. So those are only acted on if
+/// this region's two queues are empty, asked after the other regions were
+/// read: a move's tombstone elsewhere is placed after its copies here were
+/// stored or queued, so with the queues empty its live copy is here
+/// already, and a tombstone at its version changes nothing.
 async fn remove_moved_away(
     sides: &Sides<'_>,
     both: &BTreeMap<String, (Seen, Seen)>,
     dry_run: bool,
     report: &mut RegionRepair,
 ) -> Result<(), StoreError> {
-    let newest = |(h, r): &(Seen, Seen)| h.flatten().max(r.flatten());
-    let ids: Vec<&str> = both.keys().map(String::as_str).collect();
-    let elsewhere = sides.locate.elsewhere(Some(&sides.region.id), &ids).await;
-    let mut newer: BTreeMap<&str, i64> = BTreeMap::new();
-    for (id, seen) in both {
-        let mine = newest(seen);
-        for (_, held) in &elsewhere {
-            let theirs = held
-                .as_ref()
-                .and_then(|h| h.get(id))
-                .and_then(|h| h.version);
-            if let Some(theirs) = theirs.filter(|t| mine.is_none_or(|m| *t > m)) {
-                let slot = newer.entry(id.as_str()).or_insert(theirs);
-                *slot = (*slot).max(theirs);
-            }
-        }
+    let mut newer = newer_elsewhere(sides, both).await;
+    if newer.values().any(|(_, live)| !live) && !sides.queues_empty().await {
+        tracing::info!(region = %sides.region.id,
+            "copies superseded only by a tombstone in another region are left for a \
+             repair once this region's queues are empty (it may be a move into this \
+             region whose copies are still queued)");
+        newer.retain(|_, (_, live)| *live);
     }
     if newer.is_empty() {
         return Ok(());
@@ -163,7 +185,7 @@ async fn remove_moved_away(
             .iter()
             .any(|x| x.is_some_and(|x| !x.deleted))
     };
-    for (id, version) in newer.into_iter().filter(|(id, _)| live(id)) {
+    for (id, (version, _)) in newer.into_iter().filter(|(id, _)| live(id)) {
         report.moved_away += 1;
         if dry_run {
             continue;
@@ -181,6 +203,34 @@ async fn remove_moved_away(
         report.fixed += 2;
     }
     Ok(())
+}
+
+/// For each id of `both`, the newest version another region holds, if it
+/// is newer than this region's, and whether that copy is live.
+async fn newer_elsewhere<'b>(
+    sides: &Sides<'_>,
+    both: &'b BTreeMap<String, (Seen, Seen)>,
+) -> BTreeMap<&'b str, (i64, bool)> {
+    let newest = |(h, r): &(Seen, Seen)| h.flatten().max(r.flatten());
+    let ids: Vec<&str> = both.keys().map(String::as_str).collect();
+    let elsewhere = sides.locate.elsewhere(Some(&sides.region.id), &ids).await;
+    let mut newer: BTreeMap<&str, (i64, bool)> = BTreeMap::new();
+    for (id, seen) in both {
+        let mine = newest(seen);
+        for held in elsewhere
+            .iter()
+            .filter_map(|(_, held)| held.as_ref()?.get(id))
+        {
+            let Some(theirs) = held.version.filter(|t| mine.is_none_or(|m| *t > m)) else {
+                continue;
+            };
+            let slot = newer.entry(id.as_str()).or_insert((theirs, !held.deleted));
+            if theirs > slot.0 {
+                *slot = (theirs, !held.deleted);
+            }
+        }
+    }
+    newer
 }
 
 /// Both sides' versions of every id of one page each, up to where both

@@ -26,6 +26,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{NodeId, Region, RegionMap};
+use crate::hints::HintLog;
 use crate::locate::Locate;
 use crate::store::Stores;
 
@@ -78,10 +79,13 @@ impl RegionRepair {
 }
 
 /// Repairs every region (or only `only`). With `dry_run` nothing is
-/// written; `fixed` stays 0.
+/// written; `fixed` stays 0. `queues` tells whether a region's queues are
+/// empty (see `compare::remove_moved_away`; without it, copies superseded
+/// only by a tombstone elsewhere are left alone).
 pub async fn repair(
     regions: &RegionMap,
     stores: &Stores,
+    queues: Option<&HintLog>,
     only: Option<&NodeId>,
     dry_run: bool,
 ) -> Vec<RegionRepair> {
@@ -103,6 +107,7 @@ pub async fn repair(
             home,
             replica,
             locate: &locate,
+            queues,
         };
         if let Err(e) = repair_region(&sides, dry_run, &mut report).await {
             tracing::warn!(region = %region.id, error = %e, "repair incomplete");
@@ -119,7 +124,12 @@ pub async fn repair(
 /// in each region that holds a copy, the newer copy goes over the older or
 /// missing one, and a live copy outside the region of the record's newest
 /// version becomes a tombstone. One line per region that holds a copy.
-pub async fn repair_record(regions: &RegionMap, stores: &Stores, id: &str) -> Vec<RegionRepair> {
+pub async fn repair_record(
+    regions: &RegionMap,
+    stores: &Stores,
+    queues: Option<&HintLog>,
+    id: &str,
+) -> Vec<RegionRepair> {
     let locate = Locate::offline(regions, stores);
     let mut reports = Vec::new();
     for region in regions.regions() {
@@ -133,6 +143,7 @@ pub async fn repair_record(regions: &RegionMap, stores: &Stores, id: &str) -> Ve
             home,
             replica,
             locate: &locate,
+            queues,
         };
         if let Err(e) = repair_one(&sides, id, &mut report).await {
             report.unreachable = Some(e.short_reason());

@@ -80,6 +80,7 @@ impl Application {
                 config.regions.clone(),
                 services.stores.clone(),
                 services.statuses.clone(),
+                services.hints.clone(),
                 instance.clone(),
                 every,
             )

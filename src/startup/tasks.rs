@@ -35,6 +35,7 @@ pub(super) fn spawn_probers(
         state.regions.clone(),
         state.stores.clone(),
         state.statuses.clone(),
+        state.hints.clone(),
         tasks.clone(),
         shutdown.clone(),
     ));

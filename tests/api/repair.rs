@@ -91,3 +91,43 @@ async fn repair_says_which_region_it_could_not_reach_and_fails() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--region"));
 }
+
+/// A live copy superseded only by a tombstone in another region may be a
+/// move into this very region whose copies are still queued (the move left
+/// that tombstone at its own version in the region it came from): a repair
+/// must leave it while the region's queues hold hints, or its tombstone at
+/// the move's version would tie with the queued copy and win, losing an
+/// acknowledged write.
+#[tokio::test]
+async fn repair_leaves_a_copy_whose_move_into_its_region_is_still_queued() {
+    let app = TestApp::spawn("repair_queued_move").await;
+    app.stored(&customer("m1", ZIP_1)).await;
+    // region_1's home and replica (region_3) off: the newer write queues.
+    app.set_status("region_1", "unavailable").await;
+    app.set_status("region_3", "unavailable").await;
+    let mut later = customer("m1", ZIP_1);
+    later["customer_city"] = "later".into();
+    let receipt = app.queued(&later).await;
+    let version = receipt["version"].as_i64().expect("version");
+    // The tombstone a move into region_1 at that version leaves behind.
+    let tombstone = doc! {"_id": "m1", "version": version, "deleted": true};
+    app.put_doc("region_2", "customers", tombstone.clone())
+        .await;
+    app.put_doc("region_1", "replica_region_2", tombstone).await;
+
+    let (code, body) = app.post("/admin/repair", &serde_json::json!({})).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(body["regions"][0]["moved_away"], 0, "{body}");
+
+    app.set_status("region_1", "available").await;
+    app.set_status("region_3", "available").await;
+    app.wait_drained("region_1").await;
+    app.wait_drained("region_3").await;
+    let (code, body) = app.get("/customers/m1").await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(body["customer_city"], "later", "{body}");
+    // With the queues empty the copy is no longer older: nothing moves.
+    let (_, body) = app.post("/admin/repair", &serde_json::json!({})).await;
+    assert_eq!(body["regions"][0]["moved_away"], 0, "{body}");
+    assert_eq!(app.get("/customers/m1").await.0, StatusCode::OK);
+}

@@ -47,8 +47,25 @@ pub async fn admin_repair(
     };
     let dry_run = flag_value(&params, "dry_run")?;
     let reports = match one_record(&params, only.is_some(), dry_run)? {
-        Some(id) => repair_record(&state.regions, &state.stores, id.as_str()).await,
-        None => repair(&state.regions, &state.stores, only.as_ref(), dry_run).await,
+        Some(id) => {
+            repair_record(
+                &state.regions,
+                &state.stores,
+                Some(&state.hints),
+                id.as_str(),
+            )
+            .await
+        }
+        None => {
+            repair(
+                &state.regions,
+                &state.stores,
+                Some(&state.hints),
+                only.as_ref(),
+                dry_run,
+            )
+            .await
+        }
     };
     if !dry_run {
         RepairRecord::new(RepairTrigger::Api, Vec::new(), reports.clone())

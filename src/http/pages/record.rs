@@ -138,7 +138,7 @@ async fn act(
 }
 
 async fn repaired(state: &AppState, id: &str) -> (StatusCode, (&'static str, String)) {
-    let reports = repair_record(&state.regions, &state.stores, id).await;
+    let reports = repair_record(&state.regions, &state.stores, Some(&state.hints), id).await;
     let fixed: u64 = reports.iter().map(|r| r.fixed).sum();
     match reports.iter().find_map(|r| r.unreachable.clone()) {
         Some(why) => (

@@ -42,6 +42,10 @@ use crate::domain::NodeId;
 
 /// Appended to a node topic's name to name its dead-letter topic.
 pub const DEAD_LETTER_SUFFIX: &str = ".dead-letter";
+/// How many Kafka timeouts one call on the blocking pool may take (it makes
+/// up to five bounded librdkafka calls; see [`HintLog::blocking`]).
+const BLOCKING_CALLS: u32 = 6;
+
 /// The header of a dead letter that says why it could not be applied.
 pub const REASON_HEADER: &str = "regiondb-reason";
 
@@ -174,13 +178,23 @@ impl HintLog {
             .map_err(|_| HintError::Timeout(limit))
     }
 
+    /// Runs `f` (a few librdkafka calls, each bounded by the timeout) on
+    /// the blocking pool. One that has not come back after
+    /// [`BLOCKING_CALLS`] timeouts (a wedged client, or a consumer whose
+    /// close never completes) is given up on, so that its caller, a replay
+    /// among them, goes on; the thread is left to finish by itself.
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> Result<T, HintError> + Send + 'static,
     ) -> Result<T, HintError> {
-        tokio::task::spawn_blocking(f)
-            .await
-            .map_err(|e| HintError::Join(e.to_string()))?
+        let limit = self.config.timeout * BLOCKING_CALLS + Duration::from_secs(1);
+        match tokio::time::timeout(limit, tokio::task::spawn_blocking(f)).await {
+            Err(_) => {
+                tracing::warn!(?limit, "a kafka call did not come back; given up on");
+                Err(HintError::Timeout(limit))
+            }
+            Ok(joined) => joined.map_err(|e| HintError::Join(e.to_string()))?,
+        }
     }
 }
 

@@ -29,7 +29,9 @@
 //! still counts holds partitions and does nothing with them), the replay
 //! reads the uncommitted hints outside the group and applies them, so the
 //! node gets its writes whatever the group does; the group's own replay
-//! applies them again later (a no-op) and commits.
+//! applies them again later (a no-op) and commits. While the queue stands
+//! still, the two go on by turns, a stall period apart: a group that stays
+//! wedged is asked again and again to hand its partitions out.
 
 mod apply;
 pub mod dead_letters;

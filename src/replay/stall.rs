@@ -1,7 +1,7 @@
 //! The replay's stall watch: a node whose queue stands still while it is
 //! available (see the module docs of `replay`) is noticed, said, counted,
-//! and recovered: first by re-joining the group, then by applying the stuck
-//! hints outside it.
+//! and recovered: by re-joining the group and applying the stuck hints
+//! outside it, by turns, one stall period apart, until the group commits.
 
 use std::time::{Duration, Instant};
 
@@ -14,8 +14,10 @@ use crate::hints::QueueState;
 
 impl Replay {
     /// One look at the queue, begun at `looking`: if it has stood still for
-    /// a stall period, recovers (the first time in a row by re-joining the
-    /// group, then by applying outside it). A member the group gave no
+    /// a stall period, recovers, by turns: re-joining the group (the first
+    /// time in a row, and every other time after), then applying outside it
+    /// (so a group that stays wedged is asked again to hand its partitions
+    /// out, while the node gets its writes meanwhile). A member the group gave no
     /// partition at all (an instance restarted while the broker still counts
     /// the killed one, which holds them) also applies outside the group at
     /// once, before re-joining: the node gets its writes a stall period
@@ -31,7 +33,7 @@ impl Replay {
         let Some(still) = watch.stalled(queue, looking, now, self.config.stall_after) else {
             return false;
         };
-        if watch.in_a_row == 0 {
+        if watch.in_a_row.is_multiple_of(2) {
             if !self.hints.owns_any() {
                 self.apply_outside_the_group(queue).await;
             }

@@ -28,6 +28,7 @@
 //! both instances are restarted right after the broker is. Real Kafka needs
 //! no such thing.
 
+mod diagnose;
 mod faults;
 #[path = "../api/helpers/mod.rs"]
 mod helpers;
@@ -174,7 +175,7 @@ async fn main() -> ExitCode {
     // Heal everything, then wait for every queue to drain.
     let heal_start = Instant::now();
     faults.heal(&mut app, &addresses).await;
-    wait_drained(&app).await;
+    wait_drained(&app, &addresses.read().await).await;
     let replay_time = heal_start.elapsed();
     let before = before_repair(&app, &attempts).await;
     let repaired = run_repair(&app);
@@ -219,6 +220,9 @@ async fn before_repair(app: &TestApp, attempts: &[Attempt]) -> verdict::Verdict 
             for e in v.examples.iter().filter(|_| !settled) {
                 println!("  ! before repair: {e}");
             }
+            for s in v.stories.iter().filter(|_| !settled) {
+                println!("  !! before repair: {s}");
+            }
             return v;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -260,14 +264,23 @@ pub fn start_writers(
         .collect()
 }
 
-/// Waits until every node's group has committed all of its topic.
-pub async fn wait_drained(app: &TestApp) {
+/// Waits until every node's group has committed all of its topic; if one
+/// does not within [`DRAIN_DEADLINE`], prints what is known of it (see
+/// `diagnose`) and fails.
+pub async fn wait_drained(app: &TestApp, addresses: &[String]) {
     for node in app.nodes() {
-        wait_until(&format!("{node} to drain"), DRAIN_DEADLINE, || async {
+        let started = Instant::now();
+        loop {
             let (end, committed) = app.offsets(node).await;
-            end == 0 || committed == Some(end)
-        })
-        .await;
+            if end == 0 || committed == Some(end) {
+                break;
+            }
+            if started.elapsed() > DRAIN_DEADLINE {
+                diagnose::stuck_queue(app, node, addresses).await;
+                panic!("timed out after {DRAIN_DEADLINE:?} waiting for {node} to drain");
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
 }
 

@@ -41,6 +41,9 @@ pub struct Verdict {
     /// they were sent, through another instance (not a failure).
     reordered_in_window: usize,
     pub examples: Vec<String>,
+    /// The whole story of the first records found wrong: every attempt
+    /// and every copy (a failure far away must be readable from the output).
+    pub stories: Vec<String>,
 }
 
 impl Verdict {
@@ -51,8 +54,11 @@ impl Verdict {
     }
 
     pub fn all_zero(&self) -> bool {
+        self.all_count() == 0
+    }
+
+    fn all_count(&self) -> usize {
         self.lost + self.stale + self.duplicates + self.divergent + self.resurrected + self.ghosts
-            == 0
     }
 
     /// The run's last line.
@@ -72,10 +78,10 @@ impl Verdict {
 
 /// One copy as stored: its version, city and whether it is a tombstone.
 #[derive(Debug, Clone, PartialEq)]
-struct Copy {
-    version: i64,
-    city: String,
-    deleted: bool,
+pub struct Copy {
+    pub version: i64,
+    pub city: String,
+    pub deleted: bool,
 }
 /// (region, role) -> id -> copy; role "home" or "replica".
 type Copies = HashMap<(String, &'static str), HashMap<String, Copy>>;
@@ -89,13 +95,22 @@ pub async fn check(app: &TestApp, attempts: &[Attempt]) -> Verdict {
     }
     let mut v = Verdict::default();
     check_unwritten(&copies, &by_id, &mut v);
+    let first = attempts.iter().map(|a| a.sent).min();
     for (id, tries) in &by_id {
         v.records += 1;
+        let wrong = v.all_count();
         check_order(id, tries, &mut v);
         let all: Vec<(&str, &str, &Copy)> = (copies.iter())
             .filter_map(|((region, role), docs)| Some((region.as_str(), *role, docs.get(*id)?)))
             .collect();
         check_record(id, tries, &app.regions, &all, &mut v);
+        if v.all_count() > wrong
+            && v.stories.len() < 3
+            && let Some(first) = first
+        {
+            v.stories
+                .push(crate::diagnose::story(id, tries, &app.regions, &all, first));
+        }
     }
     v
 }
@@ -310,7 +325,7 @@ fn check_order(id: &str, tries: &[&Attempt], v: &mut Verdict) {
 }
 
 /// A zip's home and replica nodes.
-fn home_of(regions: &[RegionSpec], zip: u32) -> Option<(&str, &str)> {
+pub fn home_of(regions: &[RegionSpec], zip: u32) -> Option<(&str, &str)> {
     regions
         .iter()
         .find(|r| (r.min..=r.max).contains(&zip))
@@ -359,5 +374,8 @@ pub fn print_table(
     }
     for e in &verdict.examples {
         println!("  ! {e}");
+    }
+    for s in &verdict.stories {
+        println!("  !! {s}");
     }
 }

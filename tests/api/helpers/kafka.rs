@@ -35,6 +35,16 @@ impl TestApp {
     /// partition without a commit counts from its start; `None` if the
     /// group committed nothing at all).
     pub async fn offsets(&self, node: &str) -> (i64, Option<i64>) {
+        let parts = self.partition_offsets(node).await;
+        let end = parts.iter().map(|p| p.high).sum();
+        let any = parts.iter().any(|p| p.committed.is_some());
+        let done = (parts.iter()).map(|p| p.committed.unwrap_or(p.low)).sum();
+        (end, any.then_some(done))
+    }
+
+    /// Each partition of the node's topic: its log's start and end, and
+    /// the handoff group's committed offset.
+    pub async fn partition_offsets(&self, node: &str) -> Vec<PartitionOffsets> {
         let topic = self.topic(node);
         let consumer: BaseConsumer = self
             .kafka_config()
@@ -50,21 +60,23 @@ impl TestApp {
             let committed = consumer
                 .committed_offsets(tpl, Duration::from_secs(10))
                 .expect("committed");
-            let (mut end, mut done, mut any) = (0, 0, false);
-            for p in ids {
-                let (low, high) = consumer
-                    .fetch_watermarks(&topic, p, Duration::from_secs(10))
-                    .expect("watermarks");
-                end += high;
-                match committed.find_partition(&topic, p).map(|e| e.offset()) {
-                    Some(Offset::Offset(n)) => {
-                        any = true;
-                        done += n;
+            (ids.into_iter())
+                .map(|p| {
+                    let (low, high) = consumer
+                        .fetch_watermarks(&topic, p, Duration::from_secs(10))
+                        .expect("watermarks");
+                    let committed = match committed.find_partition(&topic, p).map(|e| e.offset()) {
+                        Some(Offset::Offset(n)) => Some(n),
+                        _ => None,
+                    };
+                    PartitionOffsets {
+                        partition: p,
+                        low,
+                        high,
+                        committed,
                     }
-                    _ => done += low,
-                }
-            }
-            (end, any.then_some(done))
+                })
+                .collect()
         })
         .await
         .expect("offsets")
@@ -234,6 +246,15 @@ impl TestApp {
 }
 
 /// The partition ids of `topic`.
+/// One partition of a node topic (see [`TestApp::partition_offsets`]).
+#[derive(Debug, Clone, Copy)]
+pub struct PartitionOffsets {
+    pub partition: i32,
+    pub low: i64,
+    pub high: i64,
+    pub committed: Option<i64>,
+}
+
 pub fn partition_ids(consumer: &BaseConsumer, topic: &str) -> Vec<i32> {
     let metadata = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))

@@ -24,7 +24,7 @@ const TOLD: [&str; 9] = [
     "paused",
 ];
 /// Lines shown per log file.
-const TAIL: usize = 25;
+const TAIL: usize = 15;
 
 /// Prints what is known of `node`'s undrained queue.
 pub async fn stuck_queue(app: &TestApp, node: &str, addresses: &[String]) {
@@ -46,7 +46,7 @@ pub async fn stuck_queue(app: &TestApp, node: &str, addresses: &[String]) {
         };
         let of_node = serde_json::from_str::<serde_json::Value>(&said)
             .ok()
-            .and_then(|v| v.as_array()?.iter().find(|n| n["id"] == node).cloned())
+            .and_then(|v| v.as_array()?.iter().find(|n| n["node_id"] == node).cloned())
             .map_or(said, |n| n.to_string());
         println!("   {address} says: {of_node}");
     }
@@ -63,10 +63,12 @@ pub async fn stuck_queue(app: &TestApp, node: &str, addresses: &[String]) {
     logs.sort();
     for log in logs {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let lines: Vec<&str> = (text.lines())
-            .filter(|l| {
-                let about_node = l.contains(node) || !l.contains("node=");
-                about_node && (TOLD.iter().any(|t| l.contains(t)) || log_is_broker(&log))
+        let broker = log_is_broker(&log);
+        let lines: Vec<String> = (text.lines())
+            .map(plain)
+            .filter(|l| match broker {
+                true => !l.contains("TopicAlreadyExists"),
+                false => told_of(l, node),
             })
             .collect();
         println!(
@@ -78,6 +80,31 @@ pub async fn stuck_queue(app: &TestApp, node: &str, addresses: &[String]) {
             println!("   {}", l.chars().take(240).collect::<String>());
         }
     }
+}
+
+/// Whether an app's log line tells of `node`'s replay or its group: it
+/// names the node (or no node and no topic), and says one of [`TOLD`].
+fn told_of(line: &str, node: &str) -> bool {
+    let about = line.contains(node) || !(line.contains("node=") || line.contains("topic="));
+    about && TOLD.iter().any(|t| line.contains(t))
+}
+
+/// A log line without its terminal colours (the broker writes them).
+fn plain(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c != '\u{1b}' {
+            out.push(c);
+            continue;
+        }
+        for c in chars.by_ref() {
+            if c.is_ascii_alphabetic() {
+                break;
+            }
+        }
+    }
+    out
 }
 
 fn log_is_broker(log: &std::path::Path) -> bool {

@@ -41,7 +41,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use faults::Faults;
-use helpers::{Options, TestApp, skewed_clock, wait_until};
+use helpers::{Options, TestApp, skewed_clock};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tokio::sync::{Mutex, RwLock};

@@ -27,6 +27,21 @@ async fn counted_once(app: &TestApp) {
     assert_eq!(page["records"].as_array().map(Vec::len), Some(4), "{page}");
 }
 
+/// Waits (up to a minute: the sweep's bound) for c1's old copy in region_1
+/// to become a tombstone.
+async fn old_copy_removed(app: &TestApp) {
+    wait_until(
+        "the old copy to become a tombstone",
+        Duration::from_secs(60),
+        || async {
+            app.doc("region_1", "customers", "c1")
+                .await
+                .is_some_and(|d| d.get_bool("deleted") == Ok(true))
+        },
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn a_move_whose_instance_crashed_is_settled_by_another_and_counted_once() {
     // No automatic repair: only the sweep may remove the old copy.
@@ -65,16 +80,7 @@ async fn a_move_whose_instance_crashed_is_settled_by_another_and_counted_once() 
     counted_once(&app).await;
 
     // Without any repair, the surviving instance removes it.
-    wait_until(
-        "the old copy to become a tombstone",
-        Duration::from_secs(60),
-        || async {
-            app.doc("region_1", "customers", "c1")
-                .await
-                .is_some_and(|d| d.get_bool("deleted") == Ok(true))
-        },
-    )
-    .await;
+    old_copy_removed(&app).await;
     eprintln!("old copy removed {:?} after the crash", moved_at.elapsed());
     assert!(app.app_log().contains("another instance left unsettled"));
     wait_until("nothing left unsettled", DEADLINE, || async {
@@ -132,16 +138,7 @@ async fn a_move_still_queued_when_redis_lost_its_record_is_settled_once_it_lands
     }
     app.wait_drained("region_2").await;
     app.wait_drained("region_1").await;
-    wait_until(
-        "the old copy to become a tombstone",
-        Duration::from_secs(60),
-        || async {
-            app.doc("region_1", "customers", "c1")
-                .await
-                .is_some_and(|d| d.get_bool("deleted") == Ok(true))
-        },
-    )
-    .await;
+    old_copy_removed(&app).await;
     let (_, body) = app.get("/customers/c1").await;
     assert_eq!(body["customer_city"], "moved", "{body}");
 }

@@ -4,7 +4,9 @@
 //! it are queued at once instead of each waiting out a MongoDB timeout; after
 //! as many consecutive successes it is marked `available` again, but only if
 //! the detector is who took it down. An operator's switch (API, page,
-//! `redis-cli`) is never overridden.
+//! `redis-cli`) is never overridden, and a switch on starts the count of
+//! failures again: pings older than it (one still in flight when a frozen
+//! node was switched back on) never take the node down again.
 //!
 //! Several instances agree through Redis: every instance pings every node
 //! (so its counts are warm), but only the holder of the node's short lease
@@ -19,6 +21,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ProbeConfig;
@@ -84,14 +87,26 @@ impl Prober {
         let mut tick = tokio::time::interval(self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut streak = Streak::default();
+        let mut view = self.statuses.watch(&node);
         let mut redis_failing = false;
         while shutdown.run_until_cancelled(tick.tick()).await.is_some() {
+            if switched_on(&mut view) {
+                streak = Streak::default();
+            }
             let ok = matches!(
                 tokio::time::timeout(self.config.timeout, self.store.ping()).await,
                 Ok(Ok(()))
             );
             crate::metrics::probe(node.as_str(), ok);
-            let verdict = streak.record(ok, self.config.threshold);
+            let verdict = match switched_on(&mut view) {
+                // Switched on while this ping ran: it and the failures
+                // before it are older than that word; count again.
+                true => {
+                    streak = Streak::default();
+                    None
+                }
+                false => streak.record(ok, self.config.threshold),
+            };
             let report = self
                 .statuses
                 .probe_report(&node, &self.instance, self.lease(), verdict)
@@ -121,6 +136,18 @@ impl Prober {
             .release_probe_lease(&node, &self.instance)
             .await;
     }
+}
+
+/// Whether the node was switched on (by anyone) since `view` was last
+/// looked at: the pings before that are evidence older than the switch, and
+/// the detector's count starts again (so a ping sent while the node was
+/// frozen, timing out just after an operator switched it back on, cannot
+/// take it down again).
+fn switched_on(view: &mut Option<watch::Receiver<NodeStatus>>) -> bool {
+    let Some(view) = view else {
+        return false;
+    };
+    view.has_changed().unwrap_or(false) && view.borrow_and_update().is_available()
 }
 
 #[cfg(test)]

@@ -116,7 +116,7 @@ impl WritePath {
         let mut sources = Vec::new();
         for region in self.regions.regions() {
             let Some((node, collection, _)) = locate.sure_copies(region).into_iter().next() else {
-                tracing::info!(region = %region.id, "recent writes not settled again yet: \
+                tracing::debug!(region = %region.id, "recent writes not settled again yet: \
                     no copy of the region is available and caught up");
                 return false;
             };

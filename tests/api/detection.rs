@@ -291,3 +291,26 @@ async fn a_status_pinned_with_redis_cli_outranks_the_detector_even_unchanged() {
     );
     assert_eq!(source("region_3").await, "manual");
 }
+
+/// A node the detector took down, switched back on by an operator while it
+/// still does not answer, is taken down again only after a whole new streak
+/// of failed pings: the failures before the switch (and a ping still in
+/// flight at it) are older than the operator's word and do not count.
+#[tokio::test]
+async fn switching_a_detected_node_on_starts_the_detectors_count_again() {
+    let Some(app) = TestApp::spawn_for_faults("detect_switched_on", Options::default()).await
+    else {
+        return;
+    };
+    app.freeze_mongo("region_2");
+    wait_status(&app, "region_2", "unavailable", DETECT).await;
+    let failed = ["node=\"region_2\"", "outcome=\"failed\""];
+    app.set_status("region_2", "available").await;
+    let at_switch = app.metric("regiondb_probes_total", &failed).await;
+    wait_status(&app, "region_2", "unavailable", DETECT).await;
+    let since = app.metric("regiondb_probes_total", &failed).await - at_switch;
+    // 3 failures make a streak; one may have ended between the switch and
+    // the count read above.
+    assert!(since >= 2.0, "taken down after {since} failed pings");
+    app.thaw_mongo("region_2");
+}

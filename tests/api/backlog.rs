@@ -67,11 +67,10 @@ const REGION_2: &str = r#"node="region_2""#;
 async fn down_with_an_age(app: &TestApp, queued_from: i64) {
     // A look whose head-hint read takes over half a second answers null;
     // the next one reads again.
-    wait_until("the oldest hint to be read", DEADLINE, || async {
-        node_at(&app.http, &app.address, "region_2").await["oldest_queued_at"].is_string()
+    let down = node_when(&app.http, &app.address, "region_2", |v| {
+        v["oldest_queued_at"].is_string() && v["queued"].is_u64()
     })
     .await;
-    let down = node_at(&app.http, &app.address, "region_2").await;
     assert_eq!(down["queued"], BACKLOG, "{down}");
     let oldest = down["oldest_queued_at"].as_str().expect("oldest_queued_at");
     let oldest_ms = parse_rfc3339_ms(oldest);
@@ -106,7 +105,7 @@ async fn paused_and_said(app: &TestApp) {
     assert_eq!(code, StatusCode::OK, "{body}");
     assert_eq!(body["replay_paused"], true);
     app.set_status("region_2", "available").await;
-    let paused = node_at(&app.http, &app.address, "region_2").await;
+    let paused = counted_at(&app.http, &app.address, "region_2").await;
     assert_eq!(paused["drain_eta_note"], "the replay is paused", "{paused}");
     assert_eq!(paused["queued"], BACKLOG);
     assert!(app.docs("region_2", "customers").await.is_empty());

@@ -62,7 +62,7 @@ async fn the_load_tool_runs_every_workload_with_its_baselines() {
     // The nodes the queued run switched off are back on, their queues
     // drained; the naive client's records are gone.
     for node in NODES {
-        let view = node_at(&app.http, &app.address, node).await;
+        let view = counted_at(&app.http, &app.address, node).await;
         assert_eq!(view["status"], "available", "{view}");
         assert_eq!(view["queued"], 0, "{view}");
         assert!(app.docs(node, "regiondb_bench_naive").await.is_empty());

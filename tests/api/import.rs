@@ -79,8 +79,8 @@ async fn a_generated_file_is_imported_routed_replicated_and_idempotently() {
     assert!(!stderr.contains('\u{1b}'), "no escape codes: {stderr}");
 
     let queued = queued_home + want[&("region_2", "region_3")];
-    let (_, nodes) = app.get("/nodes").await;
-    assert_eq!(nodes[1]["queued"], queued, "{nodes}");
+    let region_2 = counted_at(&app.http, &app.address, "region_2").await;
+    assert_eq!(region_2["queued"], queued, "{region_2}");
 
     app.set_status("region_2", "available").await;
     app.wait_drained("region_2").await;

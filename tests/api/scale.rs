@@ -83,7 +83,7 @@ async fn two_instances_share_the_replay_and_the_survivor_finishes_it() {
     }
     // The queue count is exact from either instance.
     for address in &instances {
-        let region_2 = node_at(&app.http, address, "region_2").await;
+        let region_2 = counted_at(&app.http, address, "region_2").await;
         assert_eq!(region_2["queued"], 240, "{address}: {region_2}");
     }
 
@@ -117,6 +117,6 @@ async fn two_instances_share_the_replay_and_the_survivor_finishes_it() {
         let home = app.doc("region_2", "customers", id).await.unwrap();
         assert_eq!(home.get_str("customer_city"), Ok("city 1"), "{id}");
     }
-    let region_2 = node_at(&app.http, &app.address, "region_2").await;
+    let region_2 = counted_at(&app.http, &app.address, "region_2").await;
     assert_eq!(region_2["queued"], 0, "{region_2}");
 }

@@ -66,9 +66,8 @@ async fn home_node_down_queues_the_write_and_replays_it_when_back() {
             .await
             .is_some()
     );
-    let (_, nodes) = app.get("/nodes").await;
-    assert_eq!(nodes[1]["node_id"], "region_2");
-    assert_eq!(nodes[1]["queued"], 1);
+    let region_2 = counted_at(&app.http, &app.address, "region_2").await;
+    assert_eq!(region_2["queued"], 1, "{region_2}");
 
     let (code, body) = app
         .post(
@@ -83,8 +82,8 @@ async fn home_node_down_queues_the_write_and_replays_it_when_back() {
     app.wait_drained("region_2").await;
     let (end, committed) = app.offsets("region_2").await;
     assert_eq!((end, committed), (1, Some(1)));
-    let (_, nodes) = app.get("/nodes").await;
-    assert_eq!(nodes[1]["queued"], 0);
+    let region_2 = counted_at(&app.http, &app.address, "region_2").await;
+    assert_eq!(region_2["queued"], 0, "{region_2}");
 }
 
 #[tokio::test]

@@ -35,6 +35,31 @@ pub async fn node_at(http: &reqwest::Client, address: &str, node: &str) -> Value
         .expect("node in /nodes")
 }
 
+/// The first `GET /nodes` entry of `node` at `address` that `ready` accepts
+/// (waited for up to [`DEADLINE`]).
+pub async fn node_when(
+    http: &reqwest::Client,
+    address: &str,
+    node: &str,
+    ready: impl Fn(&Value) -> bool,
+) -> Value {
+    let started = std::time::Instant::now();
+    loop {
+        let view = node_at(http, address, node).await;
+        if ready(&view) {
+            return view;
+        }
+        assert!(started.elapsed() < DEADLINE, "{node} never ready: {view}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// The `GET /nodes` entry of `node` once a look at its queue answered in
+/// time (a slow broker leaves `queued` null for that look, and says so).
+pub async fn counted_at(http: &reqwest::Client, address: &str, node: &str) -> Value {
+    node_when(http, address, node, |v| v["queued"].is_u64()).await
+}
+
 /// A sample of the `/metrics` of the instance at `address` (0 if absent).
 pub async fn metric_at(http: &reqwest::Client, address: &str, name: &str, labels: &[&str]) -> f64 {
     let text = get_text_at(http, address, "/metrics").await;

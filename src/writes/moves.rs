@@ -3,7 +3,9 @@
 //! region is looked up by `_id` (one query per region, all at once, after
 //! the write's own copies, so of two racing writes the later always sees
 //! the earlier): a live copy there that is older is replaced by a
-//! tombstone at the write's version, in that region's home and replica, and
+//! tombstone at the write's version, in that region's home and replica (and
+//! so is one that already holds that very tombstone: a crash between the
+//! two placements may have left the other copy live), and
 //! if another region already holds a newer version, this write's own
 //! region gets the tombstone instead. A region none of whose copies can be
 //! read is looked at again every few seconds until it can be. No crash
@@ -226,6 +228,13 @@ fn tombstones_for(
                 Some(h) if !h.deleted && h.version.is_none_or(|v| v < mine) => {
                     out.extend(both_tombstones(region, &record.id, record.version));
                 }
+                // This write's own tombstone, read from the copy that got
+                // it: the other copy may not have (a crash between the two
+                // placements). Placed again: a no-op where it is, the old
+                // copy's removal where it is not.
+                Some(h) if h.deleted && h.version == Some(mine) => {
+                    out.extend(both_tombstones(region, &record.id, record.version));
+                }
                 // A newer live copy elsewhere: this write lost a race, its own
                 // copies go. (Not a newer tombstone: that may be the one a
                 // later move back into this very region left behind, whose
@@ -299,6 +308,18 @@ mod tests {
         let elsewhere = vec![(&r[0], holding(12, false)), (&r[1], Some(HashMap::new()))];
         let out = tombstones_for(&record("region_2", 9), Some(&r[1]), &elsewhere);
         assert_eq!(placed(&out), vec![("region_2".to_owned(), 12)]);
+    }
+
+    #[test]
+    fn the_writes_own_tombstone_elsewhere_is_placed_again_in_both_copies() {
+        // A crash between the two placements left it in one copy only; the
+        // copy read may be the one that has it.
+        let regions = RegionMap::default_regions();
+        let r = regions.regions();
+        let elsewhere = vec![(&r[0], holding(9, true)), (&r[2], holding(7, true))];
+        let out = tombstones_for(&record("region_2", 9), Some(&r[1]), &elsewhere);
+        assert_eq!(out.len(), 2);
+        assert_eq!(placed(&out), vec![("region_1".to_owned(), 9)]);
     }
 
     #[test]

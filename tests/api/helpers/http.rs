@@ -43,15 +43,12 @@ pub async fn node_when(
     node: &str,
     ready: impl Fn(&Value) -> bool,
 ) -> Value {
-    let started = std::time::Instant::now();
-    loop {
+    let what = format!("{node}'s entry in /nodes at {address} to be ready");
+    wait_for(&what, DEADLINE, || async {
         let view = node_at(http, address, node).await;
-        if ready(&view) {
-            return view;
-        }
-        assert!(started.elapsed() < DEADLINE, "{node} never ready: {view}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+        ready(&view).then_some(view)
+    })
+    .await
 }
 
 /// The `GET /nodes` entry of `node` once a look at its queue answered in

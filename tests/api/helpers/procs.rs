@@ -178,10 +178,24 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
+    wait_for(what, deadline, || {
+        let checked = check();
+        async move { checked.await.then_some(()) }
+    })
+    .await
+}
+
+/// Like [`wait_until`], for a check that answers what it found: the first
+/// `Some`.
+pub async fn wait_for<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
     let start = Instant::now();
     loop {
-        if check().await {
-            return;
+        if let Some(found) = check().await {
+            return found;
         }
         assert!(
             start.elapsed() < deadline,

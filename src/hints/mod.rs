@@ -42,12 +42,12 @@ use crate::domain::NodeId;
 
 /// Appended to a node topic's name to name its dead-letter topic.
 pub const DEAD_LETTER_SUFFIX: &str = ".dead-letter";
+/// The header of a dead letter that says why it could not be applied.
+pub const REASON_HEADER: &str = "regiondb-reason";
+
 /// How many Kafka timeouts one call on the blocking pool may take (it makes
 /// up to five bounded librdkafka calls; see [`HintLog::blocking`]).
 const BLOCKING_CALLS: u32 = 6;
-
-/// The header of a dead letter that says why it could not be applied.
-pub const REASON_HEADER: &str = "regiondb-reason";
 
 #[derive(Debug, thiserror::Error)]
 pub enum HintError {

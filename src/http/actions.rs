@@ -1,6 +1,6 @@
 //! What the JSON API and the pages both do, written once: an operator's
-//! node switch, a replay's pause, a delete, and the status codes of accepted writes and
-//! deletes.
+//! node switch, a replay's pause, a delete, and the status codes of
+//! accepted writes and deletes.
 
 use axum::http::StatusCode;
 

@@ -91,7 +91,11 @@ async fn a_move_whose_instance_crashed_is_settled_by_another_and_counted_once() 
     // Without any repair, the surviving instance removes it.
     old_copy_removed(&app).await;
     eprintln!("old copy removed {:?} after the crash", moved_at.elapsed());
-    assert!(app.app_log().contains("another instance left unsettled"));
+    // Said once the sweep's batch is done, just after its tombstones land.
+    wait_until("the sweep to say it settled the move", DEADLINE, || async {
+        app.app_log().contains("another instance left unsettled")
+    })
+    .await;
     wait_until("nothing left unsettled", DEADLINE, || async {
         app.redis::<u64>(&["ZCARD", "regiondb:unsettled"]).await == 0
     })

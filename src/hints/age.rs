@@ -4,7 +4,8 @@
 //!
 //! The first unapplied hint of each partition is read once and remembered
 //! by its position, so a queue that does not move costs no reads; one
-//! that drains costs one fetch per look.
+//! that drains costs a fetch or two of a few kilobytes per look (a
+//! partition stops being fetched once its first hint is in).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -83,7 +84,9 @@ impl Peek {
                 return;
             }
         }
-        if let Err(e) = self.consumer.assign(&list) {
+        // A pause outlives an assignment in librdkafka: none is left over.
+        let assigned = self.consumer.assign(&list);
+        if let Err(e) = assigned.and_then(|()| self.consumer.resume(&list)) {
             tracing::debug!(topic, error = %e, "cannot read the queue's head hints");
             return;
         }
@@ -93,13 +96,20 @@ impl Peek {
             let Some(Ok(msg)) = self.consumer.poll(Duration::from_millis(50)) else {
                 continue;
             };
+            let partition = msg.partition();
             // Retention may have removed the wanted offset: the first one
             // read stands for it.
-            if let Some(offset) = left.remove(&msg.partition())
+            if let Some(offset) = left.remove(&partition)
                 && let Some(ms) = msg.timestamp().to_millis()
             {
-                self.known.insert((msg.partition(), offset), ms);
+                self.known.insert((partition, offset), ms);
             }
+            drop(msg);
+            // Its first hint is all a look needs from a partition: fetching
+            // stops there, and the fetches left go to the others.
+            let mut done = TopicPartitionList::new();
+            done.add_partition(topic, partition);
+            let _ = self.consumer.pause(&done);
         }
         let _ = self.consumer.unassign();
     }

@@ -2,7 +2,7 @@
 //! rebalance bookkeeping that tells which hints it still owns.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,6 +10,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
+use rdkafka::error::KafkaResult;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::offsets::{backlog, partitions};
@@ -47,9 +48,11 @@ impl HintLog {
             topic: topic.clone(),
             state: Arc::new(Mutex::new(Ownership::default())),
             epoch: Arc::new(AtomicU64::new(0)),
+            held: Arc::new(AtomicBool::new(false)),
         };
         let state = context.state.clone();
         let epoch = context.epoch.clone();
+        let held = context.held.clone();
         let consumer: StreamConsumer<ReplayContext> = base_config(&self.config)
             .set("group.id", self.group(node))
             .set("enable.auto.commit", "false")
@@ -66,7 +69,8 @@ impl HintLog {
                 "topic.metadata.refresh.interval.ms",
                 self.config.partition_refresh.as_millis().to_string(),
             )
-            // Bounds what is prefetched while the node is unavailable.
+            // Bounds what is prefetched ahead of the replay (a replay
+            // waiting for its node fetches nothing: see `hold`).
             .set("queued.max.messages.kbytes", "4096")
             .create_with_context(context)?;
         consumer.subscribe(&[&topic])?;
@@ -76,6 +80,7 @@ impl HintLog {
             timeout: self.config.timeout,
             state,
             epoch,
+            held,
         })
     }
 }
@@ -98,6 +103,8 @@ pub struct ReplayContext {
     state: Arc<Mutex<Ownership>>,
     /// Bumped by every revocation.
     epoch: Arc<AtomicU64>,
+    /// Whether fetching is held (see [`HintConsumer::hold`]).
+    held: Arc<AtomicBool>,
 }
 
 impl ClientContext for ReplayContext {}
@@ -127,8 +134,14 @@ impl ConsumerContext for ReplayContext {
         tracing::info!(topic = %self.topic, partitions = ?revoked, "partitions revoked");
     }
 
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
+            // A partition's pause outlives its assignment in librdkafka:
+            // what is assigned now follows the hold as it stands.
+            let hold = self.held.load(Ordering::SeqCst);
+            if let Err(e) = hold_partitions(consumer, tpl, hold) {
+                tracing::warn!(topic = %self.topic, hold, error = %e, "cannot hold or resume fetching hints");
+            }
             let assigned: Vec<i32> = tpl
                 .elements_for_topic(&self.topic)
                 .iter()
@@ -142,6 +155,18 @@ impl ConsumerContext for ReplayContext {
     }
 }
 
+/// Pauses (`hold`) or resumes fetching `partitions`.
+fn hold_partitions<C: Consumer<X>, X: ConsumerContext>(
+    consumer: &C,
+    partitions: &TopicPartitionList,
+    hold: bool,
+) -> KafkaResult<()> {
+    match hold {
+        true => consumer.pause(partitions),
+        false => consumer.resume(partitions),
+    }
+}
+
 /// Reads one node's topic as a member of its handoff group.
 pub struct HintConsumer {
     consumer: Arc<StreamConsumer<ReplayContext>>,
@@ -149,6 +174,7 @@ pub struct HintConsumer {
     timeout: Duration,
     state: Arc<Mutex<Ownership>>,
     epoch: Arc<AtomicU64>,
+    held: Arc<AtomicBool>,
 }
 
 impl HintConsumer {
@@ -178,6 +204,29 @@ impl HintConsumer {
             }
         }
         Ok(())
+    }
+
+    /// Holds (`true`) or resumes (`false`) fetching: a replay waiting for
+    /// its node holds it, so the client neither buffers a queue that cannot
+    /// be applied yet nor keeps the broker serving it while writes are
+    /// being queued. Membership is untouched (heartbeats go on), and
+    /// nothing is skipped: librdkafka drops what it prefetched and, on
+    /// resume, fetches again from the last hint taken by [`Self::fill`].
+    /// Partitions assigned while held are held too. A call that fails is
+    /// made again by the next one (the replay asks before every round).
+    pub async fn hold(&self, hold: bool) {
+        if self.held.load(Ordering::SeqCst) == hold {
+            return;
+        }
+        // Set first: a rebalance from now on follows it.
+        self.held.store(hold, Ordering::SeqCst);
+        let done = self.blocking(move |consumer| {
+            Ok(hold_partitions(consumer, &consumer.assignment()?, hold)?)
+        });
+        if let Err(e) = done.await {
+            tracing::warn!(topic = %self.topic, hold, error = %e, "cannot hold or resume fetching hints");
+            self.held.store(!hold, Ordering::SeqCst);
+        }
     }
 
     fn parked(&self, msg: &rdkafka::message::BorrowedMessage<'_>) -> ParkedHint {

@@ -161,14 +161,14 @@ pub(super) fn new_producer(config: &KafkaConfig) -> Result<FutureProducer, Kafka
         )
         // Long enough for the hints of concurrent writes to share a batch
         // (they share a partition: see `partitions`), short next to the
-        // broker's own acknowledgement (measured: 1 ms beat 0, 0.5, 2 and
-        // 5 ms; docs/BENCHMARKS.md).
+        // broker's own acknowledgement (measured: 0.5 ms beat 0, 0.3, 0.7,
+        // 1, 2 and 5 ms; docs/BENCHMARKS.md).
         .set("linger.ms", LINGER_MS)
         .create()
 }
 
 /// See [`new_producer`].
-pub const LINGER_MS: &str = "1";
+pub const LINGER_MS: &str = "0.5";
 
 /// A third of the delivery timeout (at least 50 ms): room for the first
 /// try and two retries.

@@ -316,14 +316,19 @@ impl Replay {
         }
     }
 
-    /// Waits while the node is unavailable or its replay paused. Returns
-    /// false on shutdown.
+    /// Waits while the node is unavailable or its replay paused, with the
+    /// consumer's fetching held meanwhile. Returns false on shutdown.
     async fn wait_until_available(&mut self, shutdown: &CancellationToken) -> bool {
-        let waited = shutdown
-            .run_until_cancelled(self.gate.wait_for(|open| *open))
-            .await;
+        if !*self.gate.borrow() {
+            self.hints.hold(true).await;
+        }
+        let waited = shutdown.run_until_cancelled(self.gate.wait_for(|open| *open));
         // A closed channel means the registry is gone: we are shutting down.
-        matches!(waited, Some(Ok(_)))
+        let open = matches!(waited.await, Some(Ok(_)));
+        if open {
+            self.hints.hold(false).await;
+        }
+        open
     }
 
     /// Sleeps the next backoff delay; wakes early if the gate changes.

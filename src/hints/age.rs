@@ -4,8 +4,8 @@
 //!
 //! The first unapplied hint of each partition is read once and remembered
 //! by its position, so a queue that does not move costs no reads; one
-//! that drains costs a fetch or two of a few kilobytes per look (a
-//! partition stops being fetched once its first hint is in).
+//! that drains costs one fetch per look (a partition stops being fetched
+//! once its first hint is in).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

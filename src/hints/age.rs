@@ -98,10 +98,12 @@ impl Peek {
             };
             let partition = msg.partition();
             // Retention may have removed the wanted offset: the first one
-            // read stands for it.
-            if let Some(offset) = left.remove(&partition)
-                && let Some(ms) = msg.timestamp().to_millis()
-            {
+            // read stands for it. Later ones (fetched before the pause below
+            // took hold) are not needed.
+            let Some(offset) = left.remove(&partition) else {
+                continue;
+            };
+            if let Some(ms) = msg.timestamp().to_millis() {
                 self.known.insert((partition, offset), ms);
             }
             drop(msg);

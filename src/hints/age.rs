@@ -4,8 +4,8 @@
 //!
 //! The first unapplied hint of each partition is read once and remembered
 //! by its position, so a queue that does not move costs no reads; one
-//! that drains costs one fetch per look (a partition stops being fetched
-//! once its first hint is in).
+//! that drains costs a fetch of a few kilobytes per partition whose head
+//! moved, per look.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -73,47 +73,43 @@ impl Peek {
             .min()
     }
 
-    /// Reads the first message at or after each of `wanted`.
+    /// Reads the first message at or after each of `wanted`, one partition
+    /// at a time, until `wait` is over. One at a time because a broker may
+    /// spend a fetch's whole budget on the first partition it lists (tansu
+    /// does): each partition then gets a fetch of its own, a few kilobytes
+    /// (see `PEEK_FETCH_BYTES`), instead of every partition being fetched
+    /// again and again, each up to its end, until the last head is in.
     fn read(&mut self, topic: &str, wanted: &[(i32, i64)], wait: Duration) {
-        let mut list = TopicPartitionList::new();
-        for (p, offset) in wanted {
-            if list
-                .add_partition_offset(topic, *p, Offset::Offset(*offset))
-                .is_err()
-            {
-                return;
-            }
-        }
-        // A pause outlives an assignment in librdkafka: none is left over.
-        let assigned = self.consumer.assign(&list);
-        if let Err(e) = assigned.and_then(|()| self.consumer.resume(&list)) {
-            tracing::debug!(topic, error = %e, "cannot read the queue's head hints");
-            return;
-        }
         let deadline = Instant::now() + wait;
-        let mut left: HashMap<i32, i64> = wanted.iter().copied().collect();
-        while !left.is_empty() && Instant::now() < deadline {
+        for &(partition, offset) in wanted {
+            let Some(ms) = self.first_at(topic, partition, offset, deadline) else {
+                break;
+            };
+            self.known.insert((partition, offset), ms);
+        }
+        let _ = self.consumer.unassign();
+    }
+
+    /// The timestamp of the first message of `topic`'s `partition` at or
+    /// after `offset` (retention may have removed the wanted offset: the
+    /// first one read stands for it), if read by `deadline`.
+    fn first_at(&self, topic: &str, partition: i32, offset: i64, deadline: Instant) -> Option<i64> {
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset(topic, partition, Offset::Offset(offset))
+            .ok()?;
+        if let Err(e) = self.consumer.assign(&list) {
+            tracing::debug!(topic, error = %e, "cannot read the queue's head hints");
+            return None;
+        }
+        while Instant::now() < deadline {
             let Some(Ok(msg)) = self.consumer.poll(Duration::from_millis(50)) else {
                 continue;
             };
-            let partition = msg.partition();
-            // Retention may have removed the wanted offset: the first one
-            // read stands for it. Later ones (fetched before the pause below
-            // took hold) are not needed.
-            let Some(offset) = left.remove(&partition) else {
-                continue;
-            };
-            if let Some(ms) = msg.timestamp().to_millis() {
-                self.known.insert((partition, offset), ms);
+            if msg.partition() == partition && msg.offset() >= offset {
+                return msg.timestamp().to_millis();
             }
-            drop(msg);
-            // Its first hint is all a look needs from a partition: fetching
-            // stops there, and the fetches left go to the others.
-            let mut done = TopicPartitionList::new();
-            done.add_partition(topic, partition);
-            let _ = self.consumer.pause(&done);
         }
-        let _ = self.consumer.unassign();
+        None
     }
 }
 

@@ -122,6 +122,14 @@ impl HintLog {
         let idle_in = |group: String| -> Result<Arc<BaseConsumer>, KafkaError> {
             let consumer = (base_config(config).set("group.id", group))
                 .set("enable.auto.commit", "false")
+                // They never follow a topic: the age look reads one hint
+                // per partition with one of them (see `age`), so a fetch
+                // brings a few kilobytes, not a partition up to its end.
+                // librdkafka wants no fetch below the largest message.
+                .set("fetch.max.bytes", PEEK_FETCH_BYTES)
+                .set("max.partition.fetch.bytes", PEEK_FETCH_BYTES)
+                .set("message.max.bytes", PEEK_FETCH_BYTES)
+                .set("fetch.wait.max.ms", PEEK_FETCH_WAIT_MS)
                 .create()?;
             Ok(Arc::new(consumer))
         };
@@ -197,6 +205,17 @@ impl HintLog {
         }
     }
 }
+
+/// What one fetch of an idle consumer may bring (see `HintLog::new`):
+/// several times the largest hint (four text fields of at most 200
+/// characters), which a broker that keeps to the limit strictly must still
+/// be able to send.
+const PEEK_FETCH_BYTES: &str = "16384";
+/// How long a broker may hold an idle consumer's fetch for more data: the
+/// age look reads only hints already there (below the high watermark), so
+/// a long poll would only delay it (librdkafka's default is 500 ms, and
+/// tansu holds every fetch for half of it).
+const PEEK_FETCH_WAIT_MS: &str = "10";
 
 /// `node`'s entry of a per-node map of clients.
 fn of_node<T: Clone>(map: &HashMap<NodeId, T>, node: &NodeId) -> Result<T, HintError> {

@@ -133,6 +133,8 @@ pub struct NodeStatuses {
     notes: Arc<QueuedNotes>,
     /// Paused replays, and each replay's gate (see `pause`).
     pauses: pause::Pauses,
+    /// Unsettled writes on their way to Redis (see `unsettled`).
+    unsettled: unsettled::UnsettledNotes,
 }
 
 type Hash = HashMap<String, String>;
@@ -173,6 +175,7 @@ impl NodeStatuses {
             backlogs,
             loaded: std::sync::atomic::AtomicBool::new(false),
             identities: std::sync::RwLock::new(HashMap::new()),
+            unsettled: Default::default(),
         })
     }
 

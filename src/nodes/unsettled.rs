@@ -6,6 +6,7 @@
 //! longer (its instance crashed, a region could not be read) is settled by
 //! the sweep of whichever instance holds `regiondb:move_sweep`.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use redis::AsyncCommands;
@@ -50,22 +51,72 @@ impl Unsettled {
     }
 }
 
+/// Unsettled writes on their way to Redis, group-committed: at most one
+/// `ZADD` is in flight, and the writes noted meanwhile share the next one
+/// (under load, one command serves many writes instead of one each).
+#[derive(Default)]
+pub(super) struct UnsettledNotes {
+    /// The next command's members, and whether it went through once sent.
+    pending: std::sync::Mutex<Batch>,
+    /// Held while a command is in flight.
+    sending: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct Batch {
+    items: Vec<(i64, String)>,
+    sent: Arc<OnceLock<bool>>,
+}
+
+/// Marks a taken batch as failed unless its outcome was set first.
+struct Unanswered(Arc<OnceLock<bool>>);
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        let _ = self.0.set(false);
+    }
+}
+
 impl NodeStatuses {
     /// Records writes whose moves are to be settled (before they are
     /// answered; again, as now, each time their settler looks at them
     /// anew, so that only the writes of an instance that stopped grow old).
+    /// Returns once the command that carried them has answered.
     pub async fn note_unsettled(&self, writes: &[Unsettled]) -> Result<(), StatusError> {
         if writes.is_empty() {
             return Ok(());
         }
         let now = now_millis();
-        let items: Vec<(i64, String)> = writes.iter().map(|w| (now, w.member())).collect();
+        let notes = &self.unsettled;
+        let mine = {
+            let mut batch = notes.pending.lock().unwrap_or_else(|e| e.into_inner());
+            (batch.items).extend(writes.iter().map(|w| (now, w.member())));
+            batch.sent.clone()
+        };
+        let _sending = notes.sending.lock().await;
+        // Only the holder of `sending` takes the pending batch: either
+        // someone already sent ours, or it is the pending one.
+        if let Some(went) = mine.get() {
+            return match went {
+                true => Ok(()),
+                false => Err(StatusError::from(redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "the shared ZADD of unsettled writes failed",
+                )))),
+            };
+        }
+        let batch = std::mem::take(&mut *notes.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        // Should this call be dropped before the answer, the writes that
+        // shared the command hear that it failed, not nothing.
+        let _unanswered = Unanswered(batch.sent.clone());
         let mut conn = self.conn.clone();
         let note = async {
-            let _: i64 = conn.zadd_multiple(UNSETTLED, &items).await?;
+            let _: i64 = conn.zadd_multiple(UNSETTLED, &batch.items).await?;
             Ok(())
         };
-        crate::metrics::timed("redis", "note_unsettled", note).await
+        let noted = crate::metrics::timed("redis", "note_unsettled", note).await;
+        let _ = batch.sent.set(noted.is_ok());
+        noted
     }
 
     /// Forgets writes whose moves are settled.

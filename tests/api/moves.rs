@@ -155,3 +155,22 @@ async fn a_move_still_queued_when_redis_lost_its_record_is_settled_once_it_lands
     let (_, body) = app.get("/customers/c1").await;
     assert_eq!(body["customer_city"], "moved", "{body}");
 }
+
+/// Concurrent writes share their records of unsettled moves (one `ZADD`
+/// for every write that arrives while one is in flight), and none is
+/// answered before its own record is in Redis: with region_1 unreadable
+/// (its home and the node keeping its replica off), none of them can be
+/// settled, and every answered write is recorded at the last answer.
+#[tokio::test]
+async fn concurrent_writes_are_each_recorded_unsettled_before_their_answer() {
+    let app = TestApp::spawn("moves_recorded").await;
+    app.set_status("region_1", "unavailable").await;
+    app.set_status("region_3", "unavailable").await;
+    let bodies: Vec<_> = (0..40).map(|n| customer(&format!("u{n}"), ZIP_2)).collect();
+    let answers = futures::future::join_all(bodies.iter().map(|b| app.create(b))).await;
+    for (code, body) in &answers {
+        assert_eq!(*code, StatusCode::CREATED, "{body}");
+    }
+    let recorded: u64 = app.redis(&["ZCARD", "regiondb:unsettled"]).await;
+    assert_eq!(recorded, 40);
+}

@@ -107,7 +107,8 @@ impl NodeStatuses {
         }
         let batch = std::mem::take(&mut *notes.pending.lock().unwrap_or_else(|e| e.into_inner()));
         // Should this call be dropped before the answer, the writes that
-        // shared the command hear that it failed, not nothing.
+        // shared the command hear that it failed, not nothing (declared
+        // after `_sending`, so dropped before the next sender gets in).
         let _unanswered = Unanswered(batch.sent.clone());
         let mut conn = self.conn.clone();
         let note = async {

@@ -11,7 +11,10 @@
 //!
 //! With `--target original` the same create workloads drive the app
 //! regiondb replaces (`POST /create-customer`, statuses read from the same
-//! Redis hash), its nodes switched by writing that hash.
+//! Redis hash), its nodes switched by writing that hash; only those: the
+//! read workloads send regiondb's requests (`GET /filter-records`, which
+//! the original takes as a POST with a body, and lookups, which it has
+//! not).
 //!
 //! One job a file: `load` (the workers), `http` (the deployment's API),
 //! `calls` (what the workers send), `baseline`, `records`, `report`,
@@ -41,12 +44,20 @@ pub enum BenchError {
     Url(String),
     #[error("{0} needs the admin token (--token or ADMIN_TOKEN) to switch nodes")]
     NoToken(&'static str),
+    #[error(
+        "--workload {0}: the original app is measured on the create workloads only \
+         (create-all-up, create-queued)"
+    )]
+    OriginalCreatesOnly(&'static str),
 }
 
 impl BenchError {
     /// The command line asked for something that cannot run.
     pub fn is_usage(&self) -> bool {
-        matches!(self, BenchError::Url(_) | BenchError::NoToken(_))
+        matches!(
+            self,
+            BenchError::Url(_) | BenchError::NoToken(_) | BenchError::OriginalCreatesOnly(_)
+        )
     }
 }
 
@@ -105,6 +116,11 @@ pub struct Settings {
 
 /// Runs every workload at every connection count, baselines included.
 pub async fn run(config: &Config, settings: &Settings) -> Result<Report, BenchError> {
+    if settings.target == TargetKind::Original
+        && let Some(read) = settings.workloads.iter().find(|w| w.reads())
+    {
+        return Err(BenchError::OriginalCreatesOnly(read.name()));
+    }
     let authority = settings
         .url
         .strip_prefix("http://")

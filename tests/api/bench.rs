@@ -83,4 +83,29 @@ async fn the_load_tool_refuses_what_it_cannot_run() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--url"));
     let out = app.run_command(&["bench", "--connections", "0"]);
     assert_eq!(out.status.code(), Some(2));
+    // The original app has no such read endpoints: refused before any load
+    // (a short one, so that a tool that ran it anyway fails this quickly).
+    let out = app.run_command(&[
+        "bench",
+        "--url",
+        &url,
+        "--target",
+        "original",
+        "--workload",
+        "create-all-up,filter",
+        "--connections",
+        "1",
+        "--duration",
+        "0.2",
+        "--warmup",
+        "0",
+        "--records",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--workload filter: the original app"),
+        "{stderr}"
+    );
 }

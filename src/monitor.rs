@@ -23,7 +23,9 @@ use crate::domain::{
 use crate::hints::{HintLog, QueueDetail};
 use crate::nodes::NodeStatuses;
 
-/// How often queue sizes are re-read while the stream has listeners.
+/// How often the queue sizes are re-read (and at once on any status change),
+/// whether or not a page or stream is open: the drain rates and the metrics
+/// are computed from these samples.
 const QUEUE_POLL: Duration = Duration::from_secs(1);
 /// A queue size not read within this is reported as unknown (null): status
 /// calls and pages must not hang on a broker outage.
